@@ -38,3 +38,7 @@ class Discarded(PostroomError):
 
 class Deferred(PostroomError):
     """A temporary condition: try the stage again later."""
+
+
+class ParseFailed(PostroomError):
+    """The raw message cannot be turned into a ParsedMessage at all; it stays stored."""

@@ -14,6 +14,10 @@ import click
 from postroom.errors import PostroomError
 
 COMMAND_MODULES = (
+    "postroom.cli.serve",
+    "postroom.cli.tenant",
+    "postroom.cli.ingest",
+    "postroom.cli.queue",
     "postroom.cli.parse",
 )
 
@@ -32,7 +36,7 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point: PostroomError becomes one clear line on stderr and exit code 2... or its own."""
+    """Entry point: a PostroomError is one clear line on stderr and exit code 1; usage errors 2."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -43,4 +47,4 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except PostroomError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(getattr(exc, "exit_code", 1))
+        sys.exit(1)

@@ -1,0 +1,87 @@
+"""``postroom init | serve | worker``: set up storage and run the service."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+
+from postroom.app import App
+from postroom.cli.common import settings_of
+from postroom.queue.actors import Pipeline
+from postroom.queue.broker import make_broker
+from postroom.service import Service
+
+
+def register(group: click.Group) -> None:
+    group.add_command(init)
+    group.add_command(serve)
+    group.add_command(worker)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("mail.log", "aiosmtpd", "dramatiq", "pika"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the data folder and apply database migrations."""
+    settings = settings_of(ctx)
+    App.open(settings).close()
+    click.echo(f"initialised: database {settings.resolved_database_url}, blobs {settings.resolved_blob_url}")
+
+
+@click.command()
+@click.option("--no-workers", is_flag=True, help="Only receive; leave processing to `postroom worker`.")
+@click.option("-v", "--verbose", is_flag=True)
+@click.pass_context
+def serve(ctx: click.Context, no_workers: bool, verbose: bool) -> None:
+    """Run the SMTP gateway (and, with the in-process broker, the workers)."""
+    _logging(verbose)
+    settings = settings_of(ctx)
+    service = Service(settings, run_workers=not no_workers).start()
+    host, port = settings.smtp_address
+    click.echo(f"postroom listening: smtp://{host}:{service.smtp_port} for *.{settings.mail_domain}", err=True)
+    click.echo(f"database {settings.resolved_database_url}  blobs {settings.resolved_blob_url}  "
+               f"broker {settings.broker_url or 'in-process'}", err=True)
+    try:
+        _wait_for_signal()
+    finally:
+        service.stop()
+
+
+@click.command()
+@click.option("--threads", type=int, default=None, help="Worker threads (default POSTROOM_WORKER_THREADS).")
+@click.option("-v", "--verbose", is_flag=True)
+@click.pass_context
+def worker(ctx: click.Context, threads: int | None, verbose: bool) -> None:
+    """Process queued mail from a Redis or RabbitMQ broker (separate from `serve`)."""
+    _logging(verbose)
+    settings = settings_of(ctx)
+    if not settings.broker_url:
+        raise click.UsageError("postroom worker needs POSTROOM_BROKER_URL (redis://… or amqp://…); "
+                               "with the in-process broker, `postroom serve` runs the workers")
+    app = App.open(settings)
+    pipeline = Pipeline(app, make_broker(settings.broker_url))
+    pipeline.start_worker(threads or settings.worker_threads)
+    recovered = pipeline.recover()
+    pipeline.start_sweeper()
+    click.echo(f"postroom worker running on {settings.broker_url} ({recovered} recovered)", err=True)
+    try:
+        _wait_for_signal()
+    finally:
+        pipeline.stop()
+        app.close()

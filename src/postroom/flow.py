@@ -1,0 +1,64 @@
+"""The inbound pipeline as plain Python: claim -> parse -> record, per inbound row.
+
+The broker only calls ``process_inbound(app, inbound_id)``; tests call it
+directly. Every step is idempotent: a row that is not runnable is skipped,
+and the final state is written in the same transaction as the results.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from postroom import parsing
+from postroom.app import App
+from postroom.errors import ParseFailed
+from postroom.model import ParsedMessage, to_jsonable
+from postroom.storage import inbound
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class RetryLater(Exception):
+    """Raised to the broker so it retries the row with backoff; the cause is chained."""
+
+
+def parsed_summary(parsed: ParsedMessage) -> dict:
+    """The parsed headers and bodies kept on the inbound row (attachment bytes go to blobs)."""
+    return to_jsonable(parsed)
+
+
+def process_inbound(app: App, inbound_id: int) -> str | None:
+    """Run one inbound row through the pipeline; return its new status, or None if skipped."""
+    with app.session() as session:
+        record = inbound.claim(session, inbound_id)
+    if record is None:
+        return None
+    try:
+        raw = app.blobs.get(record.sha256)
+        try:
+            parsed = parsing.parse(raw, record.received_at)
+        except ParseFailed as exc:
+            with app.session() as session:
+                inbound.advance(session, inbound_id, stage="parsing", status="parse_failed", last_error=str(exc))
+            log.warning("inbound %s could not be parsed: %s", inbound_id, exc)
+            return "parse_failed"
+        for attachment in parsed.attachments:
+            if attachment.data:
+                app.blobs.put(attachment.data)
+        with app.session() as session:
+            inbound.advance(
+                session, inbound_id, stage="done", status="done",
+                message_id=(parsed.message_id or "")[:998] or None, subject=parsed.subject,
+                sender=parsed.sender.address if parsed.sender else None, parsed=parsed_summary(parsed),
+            )
+        return "done"
+    except Exception as exc:
+        final = record.attempts >= MAX_ATTEMPTS
+        with app.session() as session:
+            inbound.record_error(session, inbound_id, f"{type(exc).__name__}: {exc}", final=final)
+        if final:
+            log.error("inbound %s failed after %s attempts: %s", inbound_id, record.attempts, exc)
+            return "failed"
+        raise RetryLater(f"inbound {inbound_id}: {exc}") from exc

@@ -1,0 +1,84 @@
+"""aiosmtpd handler: refuse what is not ours at RCPT, store durably at DATA.
+
+The handler answers 250 only after ``intake`` has committed the raw bytes and
+the inbound rows; any storage error becomes 451 so the sending MTA retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from datetime import UTC, datetime
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from postroom.gateway.addresses import Recipient, Refusal, TenantDirectory, classify
+from postroom.model import Envelope as MailEnvelope
+from postroom.storage.intake import IntakeItem
+
+log = logging.getLogger(__name__)
+
+OK_RCPT = "250 2.1.5 Recipient OK"
+TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+STORE_FAILED = "451 4.3.0 Temporary failure storing the message, please try again later"
+DIRECTORY_FAILED = "451 4.3.0 Temporary lookup failure, please try again later"
+
+
+class GatewayHandler:
+    """Policy for one gateway: which recipients are ours and where accepted mail goes."""
+
+    def __init__(
+        self,
+        directory: Callable[[], TenantDirectory],
+        submit: Callable[[IntakeItem], Future[list[int]]],
+        dispatch: Callable[[Iterable[int]], None],
+        *,
+        max_recipients: int = 100,
+    ) -> None:
+        self.directory = directory
+        self.submit = submit
+        self.dispatch = dispatch
+        self.max_recipients = max_recipients
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return TOO_MANY_RCPTS
+        try:
+            result = classify(address, self.directory())
+        except Exception as exc:
+            log.error("tenant directory unavailable: %s", exc)
+            return DIRECTORY_FAILED
+        if isinstance(result, Refusal):
+            log.info("refused RCPT %r from %s: %s", address, session.peer, result.name)
+            return result.value
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.append(rcpt_options)
+        recipients: list[Recipient] = getattr(envelope, "postroom_recipients", [])
+        recipients.append(result)
+        envelope.postroom_recipients = recipients  # type: ignore[attr-defined]
+        return OK_RCPT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        by_tenant: dict[int, tuple[str, ...]] = {}
+        for rcpt in getattr(envelope, "postroom_recipients", []):
+            by_tenant[rcpt.tenant_id] = (*by_tenant.get(rcpt.tenant_id, ()), rcpt.address)
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
+        item = IntakeItem(
+            raw=raw,
+            envelope=MailEnvelope(
+                mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos), peer=peer,
+                helo=session.host_name or "", received_at=datetime.now(UTC),
+            ),
+            tenant_rcpts=by_tenant,
+        )
+        try:
+            ids = await asyncio.wrap_future(self.submit(item))
+        except Exception as exc:
+            log.error("could not store message from %s: %s", peer, exc)
+            return STORE_FAILED
+        self.dispatch(ids)
+        return f"250 2.0.0 Ok: queued as {','.join(map(str, ids))}"

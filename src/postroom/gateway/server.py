@@ -1,0 +1,153 @@
+"""The SMTP server: aiosmtpd's protocol with postroom's limits and reply codes.
+
+``GatewaySMTP`` adds a per-client-IP connection limit (421) and RFC 3463
+enhanced codes on aiosmtpd's size refusals; ``Gateway`` runs it on its own
+event loop thread so the CLI and the tests start and stop it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import threading
+from collections import Counter
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from postroom.gateway.handler import GatewayHandler
+
+log = logging.getLogger(__name__)
+
+TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections from your address, try again later\r\n"
+SIZE_REPLIES = {
+    "552 Error: Too much mail data": "552 5.3.4 Message too big for this system",
+    "552 Error: message size exceeds fixed maximum message size": "552 5.3.4 Message size exceeds fixed limit",
+}
+
+
+class ConnectionLimiter:
+    """Counts open connections per client IP (event-loop thread only)."""
+
+    def __init__(self, per_ip: int) -> None:
+        self.per_ip = per_ip
+        self.open: Counter[str] = Counter()
+
+    def acquire(self, ip: str) -> bool:
+        if self.per_ip and self.open[ip] >= self.per_ip:
+            return False
+        self.open[ip] += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.open[ip] -= 1
+        if self.open[ip] <= 0:
+            del self.open[ip]
+
+
+class GatewaySMTP(SMTP):
+    def __init__(self, handler: GatewayHandler, *, limiter: ConnectionLimiter, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limiter = limiter
+        self._client_ip: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._client_ip is None and self.transport is None:
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            if not self.limiter.acquire(ip):
+                log.warning("refusing connection from %s: too many open connections", ip)
+                transport.write(TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._client_ip = ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._client_ip is None:
+            return
+        self.limiter.release(self._client_ip)
+        self._client_ip = None
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._client_ip is None:
+            return False
+        return super().eof_received()
+
+    async def push(self, status: str) -> None:
+        await super().push(SIZE_REPLIES.get(status, status))
+
+
+class Gateway:
+    """Start/stop one SMTP listener on a background event loop."""
+
+    def __init__(self, handler: GatewayHandler, host: str, port: int, *, hostname: str,
+                 data_size_limit: int, max_connections_per_ip: int = 20, timeout: float = 300,
+                 tls_context: ssl.SSLContext | None = None, reuse_port: bool = False) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.hostname = hostname
+        self.data_size_limit = data_size_limit
+        self.limiter = ConnectionLimiter(max_connections_per_ip)
+        self.timeout = timeout
+        self.tls_context = tls_context
+        self.reuse_port = reuse_port
+        self.loop = asyncio.new_event_loop()
+        self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _factory(self) -> GatewaySMTP:
+        return GatewaySMTP(
+            self.handler, limiter=self.limiter, hostname=self.hostname, data_size_limit=self.data_size_limit,
+            enable_SMTPUTF8=True, decode_data=False, timeout=self.timeout, loop=self.loop,
+            tls_context=self.tls_context, require_starttls=False, ident="postroom ESMTP",
+        )
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(512)
+        sock.setblocking(False)
+        return sock
+
+    def start(self) -> tuple[str, int]:
+        """Listen and return the bound (host, port); port 0 picks a free one."""
+        sock = self._bind()
+        self.port = sock.getsockname()[1]
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self._server = self.loop.run_until_complete(self.loop.create_server(self._factory, sock=sock))
+            ready.set()
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="postroom-smtp", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("SMTP server did not start within 10 s")
+        return self.host, self.port
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+
+        async def shutdown() -> None:
+            assert self._server is not None
+            self._server.close()
+            for task in asyncio.all_tasks(self.loop):
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self._server = None

@@ -1,0 +1,85 @@
+"""The only place that touches dramatiq actors: thin wrappers that carry ids.
+
+``Pipeline`` registers the actors on a broker (no import-time global broker),
+sends ids, runs workers, and sweeps the database for rows that need a push.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from datetime import timedelta
+
+import dramatiq
+from dramatiq import Broker, Worker
+
+from postroom import flow
+from postroom.app import App
+from postroom.storage import inbound
+
+log = logging.getLogger(__name__)
+
+INBOUND_QUEUE = "inbound"
+SWEEP_EVERY = 15.0
+SWEEP_IDLE = timedelta(seconds=30)
+
+
+class Pipeline:
+    def __init__(self, app: App, broker: Broker) -> None:
+        self.app = app
+        self.broker = broker
+        self.process_inbound = dramatiq.actor(
+            self._process_inbound, broker=broker, actor_name="process_inbound", queue_name=INBOUND_QUEUE,
+            max_retries=flow.MAX_ATTEMPTS, min_backoff=500, max_backoff=300_000,
+            throws=(),
+        )
+        self._worker: Worker | None = None
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def _process_inbound(self, inbound_id: int) -> None:
+        flow.process_inbound(self.app, inbound_id)
+
+    def dispatch(self, ids: Iterable[int]) -> None:
+        """Hand ids to the broker; a broker outage only delays work (the sweeper re-sends)."""
+        for inbound_id in ids:
+            try:
+                self.process_inbound.send(inbound_id)
+            except Exception as exc:
+                log.warning("could not enqueue inbound %s (will be swept up later): %s", inbound_id, exc)
+
+    def recover(self, idle: timedelta = timedelta(0)) -> int:
+        """Re-enqueue every row that is not finished; safe because claiming is atomic."""
+        with self.app.session() as session:
+            ids = inbound.due_for_recovery(session, idle=idle)
+        self.dispatch(ids)
+        return len(ids)
+
+    def start_worker(self, threads: int) -> None:
+        self._worker = Worker(self.broker, worker_threads=threads, worker_timeout=100)
+        self._worker.start()
+
+    def start_sweeper(self, every: float = SWEEP_EVERY) -> None:
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.recover(SWEEP_IDLE)
+                except Exception as exc:
+                    log.warning("recovery sweep failed: %s", exc)
+
+        self._sweeper = threading.Thread(target=loop, name="postroom-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Wait until the broker's queues are empty (tests, ingest)."""
+        self.broker.join(INBOUND_QUEUE, timeout=int(timeout * 1000))
+        if self._worker is not None:
+            self._worker.join()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self.broker.close()

@@ -1,0 +1,113 @@
+"""Settings: an optional TOML file, overridden by POSTROOM_* environment variables.
+
+A Settings object is built once at the edge (CLI, test) and passed in; no
+module reads the environment on import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from postroom.errors import ConfigError
+
+ENV_PREFIX = "POSTROOM_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob postroom reads; the names map to POSTROOM_<NAME> variables."""
+
+    data_dir: Path = Path("postroom-data")
+    database_url: str = ""
+    blob_url: str = ""
+    broker_url: str = ""
+    mail_domain: str = "mail.localhost"
+    smtp_listen: str = "127.0.0.1:2525"
+    http_listen: str = "127.0.0.1:8025"
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 100
+    max_connections_per_ip: int = 20
+    smtp_timeout: int = 300
+    tls_cert: str = ""
+    tls_key: str = ""
+    rules_dir: str = ""
+    worker_threads: int = 4
+    outbound_url: str = ""
+    portal_webhook_url: str = ""
+    portal_webhook_secret: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'postroom.db').resolve()}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    @property
+    def resolved_rules_dir(self) -> Path:
+        return Path(self.rules_dir) if self.rules_dir else self.data_dir / "rules"
+
+    @property
+    def smtp_address(self) -> tuple[str, int]:
+        return split_host_port(self.smtp_listen)
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        return split_host_port(self.http_listen)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """'127.0.0.1:2525' -> ('127.0.0.1', 2525); '[::1]:25' -> ('::1', 25)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"listen address {value!r} is not host:port (e.g. 127.0.0.1:2525)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _coerce(name: str, raw: object, kind: type) -> object:
+    try:
+        if kind is Path:
+            return Path(str(raw))
+        if kind is int:
+            return int(str(raw))
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: {raw!r} is not a valid {kind.__name__}") from exc
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Read the TOML file (if any), then let POSTROOM_* variables override it."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, object] = {}
+    config_file = config_file or environ.get(f"{ENV_PREFIX}CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+        values.update(data.get("postroom", data))
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for name in fields:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = env_value
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {config_file}: {', '.join(unknown)}")
+    types = {"data_dir": Path}
+    coerced = {
+        name: _coerce(name, raw, types.get(name, type(fields[name].default)))
+        for name, raw in values.items()
+    }
+    return Settings(**coerced)

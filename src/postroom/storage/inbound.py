@@ -1,0 +1,163 @@
+"""Inbound verbs: claim a row for a stage, finish or fail it, and operator views.
+
+Claiming is one conditional UPDATE, so two workers handed the same id (at-least-
+once delivery, a recovery sweep) never both process it; a lease lets another
+worker take over from one that died (kill -9) mid-stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from postroom.errors import NotFound, PostroomError
+from postroom.storage.tables import InboundMessage, Tenant
+
+RUNNABLE = ("pending", "retrying")
+TERMINAL = ("done", "failed", "parse_failed", "rejected", "discarded", "dropped")
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    id: int
+    tenant_id: int
+    tenant: str
+    sha256: str
+    size: int
+    source: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    client_ip: str
+    helo: str
+    received_at: datetime
+    stage: str
+    status: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+    message_id: str | None
+    subject: str | None
+    sender: str | None
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything postroom stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _record(row: InboundMessage, slug: str) -> InboundRecord:
+    return InboundRecord(
+        id=row.id, tenant_id=row.tenant_id, tenant=slug, sha256=row.sha256, size=row.size, source=row.source,
+        mail_from=row.mail_from, rcpt_tos=tuple(row.rcpt_tos or ()), client_ip=row.client_ip, helo=row.helo,
+        received_at=_aware(row.received_at), stage=row.stage, status=row.status, attempts=row.attempts,
+        last_error=row.last_error, updated_at=_aware(row.updated_at), message_id=row.message_id,
+        subject=row.subject, sender=row.sender,
+    )
+
+
+def get_inbound(session: Session, inbound_id: int) -> InboundRecord:
+    found = session.execute(
+        select(InboundMessage, Tenant.slug).join(Tenant).where(InboundMessage.id == inbound_id)
+    ).first()
+    if found is None:
+        raise NotFound(f"no inbound message {inbound_id}; list them with: postroom queue list")
+    return _record(*found)
+
+
+def claim(session: Session, inbound_id: int, now: datetime | None = None) -> InboundRecord | None:
+    """Take the row for processing, or None if it is finished or leased by a live worker."""
+    now = now or datetime.now(UTC)
+    result = session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == inbound_id)
+        .where(or_(InboundMessage.status.in_(RUNNABLE),
+                   (InboundMessage.status == "processing") & (InboundMessage.lease_until < now)))
+        .values(status="processing", lease_until=now + LEASE, attempts=InboundMessage.attempts + 1,
+                updated_at=now)
+    )
+    if result.rowcount != 1:
+        return None
+    return get_inbound(session, inbound_id)
+
+
+def advance(session: Session, inbound_id: int, *, stage: str, status: str, **values: object) -> None:
+    """Move the row to ``stage``/``status`` and set any extra columns (message_id, parsed...)."""
+    session.execute(
+        update(InboundMessage).where(InboundMessage.id == inbound_id)
+        .values(stage=stage, status=status, lease_until=None, updated_at=datetime.now(UTC), **values)
+    )
+
+
+def record_error(session: Session, inbound_id: int, error: str, *, final: bool) -> None:
+    """Keep the error on the row: ``failed`` for operators, or ``retrying`` for the broker."""
+    session.execute(
+        update(InboundMessage).where(InboundMessage.id == inbound_id)
+        .values(status="failed" if final else "retrying", last_error=error[:4000], lease_until=None,
+                updated_at=datetime.now(UTC))
+    )
+
+
+def due_for_recovery(session: Session, *, idle: timedelta = timedelta(0),
+                     now: datetime | None = None) -> list[int]:
+    """Ids that should be (re)enqueued: runnable and idle, or leased by a dead worker."""
+    now = now or datetime.now(UTC)
+    rows = session.scalars(
+        select(InboundMessage.id)
+        .where(or_(
+            InboundMessage.status.in_(RUNNABLE) & (InboundMessage.updated_at <= now - idle),
+            (InboundMessage.status == "processing") & (InboundMessage.lease_until < now),
+        ))
+        .order_by(InboundMessage.id)
+    )
+    return list(rows)
+
+
+@dataclass(frozen=True)
+class QueueLine:
+    stage: str
+    status: str
+    count: int
+    oldest: datetime | None
+
+
+def summary(session: Session, tenant: str | None = None) -> list[QueueLine]:
+    """Counts per stage and status with the oldest received time (like qshape)."""
+    stmt = (select(InboundMessage.stage, InboundMessage.status, func.count(), func.min(InboundMessage.received_at))
+            .group_by(InboundMessage.stage, InboundMessage.status)
+            .order_by(InboundMessage.stage, InboundMessage.status))
+    if tenant:
+        stmt = stmt.join(Tenant).where(Tenant.slug == tenant)
+    return [QueueLine(stage, status, count, _aware(oldest) if oldest else None)
+            for stage, status, count, oldest in session.execute(stmt)]
+
+
+def list_inbound(session: Session, *, status: str | None = None, tenant: str | None = None,
+                 since: datetime | None = None, limit: int = 100) -> list[InboundRecord]:
+    stmt = select(InboundMessage, Tenant.slug).join(Tenant).order_by(InboundMessage.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(InboundMessage.status == status)
+    if tenant:
+        stmt = stmt.where(Tenant.slug == tenant)
+    if since:
+        stmt = stmt.where(InboundMessage.received_at >= since)
+    return [_record(row, slug) for row, slug in session.execute(stmt)]
+
+
+def set_status(session: Session, inbound_id: int, status: str, *, allowed_from: tuple[str, ...]) -> InboundRecord:
+    """Operator action (retry, drop, hold, release): only from the states where it makes sense."""
+    record = get_inbound(session, inbound_id)
+    if record.status not in allowed_from:
+        raise PostroomError(
+            f"inbound {inbound_id} is {record.status}; this action needs one of: {', '.join(allowed_from)}"
+        )
+    values: dict[str, object] = {"status": status, "lease_until": None, "updated_at": datetime.now(UTC)}
+    if status == "pending":
+        values["attempts"] = 0
+        if record.status == "parse_failed":
+            values["stage"] = "parsing"
+    session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values))
+    return get_inbound(session, inbound_id)

@@ -1,0 +1,10 @@
+"""All ORM tables; importing this package fills ``Base.metadata``.
+
+ORM classes never leave ``postroom.storage``: repositories return plain data.
+"""
+
+from postroom.storage.tables.base import Base, utcnow
+from postroom.storage.tables.inbound import InboundMessage
+from postroom.storage.tables.tenants import Tenant, TenantAlias, TenantDomain
+
+__all__ = ["Base", "InboundMessage", "Tenant", "TenantAlias", "TenantDomain", "utcnow"]
