@@ -1,0 +1,65 @@
+"""Turn a validated rules file into compiled rules: regexes compiled, positions attached."""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Any
+
+from postroom.rules import actions, schema
+from postroom.rules.conditions import PREDICATES, All, Always, AnyOf, Kind, Leaf, Node, Not
+from postroom.rules.errors import RulesError
+from postroom.rules.model import Rule, Ruleset
+from postroom.rules.positions import Located, Path
+
+_PARAMS = {Kind.HEADER: "name", Kind.CONTACT: "attribute"}
+
+
+def parse_ruleset(text: str, filename: str = "<rules>") -> Ruleset:
+    """Validate and compile YAML text; RulesError with file:line:col lines on any problem."""
+    model, where = schema.validate(text, filename)
+    data = model.model_dump(by_alias=True, exclude_none=True)
+    rules = []
+    for i, rule in enumerate(data["rules"]):
+        path: Path = ("rules", i)
+        when = rule.get("when")
+        condition = _condition(when, (*path, "when"), where) if when else Always(_at(where, path))
+        rules.append(Rule(
+            name=rule["name"],
+            line=where[path].value.line,
+            condition=condition,
+            actions=actions.from_then(rule["then"], rule["name"]),
+            stop=bool(rule["then"].get("stop")),
+            enabled=rule["enabled"],
+        ))
+    return Ruleset(source=filename, rules=tuple(rules))
+
+
+def read_ruleset(path: str | FsPath) -> Ruleset:
+    """Read and compile a rules file; unreadable files are RulesErrors too."""
+    try:
+        text = FsPath(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError([f"{path}:1:1: cannot read rules file: {exc}"]) from None
+    return parse_ruleset(text, str(path))
+
+
+def _at(where: dict[Path, Located], path: Path) -> str:
+    pos = where[path].value
+    return f"{pos.line}:{pos.col}"
+
+
+def _condition(data: dict[str, Any], path: Path, where: dict[Path, Located]) -> Node:
+    (key, value), = data.items()
+    here = (*path, key)
+    if key in ("all", "any"):
+        children = tuple(_condition(c, (*here, i), where) for i, c in enumerate(value))
+        return (All if key == "all" else AnyOf)(children, _at(where, path))
+    if key == "not":
+        return Not(_condition(value, here, where), _at(where, path))
+    kind = PREDICATES[key].kind
+    if kind is Kind.FLAG:
+        return Leaf(key, None, "flag", value, _at(where, here))
+    param_key = _PARAMS.get(kind)
+    param = value.pop(param_key) if param_key else None
+    (op, operand), = value.items()
+    return Leaf(key, param, op, operand, _at(where, (*here, op)))

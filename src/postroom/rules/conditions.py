@@ -1,0 +1,450 @@
+"""Named predicates over a RuleInput, the operators that test them, and condition trees.
+
+A predicate is registered with ``@predicate(name, kind)``; its kind decides
+which operators the schema accepts for it, so adding a field to the rules
+language is one decorated function here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import regex
+
+from postroom.rules.input import RuleInput
+
+
+class Kind(StrEnum):
+    ADDRESS = "address"
+    TEXT = "text"
+    NUMBER = "number"
+    FLAG = "flag"
+    HEADER = "header"
+    CONTACT = "contact"
+
+
+@dataclass(frozen=True)
+class Predicate:
+    name: str
+    kind: Kind
+    extract: Callable[[RuleInput, str | None], Any]
+    doc: str
+
+
+PREDICATES: dict[str, Predicate] = {}
+
+
+def predicate(name: str, kind: Kind) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an extractor: text kinds return a tuple of strings (any may match), numbers an int."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        PREDICATES[name] = Predicate(name, kind, fn, " ".join((fn.__doc__ or "").split()))
+        return fn
+
+    return register
+
+
+def _one(value: str | None) -> tuple[str, ...]:
+    return (value,) if value else ()
+
+
+@predicate("from", Kind.ADDRESS)
+def _from(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Address in the From header."""
+    return _one(i.from_address)
+
+
+@predicate("from_name", Kind.TEXT)
+def _from_name(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Display name in the From header."""
+    return _one(i.from_name)
+
+
+@predicate("envelope_from", Kind.ADDRESS)
+def _envelope_from(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """SMTP MAIL FROM (empty for bounces)."""
+    return _one(i.envelope_from)
+
+
+@predicate("reply_to", Kind.ADDRESS)
+def _reply_to(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Addresses in Reply-To."""
+    return i.reply_to
+
+
+@predicate("to", Kind.ADDRESS)
+def _to(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Addresses in the To header."""
+    return i.to
+
+
+@predicate("cc", Kind.ADDRESS)
+def _cc(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Addresses in the Cc header."""
+    return i.cc
+
+
+@predicate("recipient", Kind.ADDRESS)
+def _recipient(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """The tenant address(es) the message arrived at (SMTP RCPT TO)."""
+    return i.recipients
+
+
+@predicate("any_recipient", Kind.ADDRESS)
+def _any_recipient(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """To, Cc and RCPT TO together."""
+    return tuple(dict.fromkeys((*i.to, *i.cc, *i.recipients)))
+
+
+@predicate("subject", Kind.TEXT)
+def _subject(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Subject line."""
+    return _one(i.subject)
+
+
+@predicate("reply_text", Kind.TEXT)
+def _reply_text(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """New text of the message, without quoted history and signature."""
+    return _one(i.reply_text)
+
+
+@predicate("body", Kind.TEXT)
+def _body(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Full plain-text body."""
+    return _one(i.body)
+
+
+@predicate("header", Kind.HEADER)
+def _header(i: RuleInput, name: str | None) -> tuple[str, ...]:
+    """Every value of the header given by ``name``."""
+    return i.header_values(name or "")
+
+
+@predicate("attachment_name", Kind.TEXT)
+def _attachment_name(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """File names of attachments."""
+    return i.attachment_names
+
+
+@predicate("attachment_type", Kind.TEXT)
+def _attachment_type(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Declared and detected MIME types of attachments."""
+    return i.attachment_types
+
+
+@predicate("attachment_count", Kind.NUMBER)
+def _attachment_count(i: RuleInput, _: str | None) -> int:
+    """Number of attachments."""
+    return len(i.attachment_names)
+
+
+@predicate("size", Kind.NUMBER)
+def _size(i: RuleInput, _: str | None) -> int:
+    """Message size in bytes."""
+    return i.size
+
+
+@predicate("spf", Kind.TEXT)
+def _spf(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """SPF results from Authentication-Results (pass, fail, softfail, none...)."""
+    return i.spf
+
+
+@predicate("dkim", Kind.TEXT)
+def _dkim(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """DKIM results, one per signature."""
+    return i.dkim
+
+
+@predicate("dmarc", Kind.TEXT)
+def _dmarc(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """DMARC results."""
+    return i.dmarc
+
+
+@predicate("language", Kind.TEXT)
+def _language(i: RuleInput, _: str | None) -> tuple[str, ...]:
+    """Detected language code, when known."""
+    return _one(i.language)
+
+
+@predicate("contact", Kind.CONTACT)
+def _contact(i: RuleInput, attribute: str | None) -> tuple[str, ...]:
+    """An attribute of the known contact (``attribute``)."""
+    return _one(i.contact.get(attribute or ""))
+
+
+def _flag(name: str, doc: str) -> None:
+    def extract(i: RuleInput, _: str | None) -> bool:
+        return bool(getattr(i, name))
+
+    extract.__doc__ = doc
+    predicate(name, Kind.FLAG)(extract)
+
+
+for _name, _doc in (
+    ("is_forward", "The message forwards another one."),
+    ("is_auto_reply", "Out-of-office or other automatic reply."),
+    ("is_bounce", "Delivery status notification."),
+    ("is_mailing_list", "Sent through a mailing list (List-Id, Precedence: list/bulk)."),
+    ("is_reply", "Threading matched an existing conversation."),
+    ("new_conversation", "A new conversation would be created."),
+):
+    _flag(_name, _doc)
+
+
+class Facts:
+    """Per-message cache of extracted values, so 500 rules lower-case the body once.
+
+    Also carries the regex time budget for this message and any warnings.
+    """
+
+    __slots__ = ("input", "_cache", "deadline", "per_match", "warnings")
+
+    def __init__(self, inp: RuleInput, *, regex_budget: float, regex_timeout: float) -> None:
+        self.input = inp
+        self._cache: dict[tuple[str, str, str | None], Any] = {}
+        self.deadline = time.monotonic() + regex_budget
+        self.per_match = regex_timeout
+        self.warnings: list[str] = []
+
+    def get(self, slot: tuple[str, str, str | None]) -> Any:
+        try:
+            return self._cache[slot]
+        except KeyError:
+            value = self._cache[slot] = self._compute(*slot)
+            return value
+
+    def _compute(self, view: str, name: str, param: str | None) -> Any:
+        if view == "raw":
+            return PREDICATES[name].extract(self.input, param)
+        raw = self.get(("raw", name, param))
+        if view == "lower":
+            return tuple(v.lower() for v in raw)
+        return tuple(v.rpartition("@")[2] for v in self.get(("lower", name, param)))
+
+
+# Operator factories: operand -> test(values, facts) -> bool. ``view`` says which values it needs.
+ValueTest = Callable[[Any, Facts], bool]
+
+
+@dataclass(frozen=True)
+class Operator:
+    view: str
+    kinds: frozenset[Kind]
+    build: Callable[[Any], ValueTest]
+
+
+_STRINGS = frozenset({Kind.ADDRESS, Kind.TEXT, Kind.HEADER, Kind.CONTACT})
+OPERATORS: dict[str, Operator] = {}
+
+
+def operator(name: str, view: str, kinds: frozenset[Kind]) -> Callable[[Callable[[Any], ValueTest]], Any]:
+    def register(build: Callable[[Any], ValueTest]) -> Callable[[Any], ValueTest]:
+        OPERATORS[name] = Operator(view, kinds, build)
+        return build
+
+    return register
+
+
+@operator("is", "lower", _STRINGS | {Kind.NUMBER})
+def _is(operand: str | int) -> ValueTest:
+    if isinstance(operand, int):
+        return lambda value, _: value == operand
+    needle = operand.lower()
+    return lambda values, _: needle in values
+
+
+@operator("in", "lower", _STRINGS | {Kind.NUMBER})
+def _in(operand: list[str] | list[int]) -> ValueTest:
+    wanted = frozenset(v.lower() if isinstance(v, str) else v for v in operand)
+    if all(isinstance(v, int) for v in operand):
+        return lambda value, _: value in wanted
+    return lambda values, _: not wanted.isdisjoint(values)
+
+
+@operator("contains", "lower", _STRINGS)
+def _contains(operand: list[str]) -> ValueTest:
+    needles = tuple(v.lower() for v in operand)
+    return lambda values, _: any(n in v for v in values for n in needles)
+
+
+@operator("starts_with", "lower", _STRINGS)
+def _starts_with(operand: list[str]) -> ValueTest:
+    prefixes = tuple(v.lower() for v in operand)
+    return lambda values, _: any(v.startswith(prefixes) for v in values)
+
+
+@operator("ends_with", "lower", _STRINGS)
+def _ends_with(operand: list[str]) -> ValueTest:
+    suffixes = tuple(v.lower() for v in operand)
+    return lambda values, _: any(v.endswith(suffixes) for v in values)
+
+
+@operator("domain", "domain", frozenset({Kind.ADDRESS}))
+def _domain(operand: list[str]) -> ValueTest:
+    """Exact domain or any subdomain of it."""
+    exact = frozenset(d.lower().lstrip("@.") for d in operand)
+    subs = tuple("." + d for d in exact)
+    return lambda values, _: any(v in exact or v.endswith(subs) for v in values)
+
+
+@operator("exists", "raw", _STRINGS)
+def _exists(operand: bool) -> ValueTest:
+    return lambda values, _: bool(values) is operand
+
+
+@operator("matches", "raw", _STRINGS)
+def _matches(operand: str) -> ValueTest:
+    pattern = compile_regex(operand)
+
+    def test(values: tuple[str, ...], facts: Facts) -> bool:
+        for value in values:
+            remaining = facts.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("regex budget for this message used up")
+            if pattern.search(value, timeout=min(facts.per_match, remaining)):
+                return True
+        return False
+
+    return test
+
+
+@operator("gt", "raw", frozenset({Kind.NUMBER}))
+def _gt(operand: int) -> ValueTest:
+    return lambda value, _: value > operand
+
+
+@operator("lt", "raw", frozenset({Kind.NUMBER}))
+def _lt(operand: int) -> ValueTest:
+    return lambda value, _: value < operand
+
+
+@operator("flag", "raw", frozenset({Kind.FLAG}))
+def _flag_is(operand: bool) -> ValueTest:
+    return lambda value, _: value is operand
+
+
+def compile_regex(pattern: str) -> regex.Pattern[str]:
+    """Compile with the ``regex`` engine, whose matching takes a timeout."""
+    return regex.compile(pattern, regex.VERSION0)
+
+
+class Node:
+    """A condition tree node; ``where`` is ``line:col`` in the rules file."""
+
+    text: str
+    where: str
+
+    def test(self, facts: Facts) -> bool:
+        raise NotImplementedError
+
+    def explain(self, facts: Facts) -> tuple[bool, Node]:
+        """Outcome plus the node that decided it."""
+        raise NotImplementedError
+
+
+class Leaf(Node):
+    __slots__ = ("slot", "check", "text", "where")
+
+    def __init__(self, name: str, param: str | None, op: str, operand: Any, where: str) -> None:
+        spec = OPERATORS[op]
+        numeric = PREDICATES[name].kind in (Kind.NUMBER, Kind.FLAG)
+        self.slot = ("raw" if numeric else spec.view, name, param)
+        self.check = spec.build(operand)
+        label = f"{name} {param}" if param else name
+        self.text = f"{label} is {json.dumps(operand)}" if op == "flag" else (
+            f"{label} {op} {json.dumps(operand, ensure_ascii=False)}"
+        )
+        self.where = where
+
+    def test(self, facts: Facts) -> bool:
+        try:
+            return self.check(facts.get(self.slot), facts)
+        except TimeoutError as exc:
+            facts.warnings.append(f"{self.where}: {self.text}: regex timed out ({exc}); treated as no match")
+            return False
+
+    def explain(self, facts: Facts) -> tuple[bool, Node]:
+        return self.test(facts), self
+
+
+class All(Node):
+    __slots__ = ("children", "text", "where")
+
+    def __init__(self, children: tuple[Node, ...], where: str) -> None:
+        self.children = children
+        self.text = f"all of {len(children)} conditions"
+        self.where = where
+
+    def test(self, facts: Facts) -> bool:
+        return all(c.test(facts) for c in self.children)
+
+    def explain(self, facts: Facts) -> tuple[bool, Node]:
+        for child in self.children:
+            ok, decider = child.explain(facts)
+            if not ok:
+                return False, decider
+        return True, self
+
+
+class AnyOf(Node):
+    __slots__ = ("children", "text", "where")
+
+    def __init__(self, children: tuple[Node, ...], where: str) -> None:
+        self.children = children
+        self.text = f"none of {len(children)} conditions (any)"
+        self.where = where
+
+    def test(self, facts: Facts) -> bool:
+        return any(c.test(facts) for c in self.children)
+
+    def explain(self, facts: Facts) -> tuple[bool, Node]:
+        for child in self.children:
+            ok, decider = child.explain(facts)
+            if ok:
+                return True, decider
+        return False, self
+
+
+class Not(Node):
+    __slots__ = ("child", "text", "where")
+
+    def __init__(self, child: Node, where: str) -> None:
+        self.child = child
+        self.text = f"not ({child.text})"
+        self.where = where
+
+    def test(self, facts: Facts) -> bool:
+        return not self.child.test(facts)
+
+    def explain(self, facts: Facts) -> tuple[bool, Node]:
+        ok, decider = self.child.explain(facts)
+        return not ok, self if decider is self.child else _Negated(decider)
+
+
+class _Negated(Node):
+    """Report a decider found under ``not`` with the negation visible."""
+
+    def __init__(self, inner: Node) -> None:
+        self.text = f"not ({inner.text})"
+        self.where = inner.where
+
+
+class Always(Node):
+    """A rule without ``when`` applies to every message."""
+
+    def __init__(self, where: str) -> None:
+        self.text = "always (no conditions)"
+        self.where = where
+
+    def test(self, facts: Facts) -> bool:
+        return True
+
+    def explain(self, facts: Facts) -> tuple[bool, Node]:
+        return True, self

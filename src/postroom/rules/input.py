@@ -1,0 +1,141 @@
+"""What a rule can look at: one frozen snapshot of a message and its context.
+
+Built from the parsing stage's ParsedMessage plus the SMTP envelope and the
+threading stage's answers, so rules can be evaluated (and tested) without a
+database or a running gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import authres
+
+from postroom.model import Envelope, ParsedMessage
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_AUTO_HEADERS = ("x-autoreply", "x-autorespond")
+_LIST_PRECEDENCE = frozenset({"bulk", "list", "junk"})
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """A message as rules see it; addresses lower-cased, None tolerated everywhere."""
+
+    envelope_from: str = ""
+    from_address: str = ""
+    from_name: str = ""
+    reply_to: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+    subject: str = ""
+    reply_text: str = ""
+    body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    attachment_names: tuple[str, ...] = ()
+    attachment_types: tuple[str, ...] = ()
+    size: int = 0
+    spf: tuple[str, ...] = ()
+    dkim: tuple[str, ...] = ()
+    dmarc: tuple[str, ...] = ()
+    language: str | None = None
+    is_forward: bool = False
+    is_auto_reply: bool = False
+    is_bounce: bool = False
+    is_mailing_list: bool = False
+    is_reply: bool = False
+    new_conversation: bool = True
+    contact: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def header_values(self, name: str) -> tuple[str, ...]:
+        """All values of a header, case-insensitive name."""
+        lname = name.lower()
+        return tuple(v for k, v in self.headers if k.lower() == lname)
+
+    @classmethod
+    def from_parsed(
+        cls,
+        parsed: ParsedMessage,
+        envelope: Envelope,
+        *,
+        is_reply: bool = False,
+        new_conversation: bool = True,
+        contact: Mapping[str, str] | None = None,
+        language: str | None = None,
+        authserv_id: str | None = None,
+    ) -> RuleInput:
+        """Snapshot a parsed message.
+
+        ``authserv_id``: when given, only Authentication-Results stamped by that
+        server count, so a sender cannot forge a ``dmarc=pass`` header.
+        """
+        headers = tuple((str(k), str(v)) for k, v in (parsed.headers or ()))
+        lower_names = {k.lower() for k, _ in headers}
+        auth = _auth_results(parsed.authentication_results or _values(headers, "authentication-results"),
+                             authserv_id)
+        attachments = parsed.attachments or ()
+        sender = parsed.sender
+        return cls(
+            envelope_from=_addr(envelope.mail_from),
+            from_address=_addr(sender.address) if sender else "",
+            from_name=(sender.name or "") if sender else "",
+            reply_to=tuple(_addr(a.address) for a in parsed.reply_to or () if a.address),
+            to=tuple(_addr(a.address) for a in parsed.to or () if a.address),
+            cc=tuple(_addr(a.address) for a in parsed.cc or () if a.address),
+            recipients=tuple(_addr(r) for r in envelope.rcpt_tos or () if r),
+            subject=parsed.subject or "",
+            reply_text=parsed.reply_text or "",
+            body=parsed.text or "",
+            headers=headers,
+            attachment_names=tuple(a.filename for a in attachments if a.filename),
+            attachment_types=tuple(dict.fromkeys(
+                t.lower() for a in attachments for t in (a.content_type, a.detected_type) if t
+            )),
+            size=parsed.size or 0,
+            spf=auth.get("spf", ()),
+            dkim=auth.get("dkim", ()),
+            dmarc=auth.get("dmarc", ()),
+            language=(language or getattr(parsed, "language", None) or None),
+            is_forward=parsed.forward is not None,
+            is_auto_reply=parsed.auto_reply is not None or _looks_automatic(headers, lower_names),
+            is_bounce=parsed.bounce is not None,
+            is_mailing_list=bool(parsed.list_id) or "list-id" in lower_names
+            or any(v.strip().lower() in _LIST_PRECEDENCE for v in _values(headers, "precedence")),
+            is_reply=is_reply,
+            new_conversation=new_conversation,
+            contact=MappingProxyType({str(k): str(v) for k, v in (contact or {}).items()}),
+        )
+
+
+def _addr(value: str | None) -> str:
+    return (value or "").strip().strip("<>").lower()
+
+
+def _values(headers: tuple[tuple[str, str], ...], lname: str) -> tuple[str, ...]:
+    return tuple(v for k, v in headers if k.lower() == lname)
+
+
+def _looks_automatic(headers: tuple[tuple[str, str], ...], lower_names: set[str]) -> bool:
+    """RFC 3834 Auto-Submitted plus common vendor headers, for when the parser did not flag it."""
+    if any(v.strip().lower() != "no" for v in _values(headers, "auto-submitted")):
+        return True
+    return any(name in lower_names for name in _AUTO_HEADERS)
+
+
+def _auth_results(values: tuple[str, ...], authserv_id: str | None) -> dict[str, tuple[str, ...]]:
+    """Method -> results (lower-cased) from Authentication-Results values; unparsable ones are skipped."""
+    found: dict[str, list[str]] = {}
+    for value in values:
+        try:
+            header = authres.AuthenticationResultsHeader.parse_value(value)
+        except Exception:  # authres raises several unrelated types on malformed input
+            continue
+        if authserv_id and (header.authserv_id or "").lower() != authserv_id.lower():
+            continue
+        for result in header.results:
+            if result.method and result.result:
+                found.setdefault(result.method.lower(), []).append(result.result.lower())
+    return {method: tuple(results) for method, results in found.items()}
