@@ -5,7 +5,7 @@ from __future__ import annotations
 from postroom.rules import actions
 from postroom.rules.conditions import Facts
 from postroom.rules.input import RuleInput
-from postroom.rules.model import Rule, RoutingDecision, Ruleset, RuleTrace
+from postroom.rules.model import RoutingDecision, Rule, Ruleset, RuleTrace
 
 REGEX_TIMEOUT = 0.02
 REGEX_BUDGET = 0.1

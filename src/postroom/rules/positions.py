@@ -80,6 +80,9 @@ def load(text: str, filename: str) -> tuple[Any, dict[Path, Located]]:
         mark = exc.problem_mark or exc.context_mark
         where = Pos.of(mark) if mark else Pos(1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.context_mark and exc.problem_mark:
+            start = Pos.of(exc.context_mark)
+            problem += f" ({exc.context} started at {start.line}:{start.col})"
         raise RulesError([f"{filename}:{where.line}:{where.col}: YAML syntax error: {problem}"]) from None
     except yaml.YAMLError as exc:
         raise RulesError([f"{filename}:1:1: YAML syntax error: {exc}"]) from None

@@ -214,6 +214,7 @@ class RulesFile(BaseModel):
     rules: list[RuleModel]
 
 
+_BOUNDS = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}
 _FRIENDLY = {
     "string_type": "expected text",
     "bool_type": "expected true or false",
@@ -235,7 +236,8 @@ def validate(text: str, filename: str) -> tuple[RulesFile, dict[positions.Path, 
     try:
         model = RulesFile.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        raise RulesError([_describe(err, where, filename) for err in exc.errors()]) from None
+        found = sorted((_describe(err, where) for err in exc.errors()), key=lambda e: (e[0].line, e[0].col))
+        raise RulesError([f"{filename}:{pos.line}:{pos.col}: {message}" for pos, message in found]) from None
     _check_names(model, where, filename)
     return model, where
 
@@ -253,7 +255,7 @@ def _check_names(model: RulesFile, where: dict[positions.Path, positions.Located
         raise RulesError(errors)
 
 
-def _describe(err: ErrorDetails, where: dict[positions.Path, positions.Located], filename: str) -> str:
+def _describe(err: ErrorDetails, where: dict[positions.Path, positions.Located]) -> tuple[positions.Pos, str]:
     loc = tuple(err["loc"])
     path = loc
     while path and path not in where:
@@ -266,6 +268,8 @@ def _describe(err: ErrorDetails, where: dict[positions.Path, positions.Located],
         message = f"missing required key '{loc[-1]}'"
     elif err["type"] == "literal_error":
         message = f"expected one of {err.get('ctx', {}).get('expected', '')}"
+    elif err["type"] in _BOUNDS:
+        message = f"expected a number {_BOUNDS[err['type']]} {err.get('ctx', {}).get('limit_value')}"
     elif err["type"] == "string_pattern_mismatch":
         message = _pattern_message(loc)
     else:
@@ -274,7 +278,7 @@ def _describe(err: ErrorDetails, where: dict[positions.Path, positions.Located],
         err["input"], dict | list
     ):
         message += f", got {err['input']!r}"
-    return f"{filename}:{pos.line}:{pos.col}: {message} (at {_dotted(path or loc)})"
+    return pos, f"{message} (at {_dotted(path)})"
 
 
 def _pattern_message(loc: tuple[Any, ...]) -> str:
