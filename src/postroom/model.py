@@ -61,6 +61,8 @@ class Forward:
     text: str
     attachments: tuple[Attachment, ...] = ()
     note: str = ""
+    date_text: str = ""
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Bounce:
     permanent: tuple[str, ...]
     temporary: tuple[str, ...]
     original_message_id: str | None = None
+    status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class ParsedMessage:
     list_id: str | None = None
     authentication_results: tuple[str, ...] = ()
     size: int = 0
+    sender_header: Address | None = None
+    auto_submitted: str | None = None
 
     def header(self, name: str) -> str | None:
         """First value of a header, case-insensitive, or None."""

@@ -1,58 +1,263 @@
-"""Parsing stage: raw RFC 5322 bytes -> ParsedMessage.
+"""Parsing stage: raw RFC 5322 bytes -> one immutable ParsedMessage.
 
-Interim implementation on the standard library's ``email`` package; the
-parsing issue replaces the internals, keeping ``parse``'s signature.
+``parse`` never raises on bad mail: what was wrong goes into ``defects`` and
+each later step (bodies, attachments, trimming, forward, bounce, auto-reply)
+is guarded so one failing step costs only its own field. Only bytes that are
+not a message at all raise :class:`ParseFailed`, which the pipeline records
+as ``parse_failed`` while keeping the raw mail.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
-import email.utils
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
+from email.message import Message
+from typing import Any, TypeVar
 
-from postroom.model import Address, ParsedMessage
+from postroom.errors import PostroomError
+from postroom.model import Address, Attachment, AutoReply, Bounce, Forward, ParsedMessage
+from postroom.parsing import addresses, attachments, autoreply, bounces, forwarded, html, mime, trimming
+from postroom.parsing.autoreply import is_null_sender
+from postroom.parsing.dates import parse_header_date
+
+__all__ = ["ParseFailed", "is_null_sender", "parse", "parsed_to_json"]
+
+_ID = re.compile(r"<[^<>\s]+>")
+_MAX_TRIM = 2_000_000
+_MAX_FORWARD_SCAN = 300_000
+_MAX_DEPTH = 3
+T = TypeVar("T")
 
 
-def _addresses(value: str | None) -> tuple[Address, ...]:
-    if not value:
-        return ()
-    return tuple(
-        Address(name=name, address=addr.lower())
-        for name, addr in email.utils.getaddresses([str(value)])
-        if addr
-    )
+class ParseFailed(PostroomError):
+    """The bytes are not a mail message at all; keep them and mark the row parse_failed."""
 
-
-def _ids(value: str | None) -> tuple[str, ...]:
-    return tuple(value.split()) if value else ()
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def parse(raw: bytes, received_at: datetime | None = None) -> ParsedMessage:
     """Parse raw bytes; never raises on malformed mail (defects are recorded)."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    fallback = received_at or datetime.now(UTC)
+    return _parse(raw, received_at, 0)
+
+
+def _parse(raw: bytes, received_at: datetime | None, depth: int) -> ParsedMessage:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise ParseFailed(f"expected bytes, got {type(raw).__name__}")
+    raw = bytes(raw)
+    if not raw.strip():
+        raise ParseFailed("empty message")
     try:
-        date = email.utils.parsedate_to_datetime(str(msg["Date"])) if msg["Date"] else fallback
-    except (TypeError, ValueError):
-        date = fallback
-    body = msg.get_body(preferencelist=("plain",))
-    text = body.get_content() if body is not None else ""
-    html_part = msg.get_body(preferencelist=("html",))
-    senders = _addresses(msg["From"])
-    return ParsedMessage(
-        message_id=str(msg["Message-ID"]).strip() if msg["Message-ID"] else None,
-        in_reply_to=_ids(msg["In-Reply-To"]),
-        references=_ids(msg["References"]),
-        subject=str(msg["Subject"] or ""),
-        date=date,
-        sender=senders[0] if senders else None,
-        to=_addresses(msg["To"]),
-        cc=_addresses(msg["Cc"]),
-        text=text,
-        reply_text=text,
-        html=html_part.get_content() if html_part is not None else None,
-        defects=tuple(type(d).__name__ for d in msg.defects),
-        headers=tuple((k, str(v)) for k, v in msg.items()),
-        size=len(raw),
-    )
+        msg = mime.load(raw)
+    except Exception as exc:  # the email package should not raise; if it does, the mail is unreadable
+        raise ParseFailed(f"unreadable MIME: {type(exc).__name__}: {exc}") from exc
+    if not list(msg.raw_items()):
+        raise ParseFailed("no header fields")
+    try:
+        return _Builder(raw, msg, received_at, depth).build()
+    except RecursionError as exc:
+        raise ParseFailed("MIME structure nested too deeply") from exc
+
+
+class _Builder:
+    """Collects the fields of one ParsedMessage; each step is guarded."""
+
+    def __init__(self, raw: bytes, msg: Message, received_at: datetime | None, depth: int) -> None:
+        self.raw, self.msg, self.received_at, self.depth = raw, msg, received_at, depth
+        self.defects: list[str] = mime.defects(msg)
+
+    def guard(self, step: str, fn: Callable[[], T], default: T) -> T:
+        try:
+            return fn()
+        except RecursionError:
+            raise
+        except Exception as exc:  # one broken step must not lose the message
+            self.defects.append(f"{step}-failed: {type(exc).__name__}: {str(exc)[:200]}")
+            return default
+
+    def build(self) -> ParsedMessage:
+        msg = self.msg
+        subject = self.guard("subject", lambda: mime.header(msg, "Subject"), "")
+        date, fallback = self._date()
+        sender = self.guard("from", lambda: self._addresses("From"), ())
+        if not sender:
+            self.defects.append("missing-from")
+        message_id = self.guard("message-id", self._message_id, None)
+        text_plain, html_raw = self.guard("bodies", lambda: mime.bodies(msg), ("", None))
+        text, trim_source = self._texts(text_plain, html_raw)
+        cids = html.cid_references(html_raw or "")
+        atts = self.guard("attachments", lambda: attachments.collect(msg, cids), ())
+        trimmed = self.guard("trimming", lambda: trimming.trim(trim_source[:_MAX_TRIM]),
+                             trimming.Trimmed(text, "", ""))
+        bounce = self.guard("bounce", lambda: self._bounce(subject), None)
+        forward = None if bounce else self.guard("forward", lambda: self._forward(text, subject, trimmed, atts),
+                                                 None)
+        reason = self.guard("auto-reply", lambda: autoreply.detect(msg, subject), None)
+        return ParsedMessage(
+            message_id=message_id,
+            in_reply_to=self._ids("In-Reply-To"),
+            references=self._ids("References"),
+            subject=subject,
+            date=date,
+            sender=sender[0] if sender else None,
+            reply_to=self.guard("reply-to", lambda: self._addresses("Reply-To"), ()),
+            to=self.guard("to", lambda: self._addresses("To"), ()),
+            cc=self.guard("cc", lambda: self._addresses("Cc"), ()),
+            text=text,
+            html=self.guard("html", lambda: html.sanitize(html_raw), None) if html_raw else None,
+            reply_text=trimmed.reply,
+            quoted_text=trimmed.quoted,
+            signature=trimmed.signature,
+            attachments=atts,
+            forward=forward,
+            auto_reply=AutoReply(reason) if reason else None,
+            bounce=bounce,
+            defects=tuple(dict.fromkeys(self.defects)),
+            headers=tuple((k, mime.decode_header_value(str(v))) for k, v in msg.raw_items()),
+            date_is_fallback=fallback,
+            list_id=mime.header(msg, "List-Id") or None,
+            authentication_results=tuple(mime.decode_header_value(v)
+                                         for v in mime.raw_headers(msg, "Authentication-Results")),
+            size=len(self.raw),
+            sender_header=next(iter(self.guard("sender", lambda: self._addresses("Sender"), ())), None),
+            auto_submitted=mime.header(msg, "Auto-Submitted") or None,
+        )
+
+    def _date(self) -> tuple[datetime, bool]:
+        value = mime.raw_header(self.msg, "Date")
+        found = parse_header_date(value)
+        if found is None:
+            self.defects.append("invalid-date" if value and value.strip() else "missing-date")
+            return self.received_at or datetime.now(UTC), True
+        if found.tzinfo is None:
+            self.defects.append("date-without-timezone")
+            found = found.replace(tzinfo=UTC)
+        return found, False
+
+    def _addresses(self, name: str) -> tuple[Address, ...]:
+        values = mime.raw_headers(self.msg, name)
+        if not values:
+            return ()
+        value = ", ".join(re.sub(r"\r?\n[ \t]", " ", v) for v in values)
+        if any("\udc80" <= c <= "\udcff" for c in value):
+            value = mime.guess_decode(value.encode("utf-8", errors="surrogateescape"))
+        return tuple(
+            Address(mime.decode_header_value(a.name), a.address) if "=?" in a.name else a
+            for a in addresses.parse_list(value)
+        )
+
+    def _message_id(self) -> str | None:
+        value = (mime.raw_header(self.msg, "Message-ID") or "").strip()
+        if not value:
+            self.defects.append("missing-message-id")
+            return None
+        found = _ID.search(value)
+        return found.group(0) if found else value.split()[0]
+
+    def _ids(self, name: str) -> tuple[str, ...]:
+        value = " ".join(mime.raw_headers(self.msg, name))
+        found = _ID.findall(value) or value.split()
+        return tuple(dict.fromkeys(found))
+
+    def _texts(self, text_plain: str, html_raw: str | None) -> tuple[str, str]:
+        """The plain text (from HTML when there is no text/plain) and the text to trim."""
+        text_plain = text_plain.replace("\r\n", "\n")
+        if text_plain.strip() or not html_raw:
+            return text_plain, text_plain
+        marked = self.guard("html-to-text", lambda: html.to_text(html_raw, mark_quotes=True), "")
+        return trimming.strip_mark(marked), marked
+
+    def _bounce(self, subject: str) -> Bounce | None:
+        return bounces.detect(self.raw, self.msg, mime.raw_header(self.msg, "From") or "", subject)
+
+    def _forward(self, text: str, subject: str, trimmed: trimming.Trimmed,
+                 atts: tuple[Attachment, ...]) -> Forward | None:
+        if mime.content_type(self.msg) == "multipart/report":
+            return None
+        attached = next((a for a in atts if a.content_type == "message/rfc822" and a.data), None)
+        if attached is not None and self.depth < _MAX_DEPTH:
+            try:
+                inner = _parse(attached.data, self.received_at, self.depth + 1)
+            except ParseFailed as exc:
+                self.defects.append(f"attached-message-unreadable: {exc.reason}")
+            else:
+                return forwarded.from_attached(inner, trimmed.reply)
+        others = tuple(a for a in atts if not a.inline)
+        return forwarded.from_text(text[:_MAX_FORWARD_SCAN], subject, attachments=others)
+
+
+def parsed_to_json(parsed: ParsedMessage) -> dict[str, Any]:
+    """The stable JSON shape of ``postroom parse --json`` (``sender`` is ``from`` there)."""
+    return {
+        "message_id": parsed.message_id,
+        "in_reply_to": list(parsed.in_reply_to),
+        "references": list(parsed.references),
+        "subject": parsed.subject,
+        "date": parsed.date.isoformat(),
+        "from": _address(parsed.sender),
+        "reply_to": [_address(a) for a in parsed.reply_to],
+        "to": [_address(a) for a in parsed.to],
+        "cc": [_address(a) for a in parsed.cc],
+        "text": parsed.text,
+        "html": parsed.html,
+        "reply_text": parsed.reply_text,
+        "quoted_text": parsed.quoted_text,
+        "signature": parsed.signature,
+        "attachments": [_attachment(a) for a in parsed.attachments],
+        "forward": _forward(parsed.forward),
+        "auto_reply": {"reason": parsed.auto_reply.reason} if parsed.auto_reply else None,
+        "bounce": _bounce(parsed.bounce),
+        "defects": list(parsed.defects),
+        "date_is_fallback": parsed.date_is_fallback,
+        "list_id": parsed.list_id,
+        "auto_submitted": parsed.auto_submitted,
+        "size": parsed.size,
+    }
+
+
+def _address(addr: Address | None) -> dict[str, str] | None:
+    return {"name": addr.name, "address": addr.address} if addr else None
+
+
+def _attachment(att: Attachment) -> dict[str, Any]:
+    return {
+        "filename": att.filename,
+        "content_type": att.content_type,
+        "size": att.size,
+        "sha256": att.sha256,
+        "inline": att.inline,
+        "content_id": att.content_id,
+        "detected_type": att.detected_type,
+        "flags": list(att.flags),
+    }
+
+
+def _forward(fwd: Forward | None) -> dict[str, Any] | None:
+    if fwd is None:
+        return None
+    return {
+        "from": _address(fwd.sender),
+        "to": [_address(a) for a in fwd.to],
+        "cc": [_address(a) for a in fwd.cc],
+        "date": fwd.date.isoformat() if fwd.date else None,
+        "subject": fwd.subject,
+        "text": fwd.text,
+        "attachments": [_attachment(a) for a in fwd.attachments],
+        "note": fwd.note,
+        "date_text": fwd.date_text,
+        "message_id": fwd.message_id,
+    }
+
+
+def _bounce(bounce: Bounce | None) -> dict[str, Any] | None:
+    if bounce is None:
+        return None
+    return {
+        "permanent": list(bounce.permanent),
+        "temporary": list(bounce.temporary),
+        "original_message_id": bounce.original_message_id,
+        "status": bounce.status,
+    }
+

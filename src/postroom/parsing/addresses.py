@@ -1,0 +1,105 @@
+"""Address lists -> Address tuples, with flanker, as well as possible.
+
+flanker parses RFC 5322 lists well but gives up on a whole list when one
+member is broken (and logs every lexer error through ply). So a list is
+tried whole first, then member by member, then with the standard library,
+then with a plain addr-spec pattern; the result is never an exception.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+
+from flanker.addresslib import address as _flanker
+
+from postroom.model import Address
+
+# flanker's ply lexer/parser log every bad address (the lexer forces INFO on import).
+for _name in ("flanker.addresslib._parser.lexer", "flanker.addresslib._parser.parser", "flanker"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
+
+_ADDR_SPEC = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*")
+_MAX_LIST = 20000
+_GROUP_LABEL = re.compile(r'^[^"<>@,]*:(?!//)')
+
+
+def parse_list(value: str | None) -> tuple[Address, ...]:
+    """Every mailbox found in an address header (decoded text), de-duplicated."""
+    if not value or not value.strip():
+        return ()
+    value = value[:_MAX_LIST]
+    found = _flanker_list(value)
+    if found is None:
+        found = [a for piece in split_list(value) for a in _one(piece)]
+    return tuple(dict.fromkeys(found))
+
+
+def parse_one(value: str | None) -> Address | None:
+    found = parse_list(value)
+    return found[0] if found else None
+
+
+def _flanker_list(value: str) -> list[Address] | None:
+    try:
+        parsed, bad = _flanker.parse_list(value, as_tuple=True)
+    except Exception:  # flanker raises assorted internal errors on odd input
+        return None
+    if bad or not parsed:
+        return None
+    return [a for a in (_from_flanker(p) for p in parsed) if a]
+
+
+def _from_flanker(parsed) -> Address | None:
+    addr = getattr(parsed, "address", None)
+    if not addr or "@" not in addr:
+        return None
+    return Address(name=_clean_name(getattr(parsed, "display_name", "") or ""), address=addr.lower())
+
+
+def _one(piece: str) -> list[Address]:
+    try:
+        parsed = _flanker.parse(piece)
+    except Exception:
+        parsed = None
+    if parsed is not None and (got := _from_flanker(parsed)):
+        return [got]
+    name, addr = email.utils.parseaddr(piece)
+    if addr and _ADDR_SPEC.fullmatch(addr):
+        return [Address(name=_clean_name(name), address=addr.lower())]
+    specs = _ADDR_SPEC.findall(piece)
+    if not specs:
+        return []
+    label = _clean_name(piece.split("<", 1)[0]) if "<" in piece else ""
+    return [Address(name=label if i == 0 else "", address=s.lower().strip(".")) for i, s in enumerate(specs)]
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(name.split()).strip().strip("\"'").strip()
+    return name.replace('\\"', '"')
+
+
+def split_list(value: str) -> list[str]:
+    """Split on commas/semicolons outside quotes, angle brackets and comments."""
+    pieces, buf, depth, quoted, angle = [], [], 0, False, False
+    prev = ""
+    for ch in value:
+        if ch == '"' and prev != "\\":
+            quoted = not quoted
+        elif not quoted and ch == "<":
+            angle = True
+        elif not quoted and ch == ">":
+            angle = False
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth = max(0, depth - 1)
+        if ch in ",;" and not (quoted or angle or depth):
+            pieces.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+        prev = ch
+    pieces.append("".join(buf))
+    return [_GROUP_LABEL.sub("", p).strip() for p in pieces if p.strip()]

@@ -1,0 +1,151 @@
+"""Attachments: safe names, hashes, inline/attached, and a type check on the bytes.
+
+The type check is a small magic-number table (no libmagic: it is a system
+library the gateway hosts may lack, and only risky types matter here):
+executables, scripts, OLE/ZIP containers, PDFs, images and TNEF. A declared
+type that disagrees with the bytes for a risky type is flagged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+import unicodedata
+from email.message import Message
+
+from postroom.model import Attachment
+from postroom.parsing import mime
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"MZ", "application/x-msdownload"),
+    (b"\x7fELF", "application/x-executable"),
+    (b"\xcf\xfa\xed\xfe", "application/x-mach-binary"),
+    (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"PK\x03\x04", "application/zip"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "application/x-ole-storage"),
+    (b"Rar!\x1a\x07", "application/vnd.rar"),
+    (b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
+    (b"\x1f\x8b", "application/gzip"),
+    (b"\x78\x9f\x3e\x22", "application/vnd.ms-tnef"),
+    (b"#!", "text/x-shellscript"),
+    (b"{\\rtf", "application/rtf"),
+)
+_EXECUTABLE_EXT = {
+    "exe", "com", "scr", "pif", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "ps1", "msi", "msp",
+    "jar", "hta", "cpl", "lnk", "reg", "dll", "iso", "img", "appx", "sh",
+}
+_MACRO_EXT = {"docm", "xlsm", "pptm", "dotm", "xltm", "xlam"}
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]+')
+
+
+def safe_filename(name: str | None, content_type: str) -> str:
+    """A file name without directories or control characters, never empty."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[\\/]", name)[-1]
+    name = _UNSAFE.sub("_", name).strip().lstrip(".").strip()
+    if len(name) > 200:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 190] + dot + ext[:9]) if dot and len(ext) < 10 else name[:200]
+    if not name:
+        ext = {"message/rfc822": ".eml", "text/plain": ".txt"}.get(content_type) or \
+            mimetypes.guess_extension(content_type) or ".bin"
+        name = "attachment" + ext
+    return name
+
+
+def detect_type(data: bytes) -> str | None:
+    """Type from magic bytes, or None when not one of the known signatures."""
+    for magic, ctype in _MAGIC:
+        if data.startswith(magic):
+            return ctype
+    return None
+
+
+def _flags(filename: str, declared: str, detected: str | None) -> tuple[str, ...]:
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    flags = []
+    if filename.lower() == "winmail.dat" or declared == "application/ms-tnef" or \
+            detected == "application/vnd.ms-tnef":
+        flags.append("tnef")
+    if ext in _EXECUTABLE_EXT or detected in ("application/x-msdownload", "application/x-executable",
+                                              "application/x-mach-binary", "text/x-shellscript"):
+        flags.append("executable")
+    if ext in _MACRO_EXT:
+        flags.append("macro")
+    if detected and _mismatch(declared, ext, detected):
+        flags.append("type-mismatch")
+    return tuple(flags)
+
+
+def _mismatch(declared: str, ext: str, detected: str) -> bool:
+    """Only risky disagreements count: executables/containers posing as documents or images."""
+    if detected in ("application/x-msdownload", "application/x-executable", "application/x-mach-binary"):
+        return declared not in ("application/octet-stream", "application/x-msdownload",
+                                "application/x-dosexec", "application/x-msdos-program") or ext not in _EXECUTABLE_EXT
+    if declared.startswith("image/") and detected.startswith("application/"):
+        return True
+    return declared == "application/pdf" and detected != "application/pdf"
+
+
+def _content_id(part: Message) -> str | None:
+    value = mime.raw_header(part, "Content-ID")
+    if not value:
+        return None
+    value = " ".join(value.split()).strip().strip("<>").strip()
+    return value or None
+
+
+def _data(part: Message) -> bytes:
+    if mime.content_type(part) != "message/rfc822":
+        return mime.part_bytes(part)
+    payload = part.get_payload()
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    if isinstance(inner, Message):
+        try:
+            return inner.as_bytes()
+        except (UnicodeError, LookupError, ValueError, TypeError):
+            return str(inner).encode("utf-8", errors="surrogateescape")
+    return mime.part_bytes(part)
+
+
+def from_part(part: Message, cid_refs: set[str]) -> Attachment:
+    """One Attachment for a non-body leaf part."""
+    declared = mime.content_type(part)
+    data = _data(part)
+    content_id = _content_id(part)
+    filename = safe_filename(mime.filename(part) or _message_name(part), declared)
+    detected = detect_type(data)
+    inline = mime.disposition(part) == "inline" or (
+        mime.disposition(part) is None and content_id is not None and content_id.lower() in cid_refs
+    )
+    return Attachment(
+        filename=filename,
+        content_type=declared,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        inline=inline,
+        content_id=content_id,
+        detected_type=detected,
+        flags=_flags(filename, declared, detected),
+        data=data,
+    )
+
+
+def _message_name(part: Message) -> str | None:
+    """An attached message is named after its subject, as mail clients do."""
+    if mime.content_type(part) != "message/rfc822":
+        return None
+    payload = part.get_payload()
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    subject = mime.header(inner, "Subject") if isinstance(inner, Message) else ""
+    return f"{subject or 'message'}.eml"
+
+
+def collect(msg: Message, cid_refs: set[str]) -> tuple[Attachment, ...]:
+    """All attachments of a message (attached messages are one attachment each)."""
+    return tuple(from_part(p, cid_refs) for p in mime.walk_leaves(msg) if p is not msg and mime.is_attachment(p))

@@ -1,0 +1,112 @@
+"""Bounces: failed recipients (flufl.bounce) and the original Message-ID.
+
+flufl.bounce (GNU Mailman's detectors) knows RFC 3464 DSNs and some thirty
+non-standard MTA formats. Its detectors are heuristics and a few match
+ordinary mail, so they only run on messages that look like a bounce
+(multipart/report, a mailer-daemon/postmaster sender, or a bounce subject).
+It gets its own compat32 parse of the bytes, which is what it is tested with.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import re
+from email.message import Message
+
+from flufl.bounce import all_failures
+
+from postroom.model import Bounce
+from postroom.parsing import mime
+
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+
+_BOUNCE_SENDER = re.compile(r"mailer-daemon|postmaster|mail delivery|mdaemon|mailerdaemon|bounce", re.I)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (?:status|failure|failed|notification|report|problem)|returned mail|"
+    r"failure notice|mail delivery|could not be delivered|nondeliverable|non-deliver|delayed mail|"
+    r"warning: could not send|message not delivered|rejected|unzustellbar|non remis|onbestelbaar|"
+    r"niet bezorgd|nicht zugestellt|échec de la remise|returned to sender|delivery has failed",
+    re.I,
+)
+_MESSAGE_ID = re.compile(r"^\s*Message-ID\s*:\s*(<[^<>\s]+>)", re.I | re.M)
+
+
+def looks_like_bounce(msg: Message, sender: str, subject: str) -> bool:
+    if mime.content_type(msg) == "multipart/report":
+        return True
+    return bool(_BOUNCE_SENDER.search(sender or "") or _BOUNCE_SUBJECT.search(subject or ""))
+
+
+def detect(raw: bytes, msg: Message, sender: str, subject: str) -> Bounce | None:
+    """A Bounce with the failed recipients, or None when this is not a bounce."""
+    if not looks_like_bounce(msg, sender, subject):
+        return None
+    temporary, permanent = _failures(raw)
+    if not temporary and not permanent:
+        return None
+    own_id = mime.raw_header(msg, "Message-ID")
+    return Bounce(
+        permanent=tuple(sorted(permanent)),
+        temporary=tuple(sorted(temporary - permanent)),
+        original_message_id=original_message_id(msg, own_id),
+        status=_status(msg),
+    )
+
+
+def _failures(raw: bytes) -> tuple[set[str], set[str]]:
+    compat = email.message_from_bytes(raw, policy=email.policy.compat32)
+    try:
+        temporary, permanent = all_failures(compat)
+    except Exception:  # a detector choking on odd mail must not lose the message
+        return set(), set()
+    return _addresses(temporary), _addresses(permanent)
+
+
+def _addresses(found) -> set[str]:
+    out = set()
+    for item in found:
+        text = item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
+        text = text.strip().strip("<>").strip().lower()
+        if "@" in text:
+            out.add(text)
+    return out
+
+
+def original_message_id(msg: Message, own_id: str | None) -> str | None:
+    """The returned message's Message-ID: from the attached message or headers, else the text."""
+    for part in msg.walk():
+        ctype = mime.content_type(part)
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else None
+            value = mime.raw_header(inner, "Message-ID") if isinstance(inner, Message) else None
+            if value and value.strip():
+                return value.strip()
+        elif ctype == "text/rfc822-headers":
+            found = _MESSAGE_ID.search(mime.part_text(part))
+            if found:
+                return found.group(1)
+    for part in mime.walk_leaves(msg):
+        if mime.content_type(part).startswith("text/"):
+            for found in _MESSAGE_ID.finditer(mime.part_text(part)):
+                if found.group(1) != (own_id or "").strip():
+                    return found.group(1)
+    return None
+
+
+def _status(msg: Message) -> str | None:
+    for part in msg.walk():
+        if mime.content_type(part) == "message/delivery-status":
+            found = re.search(r"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", _delivery_status_text(part), re.M | re.I)
+            if found:
+                return found.group(1)
+    return None
+
+
+def _delivery_status_text(part: Message) -> str:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return "\n".join(str(p) for p in payload)
+    return mime.part_text(part)

@@ -1,0 +1,280 @@
+"""MIME plumbing: load the message, decode headers and text parts, pick bodies.
+
+Built on the standard library's ``email`` package with ``policy.default``.
+mail-parser (which wraps the same package) was evaluated and not used here:
+it decodes bodies with the declared charset only and swallows the parts'
+structure we need for body choice and attachments, so charset repair and body
+selection are done directly:
+
+- declared charsets are honoured, except ``iso-8859-1``/``us-ascii`` bodies
+  with bytes 0x80-0x9F, which are really windows-1252;
+- bodies declared ``utf-8`` that are not valid UTF-8 keep their valid
+  sequences and decode the stray bytes as windows-1252 (latin-1 pasted in);
+- undeclared 8-bit bodies and headers try UTF-8, then a guess, then
+  windows-1252;
+- headers are decoded from their raw form (RFC 2047 words, raw 8-bit bytes),
+  so a broken header never raises from the header classes of the policy.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email
+import email.header
+import email.policy
+import email.utils
+import re
+from email.message import EmailMessage, Message
+
+from charset_normalizer import from_bytes
+
+#: Declared charsets that are, in practice, windows-1252 when C1 bytes occur.
+_LATIN1_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "iso_8859-1", "us-ascii", "ascii"}
+_C1 = re.compile(rb"[\x80-\x9f]")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_HIGH_BYTES = re.compile(rb"[\x80-\xff]")
+
+
+def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
+    """Decode the offending byte as windows-1252 (latin-1 for its 5 holes)."""
+    assert isinstance(err, UnicodeDecodeError)
+    byte = err.object[err.start : err.start + 1]
+    return byte.decode("cp1252", errors="ignore") or byte.decode("latin-1"), err.start + 1
+
+
+codecs.register_error("postroom-cp1252", _cp1252_fallback)
+
+
+def load(raw: bytes) -> EmailMessage:
+    """Parse bytes into an EmailMessage (policy default)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def _codec(charset: str | None) -> str | None:
+    """A Python codec name for a declared charset, or None if unknown/absent."""
+    if not charset:
+        return None
+    name = charset.strip().strip("\"'").lower()
+    name = {"utf8": "utf-8", "unicode-1-1-utf-7": "utf-7", "x-unknown": "", "unknown-8bit": ""}.get(name, name)
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Decode text bytes with the declared charset, repairing common lies."""
+    if not _HIGH_BYTES.search(data) and (charset is None or _codec(charset) in (None, "ascii", "utf-8")):
+        return data.decode("ascii", errors="replace")
+    declared = (charset or "").strip().strip("\"'").lower()
+    codec = _codec(charset)
+    if declared in _LATIN1_ALIASES or codec in ("latin-1", "iso8859-1", "ascii"):
+        if declared in ("us-ascii", "ascii") and _utf8_ok(data):
+            return data.decode("utf-8")
+        return data.decode("cp1252" if _C1.search(data) else "latin-1", errors="postroom-cp1252")
+    if codec == "utf-8":
+        return data.decode("utf-8", errors="postroom-cp1252")
+    if codec:
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            return data.decode(codec, errors="replace")
+    return guess_decode(data)
+
+
+def _utf8_ok(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def guess_decode(data: bytes) -> str:
+    """Undeclared 8-bit text: UTF-8 if valid, else a confident guess, else cp1252."""
+    if _utf8_ok(data):
+        return data.decode("utf-8")
+    best = from_bytes(data[:20000]).best() if len(data) > 40 else None
+    if best is not None and best.encoding not in ("utf_8", "ascii") and best.chaos < 0.1:
+        try:
+            return data.decode(best.encoding)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return data.decode("cp1252", errors="postroom-cp1252")
+
+
+def _raw_bytes(value: str) -> bytes:
+    """Undo the parser's surrogateescape so raw 8-bit header bytes come back."""
+    return value.encode("utf-8", errors="surrogateescape")
+
+
+def decode_header_value(value: str | None) -> str:
+    """A header's text: RFC 2047 words and raw 8-bit bytes decoded, unfolded."""
+    if not value:
+        return ""
+    value = re.sub(r"\r?\n[ \t]", " ", str(value)).replace("\r", "").replace("\n", "")
+    if any("\udc80" <= c <= "\udcff" for c in value):
+        value = guess_decode(_raw_bytes(value))
+    if "=?" not in value:
+        return value.strip()
+    # Outlook and others put encoded words inside quotes and words; split them out.
+    value = _ENCODED_WORD.sub(lambda m: f" {m.group(0)} ", value)
+    try:
+        chunks = email.header.decode_header(value)
+    except (ValueError, AssertionError, LookupError):
+        return value.strip()
+    out = []
+    for chunk, charset in chunks:
+        out.append(decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk)
+    return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+def raw_header(msg: Message, name: str) -> str | None:
+    """First raw value of a header, bypassing the policy's header classes."""
+    lname = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == lname:
+            return str(value)
+    return None
+
+
+def raw_headers(msg: Message, name: str) -> list[str]:
+    lname = name.lower()
+    return [str(v) for k, v in msg.raw_items() if k.lower() == lname]
+
+
+def header(msg: Message, name: str) -> str:
+    """Decoded text of a header (empty when absent)."""
+    return decode_header_value(raw_header(msg, name))
+
+
+def part_bytes(part: Message) -> bytes:
+    """Transfer-decoded payload bytes of a leaf part (never raises)."""
+    try:
+        data = part.get_payload(decode=True)
+    except (ValueError, AssertionError, LookupError, TypeError):
+        data = None
+    if isinstance(data, bytes):
+        return data
+    payload = part.get_payload()
+    return payload.encode("utf-8", errors="surrogateescape") if isinstance(payload, str) else b""
+
+
+def part_text(part: Message) -> str:
+    """Decoded text of a text/* part with charset repair."""
+    try:
+        charset = part.get_param("charset")
+    except (ValueError, IndexError):
+        charset = None
+    if isinstance(charset, tuple):
+        charset = email.utils.collapse_rfc2231_value(charset)
+    return decode_bytes(part_bytes(part), charset if isinstance(charset, str) else None)
+
+
+def content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except (ValueError, IndexError):
+        return "application/octet-stream"
+
+
+def disposition(part: Message) -> str | None:
+    try:
+        return part.get_content_disposition()
+    except (ValueError, IndexError):
+        return None
+
+
+def filename(part: Message) -> str | None:
+    """The part's file name from Content-Disposition or Content-Type (RFC 2231, RFC 2047)."""
+    try:
+        name = part.get_filename() or part.get_param("name")
+    except (ValueError, IndexError, TypeError, LookupError):
+        name = None
+    if isinstance(name, tuple):
+        name = email.utils.collapse_rfc2231_value(name)
+    return decode_header_value(str(name)) if name else None
+
+
+def is_attachment(part: Message) -> bool:
+    """A leaf that is not a body: declared attachment, named, or non-text."""
+    ctype = content_type(part)
+    disp = disposition(part)
+    if ctype == "message/rfc822":
+        return True
+    if part.is_multipart() or ctype in ("message/delivery-status", "text/rfc822-headers"):
+        return False
+    if disp == "attachment":
+        return True
+    if ctype in ("text/plain", "text/html"):
+        return bool(filename(part)) and disp != "inline"
+    return not ctype.startswith("multipart/")
+
+
+def bodies(msg: Message) -> tuple[str, str | None]:
+    """The plain text and HTML bodies, joining inline text parts of mixed mail."""
+    texts: list[str] = []
+    htmls: list[str] = []
+    _collect(msg, texts, htmls)
+    return "\n".join(t for t in texts if t), ("\n".join(htmls) if htmls else None)
+
+
+def _collect(part: Message, texts: list[str], htmls: list[str]) -> None:
+    ctype = content_type(part)
+    if ctype == "message/rfc822":
+        return
+    if part.is_multipart():
+        children = [c for c in _children(part) if isinstance(c, Message)]
+        if ctype == "multipart/alternative":
+            _collect_alternative(children, texts, htmls)
+            return
+        for child in children:
+            _collect(child, texts, htmls)
+        return
+    if is_attachment(part):
+        return
+    if ctype == "text/html":
+        htmls.append(part_text(part))
+    elif ctype in ("text/plain", "text/enriched", "text/markdown") or ctype.startswith("text/x-"):
+        texts.append(part_text(part))
+
+
+def _collect_alternative(children: list[Message], texts: list[str], htmls: list[str]) -> None:
+    """From alternatives keep one plain and one HTML rendering (the richest last)."""
+    plain: list[str] = []
+    html: list[str] = []
+    for child in children:
+        sub_t: list[str] = []
+        sub_h: list[str] = []
+        _collect(child, sub_t, sub_h)
+        plain, html = (sub_t or plain), (sub_h or html)
+    texts.extend(plain)
+    htmls.extend(html)
+
+
+def _children(part: Message) -> list:
+    payload = part.get_payload()
+    return payload if isinstance(payload, list) else []
+
+
+def walk_leaves(msg: Message, into_messages: bool = False):
+    """Leaf parts in order; attached messages are leaves unless asked otherwise."""
+    stack = [msg]
+    while stack:
+        part = stack.pop()
+        if part.is_multipart() and (into_messages or content_type(part) != "message/rfc822" or part is msg):
+            stack.extend(reversed([c for c in _children(part) if isinstance(c, Message)]))
+        else:
+            yield part
+
+
+def defects(msg: Message) -> list[str]:
+    """The email package's defects over the whole tree, by class name."""
+    found: list[str] = []
+    for part in msg.walk():
+        found.extend(type(d).__name__ for d in getattr(part, "defects", []))
+    return list(dict.fromkeys(found))
