@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "postroom.cli.ingest",
     "postroom.cli.queue",
     "postroom.cli.parse",
+    "postroom.cli.rules",
 )
 
 

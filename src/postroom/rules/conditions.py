@@ -379,7 +379,7 @@ class All(Node):
 
     def __init__(self, children: tuple[Node, ...], where: str) -> None:
         self.children = children
-        self.text = f"all of {len(children)} conditions"
+        self.text = f"all {len(children)} conditions matched"
         self.where = where
 
     def test(self, facts: Facts) -> bool:
@@ -398,7 +398,7 @@ class AnyOf(Node):
 
     def __init__(self, children: tuple[Node, ...], where: str) -> None:
         self.children = children
-        self.text = f"none of {len(children)} conditions (any)"
+        self.text = f"none of {len(children)} conditions matched (any)"
         self.where = where
 
     def test(self, facts: Facts) -> bool:
