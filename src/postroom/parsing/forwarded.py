@@ -22,8 +22,11 @@ from emailforwardparser.forward_parser import ForwardMetadata, MailboxResult, ge
 from postroom.model import Address, Attachment, Forward, ParsedMessage
 from postroom.parsing.dates import parse_loose
 
-_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|antw|sv|vs|ref|rép|réf|odp)\s*(?:\[\d+\])?\s*:", re.I)
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|antw|sv|ref|rép|réf|odp)\s*(?:\[\d+\])?\s*:", re.I)
 _MAX_DEPTH = 5
+_OPENS_WITH_HEADERS = re.compile(r"^\s*[*_]{0,2}(?:From|De|Van|Von|Fra|Från)\s*[*_]{0,2}\s*:.*\n(?:.*\n){0,2}"
+                                 r"\s*[*_]{0,2}(?:Sent|Date|Envoyé|Verzonden|Gesendet|Datum|Sendt|Skickat)\s*[*_]{0,2}\s*:",
+                                 re.I)
 
 
 def from_text(text: str, subject: str, note_fallback: str = "",
@@ -44,10 +47,13 @@ def from_text(text: str, subject: str, note_fallback: str = "",
 
 
 def _metadata(text: str, subject: str | None) -> ForwardMetadata | None:
+    """The library's result; a body that opens with a From:/Date: block counts as forwarded."""
     try:
         meta = get_forwarded_metadata(text, subject or None)
         if not meta.forwarded and subject:
             meta = get_forwarded_metadata(text, None)
+        if not meta.forwarded and _OPENS_WITH_HEADERS.match(text):
+            meta = get_forwarded_metadata(text, "Fwd: ")
     except Exception:  # regex-heavy third-party code: a failure means "not a forward"
         return None
     email = meta.email

@@ -26,15 +26,18 @@ from dataclasses import dataclass
 from postroom.parsing.html import QUOTE_MARK
 
 _WROTE_WORDS = (r"wrote|writes|a\s+écrit|schreef|schrieb|geschreven|escribió|scrisse|escreveu|napisał|"
-                r"skrev|kirjoitti|написал|написала|yazdı|έγραψε|het\s+volgende\s+geschreven")
+                r"skrev|kirjoitti|написал|написала|yazdı|έγραψε|het\s+volgende\s+geschreven|napisał(?:\(a\))?")
 _QUOTE_HEADER = [
     re.compile(r"^\s*On\b.{3,300}\b(?:wrote|writes)\s*:\s*$", re.I),
     re.compile(r"^\s*Le\b.{3,300}\ba\s+écrit\s*:\s*$", re.I),
     re.compile(r"^\s*Op\b.{3,300}\b(?:schreef|geschreven)\b.{0,200}:\s*$", re.I),
     re.compile(r"^\s*Am\b.{3,300}\bschrieb\b.{0,200}:\s*$", re.I),
-    re.compile(rf"^.{{0,300}}(?:@|\d).{{0,300}}\b(?:{_WROTE_WORDS})\s*:\s*$", re.I),
-    re.compile(r"^\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b.{0,80}<[^<>@\s]+@[^<>\s]+>\s*:\s*$"),
+    re.compile(rf"^.{{0,300}}(?:@|\d).{{0,300}}\b(?:{_WROTE_WORDS})\b.{{0,120}}:\s*$", re.I),
+    re.compile(r"^.{0,100}\d.{0,100}<[^<>@\s]+@[^<>\s]+>\s*:\s*$"),
+    re.compile(r"^\s*\d{4}-\d{2}-\d{2} \d{1,2}:\d{2} GMT[+-]\d{2}:\d{2}\b.{0,120}$"),
 ]
+#: A quote header whose name/address got wrapped over several lines, some blank.
+_WRAPPED_START = re.compile(r"^\s*(?:On|Le|Op|Am)\s+\S")
 _LABEL = r"\s*[*_]{{0,2}}\s*(?:{})\s*[*_]{{0,2}}\s*:"
 _FROM_LABEL = re.compile("^" + _LABEL.format("From|De|Van|Von|Da|Från|Fra|Od|Від|От"), re.I)
 _OTHER_LABELS = re.compile(
@@ -50,13 +53,21 @@ _SEPARATOR = re.compile(
     r"Begin doorgestuurd bericht:|Doorgestuurd bericht:?|Forwarded message:?)\s*$",
     re.I,
 )
-_RULE = re.compile(r"^\s*(?:_{5,}|-{5,})\s*$")
-_DELIMITER = re.compile(r"^\s*(?:[-_=*#~+]{2,}|ᐧ)\s*$")
+_RULE = re.compile(r"^\s*(?:_{5,}|-{5,}|={4,})\s*$")
+_DATE_LINE = re.compile(r"^\s*(?:Message du|Date|Datum|Sent|Envoyé|Gesendet|Verzonden)\s*:", re.I)
+_DELIMITER = re.compile(r"^\s*(?:--|__|ᐧ)\s*$")
+_CLOSING = re.compile(
+    r"^\s*(?:(?:best|kind|warm|many thanks and|with kind)?\s*regards|"
+    r"(?:bien\s+)?cordialement|bien à (?:vous|toi)|salutations(?: distinguées)?|"
+    r"met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?|mvg|groeten|"
+    r"mit freundlichen grüßen|freundliche grüße|viele grüße|beste grüße|mfg|lg)\s*[,.!]?\s*$",
+    re.I,
+)
 _MOBILE_SIGNATURE = re.compile(
     r"^\s*(?:"
-    r"Sent from (?:my |the )?.{1,40}|Sent (?:with|via|using) .{1,40}|Get Outlook for .{1,30}|"
-    r"Envoyé (?:de|depuis) (?:mon|ma|l'application|l’application|Outlook|Yahoo).{0,40}|"
-    r"Obtenir Outlook pour .{1,30}|"
+    r"Sent from (?:my |the )?.{1,80}|Sent (?:with|via|using) .{1,40}|Get Outlook for .{1,80}|"
+    r"Envoyé (?:de|depuis|à partir de) (?:mon|ma|l'application|l’application|Outlook|Yahoo).{0,80}|"
+    r"Obtenir Outlook pour .{1,80}|"
     r"(?:Verzonden|Verstuurd) (?:vanaf|met|via|van) .{1,40}|Download Outlook voor .{1,30}|"
     r"Von meinem .{1,40} gesendet\.?|Gesendet (?:von|mit|über|vom) .{1,40}|Outlook für .{1,20} beziehen"
     r")\s*$",
@@ -96,7 +107,7 @@ def quote_start(lines: list[str]) -> int | None:
             continue
         if line.strip() == QUOTE_MARK or _SEPARATOR.match(line):
             return _back_to_rule(lines, i)
-        if _is_quote_header(lines, i) or _is_header_block(lines, i):
+        if _is_quote_header(lines, i) or _is_wrapped_header(lines, i) or _is_header_block(lines, i):
             return _back_to_rule(lines, i)
     return None
 
@@ -106,8 +117,21 @@ def _is_quote_header(lines: list[str], i: int) -> bool:
         chunk = lines[i : i + span]
         if len(chunk) < span or any(not c.strip() or _QUOTED.match(c) for c in chunk):
             return False
+        if span > 1 and not (_WRAPPED_START.match(chunk[0]) or re.search(r"@|\d", chunk[0])):
+            return False
         joined = " ".join(c.strip() for c in chunk)
         if len(joined) <= 400 and any(rx.match(joined) for rx in _QUOTE_HEADER):
+            return True
+    return False
+
+
+def _is_wrapped_header(lines: list[str], i: int) -> bool:
+    """"On <date> <name>" then "<", "mailto:…", "> wrote:" lines (Gmail via some relays)."""
+    if not _WRAPPED_START.match(lines[i]):
+        return False
+    joined = " ".join(ln.strip() for ln in lines[i : i + 7] if ln.strip())
+    for end in range(len(joined), 0, -1):
+        if joined[end - 1] == ":" and any(rx.match(joined[:end]) for rx in _QUOTE_HEADER[:4]):
             return True
     return False
 
@@ -122,21 +146,25 @@ def _is_header_block(lines: list[str], i: int) -> bool:
 
 
 def _back_to_rule(lines: list[str], i: int) -> int:
-    """Include an Outlook rule line (underscores/dashes) just above the quote."""
+    """Include an Outlook rule line or a date line just above the quote header."""
+    start = i
     j = i - 1
-    while j >= 0 and not lines[j].strip():
-        j -= 1
-    if j >= 0 and (_RULE.match(lines[j]) or (lines[j].strip() == QUOTE_MARK)):
-        return j
-    return i
+    for _ in range(3):
+        while j >= 0 and not lines[j].strip():
+            j -= 1
+        if j < 0 or not (_RULE.match(lines[j]) or _DATE_LINE.match(lines[j]) or lines[j].strip() == QUOTE_MARK):
+            break
+        start, j = j, j - 1
+    return start
 
 
 def _bottom_posted(lines: list[str], start: int) -> tuple[list[str], list[str]]:
     """Header at the top: the reply is what follows the quoted block."""
-    i = start + 1
+    end = next((j for j in range(start, min(start + 7, len(lines))) if lines[j].rstrip().endswith(":")), start)
+    i = end + 1
     while i < len(lines) and (not lines[i].strip() or _QUOTED.match(lines[i])):
         i += 1
-    if i > start + 1 and i < len(lines) and any(_QUOTED.match(ln) for ln in lines[start:i]):
+    if i < len(lines) and any(_QUOTED.match(ln) for ln in lines[end:i]):
         reply, more_quoted = _split_quote_blocks(lines[i:])
         return reply, lines[start:i] + more_quoted
     return [], lines[start:]
@@ -173,10 +201,21 @@ def _move_intro(reply: list[str], quoted: list[str]) -> None:
 def split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
     """Cut the signature: ``-- ``/delimiter lines after content, or a mobile signature."""
     for i, line in enumerate(lines):
-        if _MOBILE_SIGNATURE.match(line) and len(line) < 90:
+        if _MOBILE_SIGNATURE.match(line) and len(line) < 120:
             return lines[:i], lines[i:]
         if i > 0 and _DELIMITER.match(line) and _has_content(lines[:i]):
             return lines[:i], lines[i + 1 :] if line.strip() in ("--", "-- ") else lines[i:]
+    return _split_closing(lines)
+
+
+def _split_closing(lines: list[str]) -> tuple[list[str], list[str]]:
+    """A formal closing ("Regards," "Met vriendelijke groet,") near the end, after content, starts the signature."""
+    content = [i for i, ln in enumerate(lines) if ln.strip()]
+    for i in content[-6:]:
+        after = [ln for ln in lines[i + 1 :] if ln.strip()]
+        if _CLOSING.match(lines[i]) and _has_content(lines[:i]) and len(after) <= 4 \
+                and all(len(ln) < 80 for ln in after):
+            return lines[:i], lines[i:]
     return lines, []
 
 
