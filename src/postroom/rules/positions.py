@@ -71,6 +71,9 @@ class _Loader(
         _Resolver.__init__(self)
 
 
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
 def load(text: str, filename: str) -> tuple[Any, dict[Path, Located]]:
     """Parse YAML text into data plus a path -> position map; RulesError on bad syntax."""
     loader = _Loader(text)
@@ -107,6 +110,10 @@ def _build(
     filename: str,
 ) -> Any:
     positions[path] = Located(key_pos, Pos.of(node.start_mark))
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+        where = Pos.of(node.start_mark)
+        errors.append(f"{filename}:{where.line}:{where.col}: unsupported YAML tag {node.tag}")
+        return None
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:

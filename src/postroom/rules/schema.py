@@ -269,7 +269,7 @@ def _describe(err: ErrorDetails, where: dict[positions.Path, positions.Located])
     elif err["type"] == "literal_error":
         message = f"expected one of {err.get('ctx', {}).get('expected', '')}"
     elif err["type"] in _BOUNDS:
-        message = f"expected a number {_BOUNDS[err['type']]} {err.get('ctx', {}).get('limit_value')}"
+        message = f"expected a number {_BOUNDS[err['type']]} {next(iter(err.get('ctx', {None: ''}).values()))}"
     elif err["type"] == "string_pattern_mismatch":
         message = _pattern_message(loc)
     else:
