@@ -367,7 +367,7 @@ class Leaf(Node):
         try:
             return self.check(facts.get(self.slot), facts)
         except TimeoutError as exc:
-            facts.warnings.append(f"{self.where}: {self.text}: regex timed out ({exc}); treated as no match")
+            facts.warnings.append(f"{self.where}: {self.text}: {exc}; treated as no match")
             return False
 
     def explain(self, facts: Facts) -> tuple[bool, Node]:
