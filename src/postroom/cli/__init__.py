@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "postroom.cli.queue",
     "postroom.cli.parse",
     "postroom.cli.rules",
+    "postroom.cli.apikey",
 )
 
 

@@ -3,8 +3,9 @@
 ORM classes never leave ``postroom.storage``: repositories return plain data.
 """
 
+from postroom.storage.tables.apikeys import ApiKey
 from postroom.storage.tables.base import Base, utcnow
 from postroom.storage.tables.inbound import InboundMessage
 from postroom.storage.tables.tenants import Tenant, TenantAlias, TenantDomain
 
-__all__ = ["Base", "InboundMessage", "Tenant", "TenantAlias", "TenantDomain", "utcnow"]
+__all__ = ["ApiKey", "Base", "InboundMessage", "Tenant", "TenantAlias", "TenantDomain", "utcnow"]
