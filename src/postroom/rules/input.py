@@ -100,7 +100,9 @@ class RuleInput:
             dmarc=auth.get("dmarc", ()),
             language=(language or getattr(parsed, "language", None) or None),
             is_forward=parsed.forward is not None,
-            is_auto_reply=parsed.auto_reply is not None or _looks_automatic(headers, lower_names),
+            is_auto_reply=parsed.auto_reply is not None
+            or (getattr(parsed, "auto_submitted", None) or "no").lower() != "no"
+            or _looks_automatic(headers, lower_names),
             is_bounce=parsed.bounce is not None,
             is_mailing_list=bool(parsed.list_id) or "list-id" in lower_names
             or any(v.strip().lower() in _LIST_PRECEDENCE for v in _values(headers, "precedence")),
