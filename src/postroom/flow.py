@@ -12,6 +12,7 @@ import logging
 from postroom import parsing
 from postroom.app import App
 from postroom.errors import ParseFailed
+from postroom.gateway import auth
 from postroom.model import ParsedMessage, to_jsonable
 from postroom.storage import inbound
 
@@ -37,11 +38,14 @@ def process_inbound(app: App, inbound_id: int) -> str | None:
         return None
     try:
         raw = app.blobs.get(record.sha256)
+        verdicts = auth.authenticate(raw, trusted_authserv_ids=app.settings.trusted_authserv_id_list,
+                                     dnsfunc=auth.system_dns if app.settings.dkim_verify else None).to_jsonable()
         try:
             parsed = parsing.parse(raw, record.received_at)
         except ParseFailed as exc:
             with app.session() as session:
-                inbound.advance(session, inbound_id, stage="parsing", status="parse_failed", last_error=str(exc))
+                inbound.advance(session, inbound_id, stage="parsing", status="parse_failed", last_error=str(exc),
+                                auth_results=verdicts)
             log.warning("inbound %s could not be parsed: %s", inbound_id, exc)
             return "parse_failed"
         for attachment in parsed.attachments:
@@ -52,6 +56,7 @@ def process_inbound(app: App, inbound_id: int) -> str | None:
                 session, inbound_id, stage="done", status="done",
                 message_id=(parsed.message_id or "")[:998] or None, subject=parsed.subject,
                 sender=parsed.sender.address if parsed.sender else None, parsed=parsed_summary(parsed),
+                auth_results=verdicts,
             )
         return "done"
     except Exception as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from postroom.app import App
 from postroom.gateway.handler import GatewayHandler
+from postroom.gateway.ratelimit import rate_limits
 from postroom.gateway.server import Gateway
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
@@ -51,7 +52,8 @@ class Service:
         if self.run_smtp:
             self.committer = GroupCommitter(self.app.sessions, self.app.blobs)
             handler = GatewayHandler(self.app.directory, self.committer.submit, self.pipeline.dispatch,
-                                     max_recipients=self.settings.max_recipients)
+                                     max_recipients=self.settings.max_recipients,
+                                     limits=rate_limits(self.settings))
             host, port = self.settings.smtp_address
             self.gateway = Gateway(
                 handler, host, port, hostname=self.settings.mail_domain,

@@ -32,6 +32,12 @@ class Settings:
     max_recipients: int = 100
     max_connections_per_ip: int = 20
     smtp_timeout: int = 300
+    rate_ip_per_minute: int = 1200
+    rate_ip_burst: int = 600
+    rate_sender_per_minute: int = 300
+    rate_sender_burst: int = 300
+    trusted_authserv_ids: str = ""
+    dkim_verify: int = 1
     tls_cert: str = ""
     tls_key: str = ""
     rules_dir: str = ""
@@ -40,6 +46,8 @@ class Settings:
     portal_webhook_url: str = ""
     portal_webhook_secret: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
+    operator_token: str = field(default="", repr=False)
+    log_format: str = "text"
 
     @property
     def resolved_database_url(self) -> str:
@@ -52,6 +60,11 @@ class Settings:
     @property
     def resolved_rules_dir(self) -> Path:
         return Path(self.rules_dir) if self.rules_dir else self.data_dir / "rules"
+
+    @property
+    def trusted_authserv_id_list(self) -> tuple[str, ...]:
+        """Comma-separated authserv-ids of upstream MTAs whose Authentication-Results we believe."""
+        return tuple(a.strip().lower() for a in self.trusted_authserv_ids.split(",") if a.strip())
 
     @property
     def smtp_address(self) -> tuple[str, int]:

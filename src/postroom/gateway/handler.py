@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postroom.gateway.addresses import Recipient, Refusal, TenantDirectory, classify
+from postroom.gateway.ratelimit import IP_LIMITED, RateLimits
 from postroom.model import Envelope as MailEnvelope
 from postroom.storage.intake import IntakeItem
 
 log = logging.getLogger(__name__)
 
+OK_MAIL = "250 2.1.0 Sender OK"
 OK_RCPT = "250 2.1.5 Recipient OK"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 STORE_FAILED = "451 4.3.0 Temporary failure storing the message, please try again later"
@@ -36,11 +38,26 @@ class GatewayHandler:
         dispatch: Callable[[Iterable[int]], None],
         *,
         max_recipients: int = 100,
+        limits: RateLimits | None = None,
     ) -> None:
         self.directory = directory
         self.submit = submit
         self.dispatch = dispatch
         self.max_recipients = max_recipients
+        self.limits = limits or RateLimits.unlimited()
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        """Charge the client IP and the sender one token per transaction (see ratelimit)."""
+        refusal = self.limits.check(_peer_ip(session), address)
+        if refusal is not None:
+            log.warning("rate limited MAIL FROM %r from %s", address, _peer_ip(session))
+            if refusal == IP_LIMITED and server.transport is not None:
+                server.loop.call_soon(server.transport.close)  # 421 closes the channel (RFC 5321 3.8)
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return OK_MAIL
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -66,7 +83,7 @@ class GatewayHandler:
         by_tenant: dict[int, tuple[str, ...]] = {}
         for rcpt in getattr(envelope, "postroom_recipients", []):
             by_tenant[rcpt.tenant_id] = (*by_tenant.get(rcpt.tenant_id, ()), rcpt.address)
-        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
+        peer = _peer_ip(session)
         item = IntakeItem(
             raw=raw,
             envelope=MailEnvelope(
@@ -82,3 +99,7 @@ class GatewayHandler:
             return STORE_FAILED
         self.dispatch(ids)
         return f"250 2.0.0 Ok: queued as {','.join(map(str, ids))}"
+
+
+def _peer_ip(session: Session) -> str:
+    return session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")

@@ -44,3 +44,4 @@ class InboundMessage(Base):
     subject: Mapped[str | None] = mapped_column(Text, default=None)
     sender: Mapped[str | None] = mapped_column(String(512), default=None)
     parsed: Mapped[dict | None] = mapped_column(default=None)
+    auth_results: Mapped[dict | None] = mapped_column(default=None)  # gateway.auth.AuthResults as JSON
