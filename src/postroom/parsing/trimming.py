@@ -49,7 +49,7 @@ _OTHER_LABELS = re.compile(
 )
 _SEPARATOR = re.compile(
     r"^\s*(?:[-=_*]{2,}\s*[^-=_*\s][^-=_*]{2,60}?\s*[-=_*]{2,}|"
-    r"Begin forwarded message:|Début du message réexpédié\s*:|Anfang der weitergeleiteten Nachricht:|"
+    r"Begin forwarded message:|Début du message (?:réexpédié|transféré)\s*:|Anfang der weitergeleiteten Nachricht:|"
     r"Begin doorgestuurd bericht:|Doorgestuurd bericht:?|Forwarded message:?)\s*$",
     re.I,
 )
@@ -95,6 +95,8 @@ def trim(text: str) -> Trimmed:
     else:
         reply, quoted = _bottom_posted(lines, start)
     body, signature = split_signature(reply)
+    if not signature and quoted:
+        quoted, signature = _trailing_signature(quoted)
     if not _has_content(body) and not signature and quoted and start is None:
         body, quoted = quoted, []
     return Trimmed(_join(body), _join(_unmark(quoted)), _join(signature))
@@ -217,6 +219,16 @@ def _split_closing(lines: list[str]) -> tuple[list[str], list[str]]:
                 and all(len(ln) < 80 for ln in after):
             return lines[:i], lines[i:]
     return lines, []
+
+
+def _trailing_signature(quoted: list[str]) -> tuple[list[str], list[str]]:
+    """A ``-- `` signature below the quote (Thunderbird's default placement)."""
+    for i in range(len(quoted) - 1, -1, -1):
+        if _QUOTED.match(quoted[i]) or _FROM_LABEL.match(quoted[i]):
+            return quoted, []
+        if quoted[i] in ("-- ", "--"):
+            return quoted[:i], quoted[i + 1 :]
+    return quoted, []
 
 
 def _has_content(lines: list[str]) -> bool:
