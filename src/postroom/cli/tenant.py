@@ -20,12 +20,17 @@ def tenant() -> None:
 @tenant.command("add")
 @click.argument("slug")
 @click.option("--name", default="", help="Display name (defaults to the slug).")
+@click.option("--exist-ok", is_flag=True, help="Succeed quietly if the tenant already exists (scripts).")
 @click.pass_context
-def add(ctx: click.Context, slug: str, name: str) -> None:
+def add(ctx: click.Context, slug: str, name: str, exist_ok: bool) -> None:
     """Create tenant SLUG, receiving mail at <slug>.<mail-domain>."""
     app = open_app(ctx)
     with app.session() as session:
-        info = tenants.add_tenant(session, slug, name)
+        existing = {t.slug: t for t in tenants.list_tenants(session)}
+        if exist_ok and slug.lower() in existing:
+            info = existing[slug.lower()]
+        else:
+            info = tenants.add_tenant(session, slug, name)
     click.echo(f"tenant {info.slug} created: mail to inbox@{info.slug}.{app.settings.mail_domain}")
 
 

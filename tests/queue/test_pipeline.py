@@ -1,0 +1,80 @@
+"""The pipeline through the configured broker (in-process, Redis or RabbitMQ)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from postroom import flow
+from postroom.gateway.ingest import ingest
+from postroom.queue.actors import Pipeline
+from postroom.queue.broker import make_broker
+from postroom.storage import inbound
+from postroom.storage.tables import InboundMessage
+from postroom.testing import make_eml, wait_until
+
+
+def _store(app, tenant_id, tmp_path, count=3):
+    folder = tmp_path / "mail"
+    folder.mkdir(exist_ok=True)
+    for n in range(count):
+        (folder / f"{n}.eml").write_bytes(make_eml(subject=f"queued {n}"))
+    return ingest(app.sessions, app.blobs, tenant_id=tenant_id, inbox_address="inbox@acme.mail.test",
+                  path=folder).ids
+
+
+def _statuses(app):
+    with app.session() as session:
+        return dict(session.execute(select(InboundMessage.id, InboundMessage.status)).tuples().all())
+
+
+def test_ids_sent_several_times_are_processed_once(app, settings, tenant_ids, tmp_path):
+    ids = _store(app, tenant_ids["acme"], tmp_path)
+    pipeline = Pipeline(app, make_broker(settings.broker_url))
+    pipeline.broker.flush_all()
+    try:
+        pipeline.dispatch([*ids, *ids, *ids])
+        pipeline.start_worker(2)
+        wait_until(lambda: set(_statuses(app).values()) == {"done"})
+        pipeline.join()
+    finally:
+        pipeline.stop()
+    with app.session() as session:
+        assert [inbound.get_inbound(session, i).attempts for i in ids] == [1, 1, 1]
+
+
+def test_a_failing_stage_is_retried_then_marked_failed_with_its_error(app, tenant_ids, tmp_path):
+    [inbound_id] = _store(app, tenant_ids["acme"], tmp_path, count=1)
+    with app.session() as session:
+        sha = inbound.get_inbound(session, inbound_id).sha256
+    path = app.blobs.path_for(sha)
+    raw = path.read_bytes()
+    path.unlink()
+    for _ in range(flow.MAX_ATTEMPTS - 1):
+        try:
+            flow.process_inbound(app, inbound_id)
+        except flow.RetryLater:
+            pass
+        else:
+            raise AssertionError("a missing blob must make the stage fail")
+    with app.session() as session:
+        record = inbound.get_inbound(session, inbound_id)
+    assert record.status == "retrying" and "NotFound" in (record.last_error or "")
+    assert flow.process_inbound(app, inbound_id) == "failed"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    with app.session() as session:
+        inbound.set_status(session, inbound_id, "pending", allowed_from=("failed",))
+    assert flow.process_inbound(app, inbound_id) == "done"
+
+
+def test_rows_stuck_by_a_broker_outage_are_swept_up(app, settings, tenant_ids, tmp_path):
+    ids = _store(app, tenant_ids["acme"], tmp_path, count=2)
+    pipeline = Pipeline(app, make_broker(settings.broker_url))
+    pipeline.broker.flush_all()
+    try:
+        pipeline.start_worker(1)
+        assert pipeline.recover() == 2
+        wait_until(lambda: [_statuses(app)[i] for i in ids] == ["done", "done"])
+        assert pipeline.recover() == 0
+    finally:
+        pipeline.stop()
