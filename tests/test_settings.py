@@ -29,7 +29,7 @@ def test_environment_overrides_the_config_file(tmp_path: Path):
 ])
 def test_bad_values_give_one_clear_error(environ, message):
     with pytest.raises(ConfigError, match=message):
-        load_settings(None, environ=environ).smtp_address
+        assert load_settings(None, environ=environ).smtp_address
 
 
 def test_unknown_keys_in_the_file_are_errors(tmp_path: Path):

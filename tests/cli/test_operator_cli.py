@@ -62,7 +62,8 @@ def test_errors_are_one_line_with_a_meaningful_exit_code(run):
 def test_retry_puts_failed_messages_back(run, settings, tmp_path: Path):
     run("tenant", "add", "acme")
     (tmp_path / "one.eml").write_bytes(make_eml())
-    ids = json.loads(run("ingest", "--tenant", "acme", str(tmp_path / "one.eml"), "--no-process", "--json").stdout)["ids"]
+    stored = run("ingest", "--tenant", "acme", str(tmp_path / "one.eml"), "--no-process", "--json")
+    ids = json.loads(stored.stdout)["ids"]
     refused = run("queue", "retry", str(ids[0]))
     assert refused.returncode == 1 and "is pending" in refused.stderr
     assert run("queue", "hold", str(ids[0])).returncode == 0
