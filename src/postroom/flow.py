@@ -8,6 +8,7 @@ and the final state is written in the same transaction as the results.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from postroom import parsing
 from postroom.app import App
@@ -33,7 +34,7 @@ def parsed_summary(parsed: ParsedMessage) -> dict:
 def process_inbound(app: App, inbound_id: int) -> str | None:
     """Run one inbound row through the pipeline; return its new status, or None if skipped."""
     with app.session() as session:
-        record = inbound.claim(session, inbound_id)
+        record = inbound.claim(session, inbound_id, lease=timedelta(seconds=app.settings.processing_lease_seconds))
     if record is None:
         return None
     try:

@@ -38,6 +38,7 @@ class Settings:
     rate_sender_burst: int = 300
     trusted_authserv_ids: str = ""
     dkim_verify: int = 1
+    processing_lease_seconds: int = 300
     tls_cert: str = ""
     tls_key: str = ""
     rules_dir: str = ""

@@ -68,7 +68,8 @@ def get_inbound(session: Session, inbound_id: int) -> InboundRecord:
     return _record(*found)
 
 
-def claim(session: Session, inbound_id: int, now: datetime | None = None) -> InboundRecord | None:
+def claim(session: Session, inbound_id: int, now: datetime | None = None,
+          lease: timedelta = LEASE) -> InboundRecord | None:
     """Take the row for processing, or None if it is finished or leased by a live worker."""
     now = now or datetime.now(UTC)
     result = session.execute(
@@ -76,7 +77,7 @@ def claim(session: Session, inbound_id: int, now: datetime | None = None) -> Inb
         .where(InboundMessage.id == inbound_id)
         .where(or_(InboundMessage.status.in_(RUNNABLE),
                    (InboundMessage.status == "processing") & (InboundMessage.lease_until < now)))
-        .values(status="processing", lease_until=now + LEASE, attempts=InboundMessage.attempts + 1,
+        .values(status="processing", lease_until=now + lease, attempts=InboundMessage.attempts + 1,
                 updated_at=now)
     )
     if result.rowcount != 1:
