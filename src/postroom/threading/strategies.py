@@ -1,0 +1,282 @@
+"""Where a message belongs: the ordered matching steps over a ``ConversationLookup``.
+
+Each step is a plain function ``step(inp, ctx) -> ThreadMatch | None``; the
+first answer wins. The order is the issue's: reply token, Message-ID chain,
+reference tag, subject heuristic, then a new conversation (or the tenant's
+unsorted inbox for what must never create one). Forwards sent to ``inbox@``
+go to the unsorted inbox right after the token step, with suggestions.
+Nothing here touches a database: tests pass a dict-backed lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from postroom.gateway.addresses import REPLY_PREFIX
+from postroom.model import ParsedMessage
+from postroom.threading import references as refs
+from postroom.threading import subjects, tokens
+from postroom.threading.policy import ThreadingPolicy
+
+Destination = Literal["conversation", "new", "inbox"]
+MAX_SUGGESTIONS = 5
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """What matching needs to know about a stored conversation."""
+
+    id: int
+    contact_id: int | None
+    status: str
+    subject_key: str
+    reference: str
+    last_activity_at: datetime
+
+
+class ConversationLookup(Protocol):
+    """Read-only questions about one tenant's conversations (never across tenants)."""
+
+    def conversation(self, conversation_id: int) -> ConversationRef | None: ...
+
+    def by_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        """Message-ID -> conversation id, for stored messages (in or out) that are in a conversation."""
+        ...
+
+    def by_related_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        """Id -> conversation id of stored messages that referenced that id (a shared, unseen ancestor)."""
+        ...
+
+    def by_reference(self, reference: str) -> ConversationRef | None: ...
+
+    def contact_by_address(self, address: str) -> int | None: ...
+
+    def recent_by_subject(self, contact_id: int, key: str, since: datetime) -> list[ConversationRef]:
+        """The contact's conversations with this subject key, active since ``since``, newest first."""
+        ...
+
+    def open_for_contact(self, contact_id: int) -> list[ConversationRef]:
+        """The contact's conversations that are not closed, newest activity first."""
+        ...
+
+    def by_subject(self, key: str, limit: int) -> list[ConversationRef]:
+        """Any conversations with this subject key, newest first (inbox suggestions)."""
+        ...
+
+
+@dataclass(frozen=True)
+class MatchInput:
+    """The facts of one inbound message that matching reads."""
+
+    sender: str
+    subject: str
+    now: datetime
+    message_id: str | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = ()
+    to_inbox: bool = True
+    is_forward: bool = False
+    forward_sender: str | None = None
+    forward_subject: str | None = None
+    auto_reply: bool = False
+    bounce: bool = False
+    bounce_original_id: str | None = None
+
+    @classmethod
+    def from_parsed(cls, parsed: ParsedMessage, rcpt_tos: Sequence[str], *, now: datetime,
+                    tenant_domains: Sequence[str] = ()) -> MatchInput:
+        """Tokens come from the envelope recipients, then from To/Cc addresses at the tenant's domains."""
+        domains = {d.lower() for d in tenant_domains}
+        found = [tokens.token_of(r) for r in rcpt_tos]
+        for addr in (*parsed.to, *parsed.cc):
+            if addr.address.rpartition("@")[2].lower() in domains:
+                found.append(tokens.token_of(addr.address))
+        locals_ = {r.strip().strip("<>").rpartition("@")[0].lower() for r in rcpt_tos}
+        forward = parsed.forward
+        return cls(
+            sender=(parsed.sender.address if parsed.sender else "").lower(),
+            subject=parsed.subject or "",
+            now=now,
+            message_id=refs.canonical(parsed.message_id) if parsed.message_id else None,
+            in_reply_to=refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to),
+            references=refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references),
+            tokens=tuple(dict.fromkeys(t for t in found if t)),
+            to_inbox=not locals_ or any(not local.startswith(REPLY_PREFIX) for local in locals_),
+            is_forward=forward is not None,
+            forward_sender=(forward.sender.address.lower() if forward and forward.sender else None),
+            forward_subject=forward.subject if forward else None,
+            auto_reply=parsed.auto_reply is not None,
+            bounce=parsed.bounce is not None,
+            bounce_original_id=(refs.canonical(parsed.bounce.original_message_id)
+                                if parsed.bounce and parsed.bounce.original_message_id else None),
+        )
+
+
+@dataclass(frozen=True)
+class ThreadMatch:
+    """The decision: an existing conversation, a new one, or the unsorted inbox; ``via`` says why."""
+
+    destination: Destination
+    via: str
+    conversation_id: int | None = None
+    contact_id: int | None = None
+    token_contact_id: int | None = None
+    flags: tuple[str, ...] = ()
+    matched: str | None = None
+    suggestions: tuple[int, ...] = ()
+
+    @property
+    def is_reply(self) -> bool:
+        return self.destination == "conversation"
+
+
+@dataclass(frozen=True)
+class MatchContext:
+    lookup: ConversationLookup
+    policy: ThreadingPolicy
+    secret: bytes
+    contact_id: int | None = None
+
+
+Step = Callable[[MatchInput, MatchContext], ThreadMatch | None]
+
+
+def _attach(ctx: MatchContext, conversation_id: int, via: str, *, matched: str | None = None,
+            flags: tuple[str, ...] = (), token_contact_id: int | None = None) -> ThreadMatch:
+    return ThreadMatch("conversation", via, conversation_id, ctx.contact_id, token_contact_id, flags, matched)
+
+
+def _inbox(inp: MatchInput, ctx: MatchContext, via: str, flags: tuple[str, ...] = ()) -> ThreadMatch:
+    return ThreadMatch("inbox", via, None, ctx.contact_id, None, flags, None, suggest(inp, ctx))
+
+
+def by_token(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
+    """1. An authentic reply token names the conversation; anything else that looks like one is suspect."""
+    if not inp.tokens:
+        return None
+    flag = "forged_token"
+    for token in inp.tokens:
+        claim = tokens.verify_token(ctx.secret, token)
+        if claim is None:
+            continue
+        conversation = ctx.lookup.conversation(claim.conversation_id)
+        if conversation is None:
+            flag = "token_unknown_conversation"
+            continue
+        if ctx.contact_id is not None and ctx.contact_id == claim.contact_id:
+            return _attach(ctx, conversation.id, "token", matched=token, token_contact_id=claim.contact_id)
+        if ctx.policy.strict_token:
+            return _inbox(inp, ctx, "token", ("foreign_sender",))
+        return _attach(ctx, conversation.id, "token", matched=token, flags=("foreign_sender",),
+                       token_contact_id=claim.contact_id)
+    return _inbox(inp, ctx, "token", (flag,))
+
+
+def forward_to_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
+    """A forward to inbox@ goes to the unsorted inbox: staff decide where the original belongs."""
+    if inp.is_forward and inp.to_inbox and not (inp.auto_reply or inp.bounce):
+        return _inbox(inp, ctx, "forward")
+    return None
+
+
+def chain_ids(inp: MatchInput) -> tuple[tuple[str, str], ...]:
+    """(id, via) in the order they are tried: bounce original, In-Reply-To, References newest first."""
+    out: list[tuple[str, str]] = []
+    if inp.bounce_original_id:
+        out.append((inp.bounce_original_id, "bounce"))
+    out += [(i, "in-reply-to") for i in inp.in_reply_to]
+    out += [(i, "references") for i in reversed(inp.references)]
+    seen: set[str] = set()
+    unique = []
+    for mid, via in out:
+        if mid not in seen and mid != inp.message_id:
+            seen.add(mid)
+            unique.append((mid, via))
+    return tuple(unique)
+
+
+def by_message_ids(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
+    """2. The Message-ID chain against every stored Message-ID, then against ids other messages referenced."""
+    ordered = chain_ids(inp)
+    if ordered:
+        hits = ctx.lookup.by_message_ids([mid for mid, _ in ordered])
+        for mid, via in ordered:
+            if mid in hits:
+                return _attach(ctx, hits[mid], via, matched=mid)
+    related = [mid for mid, _ in ordered] + ([inp.message_id] if inp.message_id else [])
+    if related:
+        hits = ctx.lookup.by_related_ids(related)
+        for mid in related:
+            if mid in hits:
+                return _attach(ctx, hits[mid], "related", matched=mid)
+    return None
+
+
+def by_reference_tag(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
+    """3. ``[#A1B2C3]`` in the subject, as sent in outbound subjects."""
+    for reference in subjects.find_references(inp.subject):
+        conversation = ctx.lookup.by_reference(reference)
+        if conversation is not None:
+            foreign = ctx.contact_id is None or conversation.contact_id != ctx.contact_id
+            return _attach(ctx, conversation.id, "reference-tag", matched=reference,
+                           flags=("foreign_sender",) if foreign else ())
+    return None
+
+
+def by_subject(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
+    """4. Same contact, same subject once prefixes are gone, active within the tenant's window."""
+    if not ctx.policy.heuristic or ctx.contact_id is None:
+        return None
+    key = subjects.subject_key(inp.subject)
+    if not key:
+        return None
+    found = ctx.lookup.recent_by_subject(ctx.contact_id, key, inp.now - ctx.policy.heuristic_window)
+    return _attach(ctx, found[0].id, "subject", matched=key) if found else None
+
+
+def new_or_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch:
+    """5. Automatic mail never creates a conversation; otherwise a new one (or the open one, by policy)."""
+    if inp.bounce:
+        return _inbox(inp, ctx, "bounce", ("bounce",))
+    if inp.auto_reply:
+        return _inbox(inp, ctx, "auto-reply", ("auto_reply",))
+    if not inp.sender:
+        return _inbox(inp, ctx, "no-sender", ("no_sender",))
+    if ctx.policy.new_mail == "join_open" and ctx.contact_id is not None:
+        open_ = ctx.lookup.open_for_contact(ctx.contact_id)
+        if open_:
+            return _attach(ctx, open_[0].id, "join-open")
+    return ThreadMatch("new", "new", None, ctx.contact_id)
+
+
+def suggest(inp: MatchInput, ctx: MatchContext) -> tuple[int, ...]:
+    """Conversations an inbox message may belong to: the (original) sender's open ones, then by subject."""
+    sender = inp.forward_sender or inp.sender
+    subject = inp.forward_subject if inp.forward_subject is not None else inp.subject
+    ranked: list[int] = []
+    contact = ctx.lookup.contact_by_address(sender) if sender else None
+    if contact is not None:
+        ranked += [c.id for c in ctx.lookup.open_for_contact(contact)]
+    key = subjects.subject_key(subject)
+    if key:
+        ranked += [c.id for c in ctx.lookup.by_subject(key, MAX_SUGGESTIONS)]
+    return tuple(dict.fromkeys(ranked))[:MAX_SUGGESTIONS]
+
+
+STEPS: tuple[Step, ...] = (by_token, forward_to_inbox, by_message_ids, by_reference_tag, by_subject)
+
+
+def match(inp: MatchInput, lookup: ConversationLookup, *, secret: bytes,
+          policy: ThreadingPolicy | None = None) -> ThreadMatch:
+    """Run the steps in order; the first one that answers decides."""
+    contact_id = lookup.contact_by_address(inp.sender) if inp.sender else None
+    ctx = MatchContext(lookup=lookup, policy=policy or ThreadingPolicy(), secret=secret, contact_id=contact_id)
+    for step in STEPS:
+        found = step(inp, ctx)
+        if found is not None:
+            return found
+    return new_or_inbox(inp, ctx)
