@@ -5,7 +5,21 @@ ORM classes never leave ``postroom.storage``: repositories return plain data.
 
 from postroom.storage.tables.apikeys import ApiKey
 from postroom.storage.tables.base import Base, utcnow
+from postroom.storage.tables.conversations import (
+    Contact,
+    ContactAddress,
+    Conversation,
+    Message,
+    MessageBounce,
+    NotificationEvent,
+    StaffUser,
+    Team,
+    TeamMember,
+    ThreadRef,
+)
 from postroom.storage.tables.inbound import InboundMessage
 from postroom.storage.tables.tenants import Tenant, TenantAlias, TenantDomain
 
-__all__ = ["ApiKey", "Base", "InboundMessage", "Tenant", "TenantAlias", "TenantDomain", "utcnow"]
+__all__ = ["ApiKey", "Base", "Contact", "ContactAddress", "Conversation", "Message", "MessageBounce",
+           "NotificationEvent", "StaffUser", "Team", "TeamMember", "ThreadRef", "InboundMessage", "Tenant",
+           "TenantAlias", "TenantDomain", "utcnow"]
