@@ -46,6 +46,10 @@ class Settings:
     outbound_url: str = ""
     portal_webhook_url: str = ""
     portal_webhook_secret: str = field(default="", repr=False)
+    outbound_lifetime_seconds: int = 5 * 24 * 3600
+    outbound_backoff_ms: int = 60_000
+    outbound_max_backoff_ms: int = 4_000_000
+    outbound_lease_seconds: int = 600
     secret_key: str = field(default="", repr=False)
     operator_token: str = field(default="", repr=False)
     log_format: str = "text"
