@@ -42,6 +42,7 @@ def test_attachments() -> None:
     inp = RuleInput.from_parsed(parsed, Envelope(mail_from="", rcpt_tos=()))
     assert inp.attachment_names == ("factuur.PDF",)
     assert inp.attachment_types == ("application/pdf", "image/png")
+    assert inp.attachment_count == 2
 
 
 def test_auto_reply_detected_from_headers() -> None:

@@ -139,8 +139,8 @@ def _attachment_type(i: RuleInput, _: str | None) -> tuple[str, ...]:
 
 @predicate("attachment_count", Kind.NUMBER)
 def _attachment_count(i: RuleInput, _: str | None) -> int:
-    """Number of attachments."""
-    return len(i.attachment_names)
+    """Number of attachments, inline ones included."""
+    return i.attachment_count
 
 
 @predicate("size", Kind.NUMBER)
@@ -198,136 +198,133 @@ for _name, _doc in (
     _flag(_name, _doc)
 
 
-class Facts:
+Slot = tuple[str, str, str | None]
+
+
+class Facts(dict[Slot, Any]):
     """Per-message cache of extracted values, so 500 rules lower-case the body once.
 
-    Also carries the regex time budget for this message and any warnings.
+    A dict keyed by ``(view, predicate, param)``: hits are a C-level lookup,
+    misses are filled by ``__missing__``. Also carries this message's regex
+    time budget and any warnings.
     """
 
-    __slots__ = ("input", "_cache", "deadline", "per_match", "warnings")
+    __slots__ = ("input", "deadline", "per_match", "warnings")
 
     def __init__(self, inp: RuleInput, *, regex_budget: float, regex_timeout: float) -> None:
+        super().__init__()
         self.input = inp
-        self._cache: dict[tuple[str, str, str | None], Any] = {}
         self.deadline = time.monotonic() + regex_budget
         self.per_match = regex_timeout
         self.warnings: list[str] = []
 
-    def get(self, slot: tuple[str, str, str | None]) -> Any:
-        try:
-            return self._cache[slot]
-        except KeyError:
-            value = self._cache[slot] = self._compute(*slot)
-            return value
-
-    def _compute(self, view: str, name: str, param: str | None) -> Any:
+    def __missing__(self, slot: Slot) -> Any:
+        view, name, param = slot
         if view == "raw":
-            return PREDICATES[name].extract(self.input, param)
-        raw = self.get(("raw", name, param))
-        if view == "lower":
-            return tuple(v.lower() for v in raw)
-        return tuple(v.rpartition("@")[2] for v in self.get(("lower", name, param)))
+            value = PREDICATES[name].extract(self.input, param)
+        elif view == "lower":
+            value = tuple(v.lower() for v in self[("raw", name, param)])
+        else:
+            value = tuple(v.rpartition("@")[2] for v in self[("lower", name, param)])
+        self[slot] = value
+        return value
 
 
-# Operator factories: operand -> test(values, facts) -> bool. ``view`` says which values it needs.
-ValueTest = Callable[[Any, Facts], bool]
+Test = Callable[[Facts], bool]
+# An operator builds a test from its operand and the slot holding the values it needs.
+OPERATORS: dict[str, tuple[str, Callable[[Any, Slot], Test]]] = {}
 
 
-@dataclass(frozen=True)
-class Operator:
-    view: str
-    kinds: frozenset[Kind]
-    build: Callable[[Any], ValueTest]
+def operator(name: str, view: str) -> Callable[[Callable[[Any, Slot], Test]], Any]:
+    """Register an operator; ``view`` is raw, lower (lower-cased strings) or domain."""
 
-
-_STRINGS = frozenset({Kind.ADDRESS, Kind.TEXT, Kind.HEADER, Kind.CONTACT})
-OPERATORS: dict[str, Operator] = {}
-
-
-def operator(name: str, view: str, kinds: frozenset[Kind]) -> Callable[[Callable[[Any], ValueTest]], Any]:
-    def register(build: Callable[[Any], ValueTest]) -> Callable[[Any], ValueTest]:
-        OPERATORS[name] = Operator(view, kinds, build)
+    def register(build: Callable[[Any, Slot], Test]) -> Callable[[Any, Slot], Test]:
+        OPERATORS[name] = (view, build)
         return build
 
     return register
 
 
-@operator("is", "lower", _STRINGS | {Kind.NUMBER})
-def _is(operand: str | int) -> ValueTest:
+@operator("is", "lower")
+def _is(operand: str | int, slot: Slot) -> Test:
     if isinstance(operand, int):
-        return lambda value, _: value == operand
+        return lambda f: f[slot] == operand
     needle = operand.lower()
-    return lambda values, _: needle in values
+    return lambda f: needle in f[slot]
 
 
-@operator("in", "lower", _STRINGS | {Kind.NUMBER})
-def _in(operand: list[str] | list[int]) -> ValueTest:
+@operator("in", "lower")
+def _in(operand: list[str] | list[int], slot: Slot) -> Test:
     wanted = frozenset(v.lower() if isinstance(v, str) else v for v in operand)
     if all(isinstance(v, int) for v in operand):
-        return lambda value, _: value in wanted
-    return lambda values, _: not wanted.isdisjoint(values)
+        return lambda f: f[slot] in wanted
+    return lambda f: not wanted.isdisjoint(f[slot])
 
 
-@operator("contains", "lower", _STRINGS)
-def _contains(operand: list[str]) -> ValueTest:
+@operator("contains", "lower")
+def _contains(operand: list[str], slot: Slot) -> Test:
     needles = tuple(v.lower() for v in operand)
-    return lambda values, _: any(n in v for v in values for n in needles)
+    if len(needles) == 1:
+        (needle,) = needles
+        return lambda f: any(needle in v for v in f[slot])
+    return lambda f: any(n in v for v in f[slot] for n in needles)
 
 
-@operator("starts_with", "lower", _STRINGS)
-def _starts_with(operand: list[str]) -> ValueTest:
+@operator("starts_with", "lower")
+def _starts_with(operand: list[str], slot: Slot) -> Test:
     prefixes = tuple(v.lower() for v in operand)
-    return lambda values, _: any(v.startswith(prefixes) for v in values)
+    return lambda f: any(v.startswith(prefixes) for v in f[slot])
 
 
-@operator("ends_with", "lower", _STRINGS)
-def _ends_with(operand: list[str]) -> ValueTest:
+@operator("ends_with", "lower")
+def _ends_with(operand: list[str], slot: Slot) -> Test:
     suffixes = tuple(v.lower() for v in operand)
-    return lambda values, _: any(v.endswith(suffixes) for v in values)
+    return lambda f: any(v.endswith(suffixes) for v in f[slot])
 
 
-@operator("domain", "domain", frozenset({Kind.ADDRESS}))
-def _domain(operand: list[str]) -> ValueTest:
+@operator("domain", "domain")
+def _domain(operand: list[str], slot: Slot) -> Test:
     """Exact domain or any subdomain of it."""
     exact = frozenset(d.lower().lstrip("@.") for d in operand)
     subs = tuple("." + d for d in exact)
-    return lambda values, _: any(v in exact or v.endswith(subs) for v in values)
+    return lambda f: any(v in exact or v.endswith(subs) for v in f[slot])
 
 
-@operator("exists", "raw", _STRINGS)
-def _exists(operand: bool) -> ValueTest:
-    return lambda values, _: bool(values) is operand
+@operator("exists", "raw")
+def _exists(operand: bool, slot: Slot) -> Test:
+    return lambda f: bool(f[slot]) is operand
 
 
-@operator("matches", "raw", _STRINGS)
-def _matches(operand: str) -> ValueTest:
+@operator("matches", "raw")
+def _matches(operand: str, slot: Slot) -> Test:
+    """Search with a timeout bounded by the message's remaining regex budget."""
     pattern = compile_regex(operand)
 
-    def test(values: tuple[str, ...], facts: Facts) -> bool:
-        for value in values:
-            remaining = facts.deadline - time.monotonic()
+    def test(f: Facts) -> bool:
+        for value in f[slot]:
+            remaining = f.deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("regex budget for this message used up")
-            if pattern.search(value, timeout=min(facts.per_match, remaining)):
+            if pattern.search(value, timeout=min(f.per_match, remaining)):
                 return True
         return False
 
     return test
 
 
-@operator("gt", "raw", frozenset({Kind.NUMBER}))
-def _gt(operand: int) -> ValueTest:
-    return lambda value, _: value > operand
+@operator("gt", "raw")
+def _gt(operand: int, slot: Slot) -> Test:
+    return lambda f: f[slot] > operand
 
 
-@operator("lt", "raw", frozenset({Kind.NUMBER}))
-def _lt(operand: int) -> ValueTest:
-    return lambda value, _: value < operand
+@operator("lt", "raw")
+def _lt(operand: int, slot: Slot) -> Test:
+    return lambda f: f[slot] < operand
 
 
-@operator("flag", "raw", frozenset({Kind.FLAG}))
-def _flag_is(operand: bool) -> ValueTest:
-    return lambda value, _: value is operand
+@operator("flag", "raw")
+def _flag_is(operand: bool, slot: Slot) -> Test:
+    return lambda f: f[slot] is operand
 
 
 def compile_regex(pattern: str) -> regex.Pattern[str]:
@@ -336,54 +333,58 @@ def compile_regex(pattern: str) -> regex.Pattern[str]:
 
 
 class Node:
-    """A condition tree node; ``where`` is ``line:col`` in the rules file."""
+    """A condition tree node.
 
+    ``test`` is a plain closure (no bound-method or tree-walking overhead on
+    the hot path); ``explain`` is the slower walk that also says which node
+    decided. ``where`` is ``line:col`` in the rules file.
+    """
+
+    test: Test
     text: str
     where: str
 
-    def test(self, facts: Facts) -> bool:
-        raise NotImplementedError
-
     def explain(self, facts: Facts) -> tuple[bool, Node]:
         """Outcome plus the node that decided it."""
-        raise NotImplementedError
+        return self.test(facts), self
 
 
 class Leaf(Node):
-    __slots__ = ("slot", "check", "text", "where")
-
     def __init__(self, name: str, param: str | None, op: str, operand: Any, where: str) -> None:
-        spec = OPERATORS[op]
+        view, build = OPERATORS[op]
         numeric = PREDICATES[name].kind in (Kind.NUMBER, Kind.FLAG)
-        self.slot = ("raw" if numeric else spec.view, name, param)
-        self.check = spec.build(operand)
         label = f"{name} {param}" if param else name
         self.text = f"{label} is {json.dumps(operand)}" if op == "flag" else (
             f"{label} {op} {json.dumps(operand, ensure_ascii=False)}"
         )
         self.where = where
+        check = build(operand, ("raw" if numeric else view, name, param))
+        self.test = self._bounded(check) if op == "matches" else check
 
-    def test(self, facts: Facts) -> bool:
-        try:
-            return self.check(facts.get(self.slot), facts)
-        except TimeoutError as exc:
-            facts.warnings.append(f"{self.where}: {self.text}: {exc}; treated as no match")
-            return False
+    def _bounded(self, check: Test) -> Test:
+        """A timed-out regex counts as no match and leaves a warning naming the rule's position."""
 
-    def explain(self, facts: Facts) -> tuple[bool, Node]:
-        return self.test(facts), self
+        def test(facts: Facts) -> bool:
+            try:
+                return check(facts)
+            except TimeoutError as exc:
+                facts.warnings.append(f"{self.where}: {self.text}: {exc}; treated as no match")
+                return False
+
+        return test
 
 
 class All(Node):
-    __slots__ = ("children", "text", "where")
-
     def __init__(self, children: tuple[Node, ...], where: str) -> None:
         self.children = children
         self.text = f"all {len(children)} conditions matched"
         self.where = where
-
-    def test(self, facts: Facts) -> bool:
-        return all(c.test(facts) for c in self.children)
+        tests = tuple(c.test for c in children)
+        if len(tests) == 2:
+            a, b = tests
+            self.test = lambda f: a(f) and b(f)
+        else:
+            self.test = lambda f: all(t(f) for t in tests)
 
     def explain(self, facts: Facts) -> tuple[bool, Node]:
         for child in self.children:
@@ -394,15 +395,16 @@ class All(Node):
 
 
 class AnyOf(Node):
-    __slots__ = ("children", "text", "where")
-
     def __init__(self, children: tuple[Node, ...], where: str) -> None:
         self.children = children
         self.text = f"none of {len(children)} conditions matched (any)"
         self.where = where
-
-    def test(self, facts: Facts) -> bool:
-        return any(c.test(facts) for c in self.children)
+        tests = tuple(c.test for c in children)
+        if len(tests) == 2:
+            a, b = tests
+            self.test = lambda f: a(f) or b(f)
+        else:
+            self.test = lambda f: any(t(f) for t in tests)
 
     def explain(self, facts: Facts) -> tuple[bool, Node]:
         for child in self.children:
@@ -413,15 +415,12 @@ class AnyOf(Node):
 
 
 class Not(Node):
-    __slots__ = ("child", "text", "where")
-
     def __init__(self, child: Node, where: str) -> None:
         self.child = child
         self.text = f"not ({child.text})"
         self.where = where
-
-    def test(self, facts: Facts) -> bool:
-        return not self.child.test(facts)
+        inner = child.test
+        self.test = lambda f: not inner(f)
 
     def explain(self, facts: Facts) -> tuple[bool, Node]:
         ok, decider = self.child.explain(facts)
@@ -442,9 +441,8 @@ class Always(Node):
     def __init__(self, where: str) -> None:
         self.text = "always (no conditions)"
         self.where = where
+        self.test = _always
 
-    def test(self, facts: Facts) -> bool:
-        return True
 
-    def explain(self, facts: Facts) -> tuple[bool, Node]:
-        return True, self
+def _always(_: Facts) -> bool:
+    return True

@@ -29,25 +29,15 @@ def evaluate(
     facts = Facts(inp, regex_budget=regex_budget, regex_timeout=regex_timeout)
     fired: list[Rule] = []
     trace: list[RuleTrace] = []
-    stopped_by: str | None = None
-    for rule in ruleset.rules:
-        if stopped_by is not None:
-            if explain:
-                trace.append(RuleTrace(rule.name, rule.line, None, note=f"not evaluated: stopped by '{stopped_by}'"))
-            continue
-        if not rule.enabled:
-            if explain:
-                trace.append(RuleTrace(rule.name, rule.line, None, note="disabled"))
-            continue
-        if explain:
-            matched, decider = rule.condition.explain(facts)
-            trace.append(RuleTrace(rule.name, rule.line, matched, decider.text, decider.where))
-        else:
-            matched = rule.condition.test(facts)
-        if matched:
-            fired.append(rule)
-            if rule.stop:
-                stopped_by = rule.name
+    if explain:
+        _explain(ruleset, facts, fired, trace)
+    else:
+        for test, rule in ruleset.active:
+            if test(facts):
+                fired.append(rule)
+                if rule.stop:
+                    break
+    stopped_by = fired[-1].name if fired and fired[-1].stop else None
     applied = tuple(a for rule in fired for a in rule.actions)
     return RoutingDecision(
         **actions.combine(applied),
@@ -57,3 +47,19 @@ def evaluate(
         trace=tuple(trace),
         warnings=tuple(facts.warnings),
     )
+
+
+def _explain(ruleset: Ruleset, facts: Facts, fired: list[Rule], trace: list[RuleTrace]) -> None:
+    """The slow path for ``rules test``: same outcome, plus a trace entry for every rule."""
+    stopped_by: str | None = None
+    for rule in ruleset.rules:
+        if stopped_by is not None:
+            trace.append(RuleTrace(rule.name, rule.line, None, note=f"not evaluated: stopped by '{stopped_by}'"))
+        elif not rule.enabled:
+            trace.append(RuleTrace(rule.name, rule.line, None, note="disabled"))
+        else:
+            matched, decider = rule.condition.explain(facts)
+            trace.append(RuleTrace(rule.name, rule.line, matched, decider.text, decider.where))
+            if matched:
+                fired.append(rule)
+                stopped_by = rule.name if rule.stop else None

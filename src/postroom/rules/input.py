@@ -37,6 +37,7 @@ class RuleInput:
     headers: tuple[tuple[str, str], ...] = ()
     attachment_names: tuple[str, ...] = ()
     attachment_types: tuple[str, ...] = ()
+    attachment_count: int = 0
     size: int = 0
     spf: tuple[str, ...] = ()
     dkim: tuple[str, ...] = ()
@@ -94,6 +95,7 @@ class RuleInput:
             attachment_types=tuple(dict.fromkeys(
                 t.lower() for a in attachments for t in (a.content_type, a.detected_type) if t
             )),
+            attachment_count=len(attachments),
             size=parsed.size or 0,
             spf=auth.get("spf", ()),
             dkim=auth.get("dkim", ()),

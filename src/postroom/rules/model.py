@@ -6,10 +6,11 @@ logged, compared in tests and passed to later stages without copying.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
-from postroom.rules.conditions import Node
+from postroom.rules.conditions import Facts, Node
 
 Status = Literal["open", "awaiting_feedback", "in_progress", "closed"]
 Disposition = Literal["accept", "reject", "discard"]
@@ -61,10 +62,18 @@ class Rule:
 
 @dataclass(frozen=True)
 class Ruleset:
-    """Rules of one file, in file order."""
+    """Rules of one file, in file order.
+
+    ``active`` pairs each enabled rule with its condition's test function,
+    computed once so the evaluation loop does no attribute lookups.
+    """
 
     source: str
     rules: tuple[Rule, ...] = ()
+    active: tuple[tuple[Callable[[Facts], bool], Rule], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "active", tuple((r.condition.test, r) for r in self.rules if r.enabled))
 
     def __len__(self) -> int:
         return len(self.rules)
