@@ -78,7 +78,7 @@ def _one(piece: str) -> list[Address]:
 def _clean_name(name: str) -> str:
     """The display name unquoted; debris of a broken list is no name at all."""
     name = " ".join(name.split()).strip().strip("\"'").strip().replace('\\"', '"')
-    return "" if re.search(r"[<>@,;]", name) else name
+    return "" if re.search(r"[<>@;]", name) else name
 
 
 def split_list(value: str) -> list[str]:

@@ -33,6 +33,7 @@ _LATIN1_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "iso_88
 _C1 = re.compile(rb"[\x80-\x9f]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
@@ -95,9 +96,11 @@ def _utf8_ok(data: bytes) -> bool:
 
 
 def guess_decode(data: bytes) -> str:
-    """Undeclared 8-bit text: UTF-8 if valid, else a confident guess, else cp1252."""
+    """Undeclared 8-bit text: UTF-8 (stray bytes as cp1252), else a confident guess, else cp1252."""
     if _utf8_ok(data):
         return data.decode("utf-8")
+    if _UTF8_SEQUENCE.search(data):
+        return data.decode("utf-8", errors="postroom-cp1252")
     best = from_bytes(data[:20000]).best() if len(data) > 40 else None
     if best is not None and best.encoding not in ("utf_8", "ascii") and best.chaos < 0.1:
         try:

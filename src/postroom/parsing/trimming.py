@@ -245,4 +245,4 @@ def _join(lines: list[str]) -> str:
 
 def strip_mark(text: str) -> str:
     """Text without the HTML quote marker line."""
-    return "\n".join(ln for ln in text.split("\n") if ln.strip() != QUOTE_MARK)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(ln for ln in text.split("\n") if ln.strip() != QUOTE_MARK))
