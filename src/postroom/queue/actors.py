@@ -16,11 +16,14 @@ from dramatiq import Broker, Worker
 
 from postroom import flow
 from postroom.app import App
+from postroom.outbound import delivery
 from postroom.storage import inbound
+from postroom.storage import outbound as outbound_store
 
 log = logging.getLogger(__name__)
 
 INBOUND_QUEUE = "inbound"
+OUTBOUND_QUEUE = "outbound"
 SWEEP_EVERY = 15.0
 SWEEP_IDLE = timedelta(seconds=30)
 
@@ -34,12 +37,31 @@ class Pipeline:
             max_retries=flow.MAX_ATTEMPTS, min_backoff=500, max_backoff=300_000,
             throws=(),
         )
+        self.deliver = dramatiq.actor(
+            self._deliver, broker=broker, actor_name="deliver", queue_name=OUTBOUND_QUEUE,
+            max_retries=3, min_backoff=1000, max_backoff=60_000,
+        )
+        self.transport_for = delivery.default_transport(app.settings)
         self._worker: Worker | None = None
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
     def _process_inbound(self, inbound_id: int) -> None:
         flow.process_inbound(self.app, inbound_id)
+
+    def _deliver(self, outbound_id: int) -> None:
+        """One attempt; a deferral is scheduled as a delayed message (the sweeper is the safety net)."""
+        outcome = delivery.deliver(self.app, outbound_id, transport_for=self.transport_for)
+        if outcome.retry_in is not None:
+            self.dispatch_outbound([outbound_id], delay=outcome.retry_in)
+
+    def dispatch_outbound(self, ids: Iterable[int], delay: float = 0.0) -> None:
+        """Hand outbound ids to the ``outbound`` queue; rows stay queued in the database if this fails."""
+        for outbound_id in ids:
+            try:
+                self.deliver.send_with_options(args=(outbound_id,), delay=int(delay * 1000) or None)
+            except Exception as exc:
+                log.warning("could not enqueue outbound %s (will be swept up later): %s", outbound_id, exc)
 
     def dispatch(self, ids: Iterable[int]) -> None:
         """Hand ids to the broker; a broker outage only delays work (the sweeper re-sends)."""
@@ -53,8 +75,10 @@ class Pipeline:
         """Re-enqueue every row that is not finished; safe because claiming is atomic."""
         with self.app.session() as session:
             ids = inbound.due_for_recovery(session, idle=idle)
+            outbound_ids = outbound_store.due_for_recovery(session, idle=idle)
         self.dispatch(ids)
-        return len(ids)
+        self.dispatch_outbound(outbound_ids)
+        return len(ids) + len(outbound_ids)
 
     def start_worker(self, threads: int) -> None:
         self._worker = Worker(self.broker, worker_threads=threads, worker_timeout=100)

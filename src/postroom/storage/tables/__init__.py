@@ -18,8 +18,9 @@ from postroom.storage.tables.conversations import (
     ThreadRef,
 )
 from postroom.storage.tables.inbound import InboundMessage
+from postroom.storage.tables.outbound import OutboundAttempt, OutboundMessage, OutboundRecipient
 from postroom.storage.tables.tenants import Tenant, TenantAlias, TenantDomain
 
 __all__ = ["ApiKey", "Base", "Contact", "ContactAddress", "Conversation", "Message", "MessageBounce",
-           "NotificationEvent", "StaffUser", "Team", "TeamMember", "ThreadRef", "InboundMessage", "Tenant",
-           "TenantAlias", "TenantDomain", "utcnow"]
+           "NotificationEvent", "OutboundAttempt", "OutboundMessage", "OutboundRecipient", "StaffUser", "Team",
+           "TeamMember", "ThreadRef", "InboundMessage", "Tenant", "TenantAlias", "TenantDomain", "utcnow"]

@@ -1,0 +1,89 @@
+"""Built-in strings of the built-in templates, per locale (en, fr, nl, de).
+
+Templates call ``t("key")``; an unknown locale falls back to English, an
+unknown key is a bug and raises, so a typo in a template fails in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+STRINGS: dict[str, dict[str, str]] = {
+    "en": {
+        "greeting": "Hello {name},",
+        "greeting_anonymous": "Hello,",
+        "ack_subject": "We received your message",
+        "ack_body": "Thank you for your message. It has reached our team and we will get back to you soon.",
+        "ack_reference": "Your reference is {reference}; keep it in the subject if you write to us again.",
+        "auto_reply_subject": "Automatic reply",
+        "reply_hint": "You can answer this email directly; please keep the reference in the subject.",
+        "attachments": "Attachments",
+        "previous": "On {date}, {author} wrote:",
+        "notification_subject": "New message from {tenant}",
+        "notification_body": "{author} sent you a new message.",
+        "open_portal": "Open the conversation",
+        "via": "{staff} via {tenant}",
+    },
+    "fr": {
+        "greeting": "Bonjour {name},",
+        "greeting_anonymous": "Bonjour,",
+        "ack_subject": "Nous avons bien reçu votre message",
+        "ack_body": "Merci pour votre message. Il est bien parvenu à notre équipe, qui vous répondra rapidement.",
+        "ack_reference": "Votre référence est {reference} ; gardez-la dans l'objet si vous nous écrivez à nouveau.",
+        "auto_reply_subject": "Réponse automatique",
+        "reply_hint": "Vous pouvez répondre directement à cet e-mail ; merci de garder la référence dans l'objet.",
+        "attachments": "Pièces jointes",
+        "previous": "Le {date}, {author} a écrit :",
+        "notification_subject": "Nouveau message de {tenant}",
+        "notification_body": "{author} vous a envoyé un nouveau message.",
+        "open_portal": "Ouvrir la conversation",
+        "via": "{staff} via {tenant}",
+    },
+    "nl": {
+        "greeting": "Beste {name},",
+        "greeting_anonymous": "Beste,",
+        "ack_subject": "We hebben uw bericht ontvangen",
+        "ack_body": "Bedankt voor uw bericht. Het is bij ons team aangekomen en we nemen snel contact met u op.",
+        "ack_reference": "Uw referentie is {reference}; laat die in het onderwerp staan als u ons opnieuw schrijft.",
+        "auto_reply_subject": "Automatisch antwoord",
+        "reply_hint": "U kunt rechtstreeks op deze e-mail antwoorden; laat de referentie in het onderwerp staan.",
+        "attachments": "Bijlagen",
+        "previous": "Op {date} schreef {author}:",
+        "notification_subject": "Nieuw bericht van {tenant}",
+        "notification_body": "{author} heeft u een nieuw bericht gestuurd.",
+        "open_portal": "Het gesprek openen",
+        "via": "{staff} via {tenant}",
+    },
+    "de": {
+        "greeting": "Hallo {name},",
+        "greeting_anonymous": "Hallo,",
+        "ack_subject": "Wir haben Ihre Nachricht erhalten",
+        "ack_body": "Vielen Dank für Ihre Nachricht. Sie ist bei unserem Team angekommen; wir melden uns bald.",
+        "ack_reference": "Ihre Referenz ist {reference}; bitte lassen Sie sie im Betreff, wenn Sie uns erneut "
+                         "schreiben.",
+        "auto_reply_subject": "Automatische Antwort",
+        "reply_hint": "Sie können direkt auf diese E-Mail antworten; bitte lassen Sie die Referenz im Betreff.",
+        "attachments": "Anhänge",
+        "previous": "Am {date} schrieb {author}:",
+        "notification_subject": "Neue Nachricht von {tenant}",
+        "notification_body": "{author} hat Ihnen eine neue Nachricht geschickt.",
+        "open_portal": "Unterhaltung öffnen",
+        "via": "{staff} über {tenant}",
+    },
+}
+LOCALES = tuple(STRINGS)
+
+
+def normalize(locale: str | None) -> str:
+    """'fr_BE', 'FR-be' -> 'fr'; anything unknown -> 'en'."""
+    base = (locale or "en").replace("_", "-").split("-")[0].lower()
+    return base if base in STRINGS else "en"
+
+
+def translator(locale: str | None) -> Callable[..., str]:
+    table = STRINGS[normalize(locale)]
+
+    def t(key: str, **values: object) -> str:
+        return table[key].format(**values)
+
+    return t

@@ -1,0 +1,159 @@
+"""Render an OutboundContext into subject, plain-text and HTML parts plus headers.
+
+Templates are looked up first in the tenant's override folder
+(``<data_dir>/templates/<tenant slug>/``), then among the built-ins shipped
+in ``postroom/outbound/templates``. The text part has its own templates (it
+is written as text, never derived from the HTML); only ``*.html.j2`` is
+autoescaped. Tenant templates run sandboxed with strict undefined, so a typo
+fails when the reply is queued instead of mailing a half-empty message.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import nh3
+from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup, escape
+
+from postroom.outbound import locale as locales
+from postroom.outbound.addressing import format_address, references_chain, tag_subject
+from postroom.outbound.model import AUTOMATIC_KINDS, KINDS, OutboundContext, Rendered, Staff
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_TRAILING_SPACE = re.compile(r"(?<!^--)[ \t]+$", re.M)
+
+
+def paragraphs(text: str) -> Markup:
+    """Plain text -> escaped HTML paragraphs, single newlines kept as <br>."""
+    blocks = [b for b in re.split(r"\n\s*\n", (text or "").strip().replace("\r\n", "\n")) if b.strip()]
+    return Markup("\n").join(Markup("<p>{}</p>").format(Markup("<br>\n").join(escape(line) for line in b.split("\n")))
+                             for b in blocks)
+
+
+def quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in (text or "").strip().split("\n"))
+
+
+def filesize(size: int) -> str:
+    for unit, step in (("MB", 1024 * 1024), ("kB", 1024)):
+        if size >= step:
+            return f"{size / step:.1f} {unit}"
+    return f"{size} B"
+
+
+def maildate(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M")
+
+
+def clean_text(text: str) -> str:
+    """Tidy a rendered text part: no trailing blanks (but keep the '-- ' delimiter), no blank-line runs."""
+    text = _TRAILING_SPACE.sub("", text.replace("\r\n", "\n"))
+    return _BLANK_RUNS.sub("\n\n", text).strip() + "\n"
+
+
+def signature_parts(text: str, staff: Staff | None) -> tuple[str, Markup]:
+    """The signature to append, or empty when the text already ends with it (appended exactly once)."""
+    if staff is None or not (staff.signature_text.strip() or staff.signature_html.strip()):
+        return "", Markup("")
+    plain = staff.signature_text.strip()
+    body = " ".join((text or "").split())
+    if plain and body.endswith(" ".join(plain.split())):
+        return "", Markup("")
+    html = Markup(nh3.clean(staff.signature_html)) if staff.signature_html.strip() else Markup("")
+    return plain, html
+
+
+def new_message_id(domain: str) -> str:
+    """A fresh Message-ID on the tenant's domain (time + 96 random bits: unique without coordination)."""
+    return f"<{int(time.time() * 1000):x}.{secrets.token_hex(12)}@{domain}>"
+
+
+class Renderer:
+    """Jinja environments per tenant (built-ins + that tenant's overrides), built once and cached."""
+
+    def __init__(self, overrides_root: Path | None = None) -> None:
+        self.overrides_root = overrides_root
+        self._envs: dict[str, SandboxedEnvironment] = {}
+        self._lock = threading.Lock()
+
+    def environment(self, tenant_slug: str) -> SandboxedEnvironment:
+        with self._lock:
+            env = self._envs.get(tenant_slug)
+            if env is None:
+                env = self._envs[tenant_slug] = self._build(tenant_slug)
+            return env
+
+    def _build(self, tenant_slug: str) -> SandboxedEnvironment:
+        loaders = []
+        if self.overrides_root is not None:
+            loaders.append(FileSystemLoader(self.overrides_root / tenant_slug))
+        loaders.append(PackageLoader("postroom.outbound", "templates"))
+        env = SandboxedEnvironment(
+            loader=ChoiceLoader(loaders), autoescape=select_autoescape(["html.j2"], default=False),
+            undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            auto_reload=True,
+        )
+        env.filters.update(paragraphs=paragraphs, quote=quote, filesize=filesize, maildate=maildate)
+        return env
+
+    def render(self, ctx: OutboundContext, *, message_id: str | None = None, date: datetime | None = None) -> Rendered:
+        """Subject, both parts and the full header set for one message."""
+        if ctx.kind not in KINDS:
+            raise ValueError(f"unknown outbound kind {ctx.kind!r}; one of {', '.join(KINDS)}")
+        env = self.environment(ctx.tenant.slug)
+        signature, signature_html = signature_parts(ctx.text, ctx.staff)
+        values = {
+            "kind": ctx.kind, "tenant": ctx.tenant, "recipient": ctx.recipient, "staff": ctx.staff,
+            "text": ctx.text.strip(), "subject": ctx.subject, "reference": ctx.reference,
+            "attachments": ctx.attachments, "history": ctx.history, "portal_link": ctx.portal_link,
+            "signature": signature, "signature_html": signature_html,
+            "author": ctx.staff.name if ctx.staff else ctx.tenant.name,
+            "locale": locales.normalize(ctx.tenant.locale), "t": locales.translator(ctx.tenant.locale),
+        }
+        subject_line = " ".join(env.get_template(f"{ctx.kind}.subject.j2").render(values).split())
+        subject = tag_subject(subject_line, ctx.reference)
+        values["subject"] = subject
+        text = clean_text(env.get_template(f"{ctx.kind}.txt.j2").render(values))
+        html = env.get_template(f"{ctx.kind}.html.j2").render(values)
+        message_id = message_id or new_message_id(ctx.tenant.domain)
+        return Rendered(
+            kind=ctx.kind, subject=subject, text=text, html=html, message_id=message_id,
+            headers=_headers(ctx, subject, message_id, date or datetime.now(UTC)),
+            mail_from=ctx.reply_address or f"postmaster@{ctx.tenant.domain}",
+            recipients=(ctx.recipient.email,), attachments=ctx.attachments,
+        )
+
+
+def _headers(ctx: OutboundContext, subject: str, message_id: str, date: datetime) -> tuple[tuple[str, str], ...]:
+    """Addressing and threading headers; values are unicode, encoded when the MIME message is built."""
+    t = locales.translator(ctx.tenant.locale)
+    reply_address = ctx.reply_address or f"inbox@{ctx.tenant.domain}"
+    if ctx.tenant.sender:
+        sender = ctx.tenant.sender
+    else:
+        display = t("via", staff=ctx.staff.name, tenant=ctx.tenant.name) if ctx.staff else ctx.tenant.name
+        sender = format_address(display, reply_address)
+    headers: list[tuple[str, str]] = [
+        ("From", sender),
+        ("To", format_address(ctx.recipient.name, ctx.recipient.email)),
+        ("Reply-To", format_address(ctx.tenant.name, reply_address)),
+        ("Subject", subject),
+        ("Date", format_datetime(date.astimezone(UTC))),
+        ("Message-ID", message_id),
+    ]
+    if ctx.in_reply_to:
+        headers.append(("In-Reply-To", ctx.in_reply_to))
+    chain = references_chain(ctx.references, ctx.in_reply_to)
+    if chain:
+        headers.append(("References", " ".join(chain)))
+    if ctx.kind in AUTOMATIC_KINDS:
+        headers += [("Auto-Submitted", "auto-replied"), ("X-Auto-Response-Suppress", "All")]
+    return tuple(headers)
