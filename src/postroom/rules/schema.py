@@ -115,7 +115,7 @@ class ContactTest(TextTest):
 
 class NumberTest(_Operators):
     is_: Size | None = Field(None, alias="is")
-    in_: Annotated[list[Size], BeforeValidator(_as_list)] | None = Field(None, alias="in")
+    in_: Annotated[list[Size], BeforeValidator(_as_list), Field(min_length=1)] | None = Field(None, alias="in")
     gt: Size | None = None
     lt: Size | None = None
 
