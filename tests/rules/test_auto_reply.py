@@ -78,6 +78,7 @@ def test_from_parsed_flags_feed_the_guard() -> None:
         replace(base, bounce=Bounce(("x@y",), ())),
         replace(base, list_id="<news.shop.test>"),
         replace(base, headers=(("Precedence", "bulk"),)),
+        replace(base, headers=(("List-Unsubscribe", "<mailto:leave@news.test>"),)),
         replace(base, headers=(("Auto-Submitted", "auto-generated"),)),
         replace(base, headers=(("X-Autoreply", "yes"),)),
     ):

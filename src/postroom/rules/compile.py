@@ -6,10 +6,11 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from postroom.rules import actions, schema
-from postroom.rules.conditions import PREDICATES, All, Always, AnyOf, Kind, Leaf, Node, Not
+from postroom.rules.conditions import PREDICATES, Kind
 from postroom.rules.errors import RulesError
 from postroom.rules.model import Rule, Ruleset
 from postroom.rules.positions import Located, Path
+from postroom.rules.tree import All, Always, AnyOf, Leaf, Node, Not
 
 _PARAMS = {Kind.HEADER: "name", Kind.CONTACT: "attribute"}
 

@@ -7,7 +7,6 @@ language is one decorated function here.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,7 +190,7 @@ for _name, _doc in (
     ("is_forward", "The message forwards another one."),
     ("is_auto_reply", "Out-of-office or other automatic reply."),
     ("is_bounce", "Delivery status notification."),
-    ("is_mailing_list", "Sent through a mailing list (List-Id, Precedence: list/bulk)."),
+    ("is_mailing_list", "Mailing list or newsletter (List-Id, List-Unsubscribe, Precedence: list/bulk)."),
     ("is_reply", "Threading matched an existing conversation."),
     ("new_conversation", "A new conversation would be created."),
 ):
@@ -330,119 +329,3 @@ def _flag_is(operand: bool, slot: Slot) -> Test:
 def compile_regex(pattern: str) -> regex.Pattern[str]:
     """Compile with the ``regex`` engine, whose matching takes a timeout."""
     return regex.compile(pattern, regex.VERSION0)
-
-
-class Node:
-    """A condition tree node.
-
-    ``test`` is a plain closure (no bound-method or tree-walking overhead on
-    the hot path); ``explain`` is the slower walk that also says which node
-    decided. ``where`` is ``line:col`` in the rules file.
-    """
-
-    test: Test
-    text: str
-    where: str
-
-    def explain(self, facts: Facts) -> tuple[bool, Node]:
-        """Outcome plus the node that decided it."""
-        return self.test(facts), self
-
-
-class Leaf(Node):
-    def __init__(self, name: str, param: str | None, op: str, operand: Any, where: str) -> None:
-        view, build = OPERATORS[op]
-        numeric = PREDICATES[name].kind in (Kind.NUMBER, Kind.FLAG)
-        label = f"{name} {param}" if param else name
-        self.text = f"{label} is {json.dumps(operand)}" if op == "flag" else (
-            f"{label} {op} {json.dumps(operand, ensure_ascii=False)}"
-        )
-        self.where = where
-        check = build(operand, ("raw" if numeric else view, name, param))
-        self.test = self._bounded(check) if op == "matches" else check
-
-    def _bounded(self, check: Test) -> Test:
-        """A timed-out regex counts as no match and leaves a warning naming the rule's position."""
-
-        def test(facts: Facts) -> bool:
-            try:
-                return check(facts)
-            except TimeoutError as exc:
-                facts.warnings.append(f"{self.where}: {self.text}: {exc}; treated as no match")
-                return False
-
-        return test
-
-
-class All(Node):
-    def __init__(self, children: tuple[Node, ...], where: str) -> None:
-        self.children = children
-        self.text = f"all {len(children)} conditions matched"
-        self.where = where
-        tests = tuple(c.test for c in children)
-        if len(tests) == 2:
-            a, b = tests
-            self.test = lambda f: a(f) and b(f)
-        else:
-            self.test = lambda f: all(t(f) for t in tests)
-
-    def explain(self, facts: Facts) -> tuple[bool, Node]:
-        for child in self.children:
-            ok, decider = child.explain(facts)
-            if not ok:
-                return False, decider
-        return True, self
-
-
-class AnyOf(Node):
-    def __init__(self, children: tuple[Node, ...], where: str) -> None:
-        self.children = children
-        self.text = f"none of {len(children)} conditions matched (any)"
-        self.where = where
-        tests = tuple(c.test for c in children)
-        if len(tests) == 2:
-            a, b = tests
-            self.test = lambda f: a(f) or b(f)
-        else:
-            self.test = lambda f: any(t(f) for t in tests)
-
-    def explain(self, facts: Facts) -> tuple[bool, Node]:
-        for child in self.children:
-            ok, decider = child.explain(facts)
-            if ok:
-                return True, decider
-        return False, self
-
-
-class Not(Node):
-    def __init__(self, child: Node, where: str) -> None:
-        self.child = child
-        self.text = f"not ({child.text})"
-        self.where = where
-        inner = child.test
-        self.test = lambda f: not inner(f)
-
-    def explain(self, facts: Facts) -> tuple[bool, Node]:
-        ok, decider = self.child.explain(facts)
-        return not ok, self if decider is self.child else _Negated(decider)
-
-
-class _Negated(Node):
-    """Report a decider found under ``not`` with the negation visible."""
-
-    def __init__(self, inner: Node) -> None:
-        self.text = f"not ({inner.text})"
-        self.where = inner.where
-
-
-class Always(Node):
-    """A rule without ``when`` applies to every message."""
-
-    def __init__(self, where: str) -> None:
-        self.text = "always (no conditions)"
-        self.where = where
-        self.test = _always
-
-
-def _always(_: Facts) -> bool:
-    return True

@@ -18,6 +18,7 @@ from postroom.model import Envelope, ParsedMessage
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _AUTO_HEADERS = ("x-autoreply", "x-autorespond")
 _LIST_PRECEDENCE = frozenset({"bulk", "list", "junk"})
+_LIST_HEADERS = frozenset({"list-id", "list-unsubscribe", "list-post"})
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class RuleInput:
             or (getattr(parsed, "auto_submitted", None) or "no").lower() != "no"
             or _looks_automatic(headers, lower_names),
             is_bounce=parsed.bounce is not None,
-            is_mailing_list=bool(parsed.list_id) or "list-id" in lower_names
+            is_mailing_list=bool(parsed.list_id) or not lower_names.isdisjoint(_LIST_HEADERS)
             or any(v.strip().lower() in _LIST_PRECEDENCE for v in _values(headers, "precedence")),
             is_reply=is_reply,
             new_conversation=new_conversation,

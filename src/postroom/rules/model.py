@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from postroom.rules.conditions import Facts, Node
+from postroom.rules.conditions import Facts
+from postroom.rules.tree import Node
 
 Status = Literal["open", "awaiting_feedback", "in_progress", "closed"]
 Disposition = Literal["accept", "reject", "discard"]
