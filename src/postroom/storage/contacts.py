@@ -1,0 +1,122 @@
+"""Contact verbs: find or create the contact of an address, add addresses, merge contacts.
+
+An address belongs to at most one contact of a tenant (unique index), so
+"two contacts turn out to share an address" happens when an address of one
+is added to another: the two are merged into the one being edited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from postroom.errors import NotFound, PostroomError
+from postroom.storage.tables import Contact, ContactAddress, Conversation, Message
+
+
+@dataclass(frozen=True)
+class ContactInfo:
+    id: int
+    tenant_id: int
+    name: str
+    addresses: tuple[str, ...]
+    unit_ref: str | None
+    merged_into_id: int | None
+
+    @property
+    def email(self) -> str | None:
+        return self.addresses[0] if self.addresses else None
+
+
+def normalize_address(address: str) -> str:
+    return address.strip().strip("<>").strip().lower()
+
+
+def get_contact(session: Session, contact_id: int) -> ContactInfo:
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"no contact {contact_id}")
+    addresses = session.scalars(select(ContactAddress.address).where(ContactAddress.contact_id == contact_id)
+                                .order_by(ContactAddress.primary.desc(), ContactAddress.id))
+    return ContactInfo(contact.id, contact.tenant_id, contact.name, tuple(addresses), contact.unit_ref,
+                       contact.merged_into_id)
+
+
+def contact_for_address(session: Session, tenant_id: int, address: str) -> int | None:
+    return session.scalar(select(ContactAddress.contact_id).where(
+        ContactAddress.tenant_id == tenant_id, ContactAddress.address == normalize_address(address)))
+
+
+def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "") -> int:
+    """The contact owning ``address``, created (with that address as primary) when unknown."""
+    address = normalize_address(address)
+    if not address:
+        raise PostroomError("a contact needs an e-mail address")
+    found = contact_for_address(session, tenant_id, address)
+    if found is not None:
+        contact = session.get(Contact, found)
+        if contact is not None and not contact.name and name:
+            contact.name = name[:200]
+        return found
+    contact = Contact(tenant_id=tenant_id, name=(name or "")[:200])
+    try:
+        with session.begin_nested():
+            session.add(contact)
+            session.flush()
+            session.add(ContactAddress(tenant_id=tenant_id, contact_id=contact.id, address=address, primary=True))
+            session.flush()
+    except IntegrityError:
+        # another worker created it between our read and write: use theirs
+        found = contact_for_address(session, tenant_id, address)
+        if found is None:
+            raise
+        return found
+    return contact.id
+
+
+def add_contact_address(session: Session, contact_id: int, address: str) -> ContactInfo:
+    """Give a contact another address; if a second contact owns it, merge that one into this one."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"no contact {contact_id}")
+    address = normalize_address(address)
+    owner = contact_for_address(session, contact.tenant_id, address)
+    if owner == contact_id:
+        return get_contact(session, contact_id)
+    if owner is not None:
+        merge_contacts(session, keep_id=contact_id, drop_id=owner)
+    else:
+        session.add(ContactAddress(tenant_id=contact.tenant_id, contact_id=contact_id, address=address))
+        session.flush()
+    return get_contact(session, contact_id)
+
+
+def merge_contacts(session: Session, *, keep_id: int, drop_id: int) -> ContactInfo:
+    """Move addresses, conversations and authored messages of ``drop_id`` to ``keep_id``."""
+    keep, drop = session.get(Contact, keep_id), session.get(Contact, drop_id)
+    if keep is None or drop is None or keep.tenant_id != drop.tenant_id or keep_id == drop_id:
+        raise PostroomError(f"contacts {keep_id} and {drop_id} cannot be merged (missing or of other tenants)")
+    session.execute(update(ContactAddress).where(ContactAddress.contact_id == drop_id)
+                    .values(contact_id=keep_id, primary=False))
+    session.execute(update(Conversation).where(Conversation.contact_id == drop_id).values(contact_id=keep_id))
+    session.execute(update(Message).where(Message.author_contact_id == drop_id).values(author_contact_id=keep_id))
+    session.execute(update(Contact).where(Contact.merged_into_id == drop_id).values(merged_into_id=keep_id))
+    keep.name = keep.name or drop.name
+    keep.unit_ref = keep.unit_ref or drop.unit_ref
+    drop.merged_into_id = keep_id
+    session.flush()
+    return get_contact(session, keep_id)
+
+
+def set_contact(session: Session, contact_id: int, *, name: str | None = None, unit_ref: str | None = None) -> None:
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"no contact {contact_id}")
+    if name is not None:
+        contact.name = name[:200]
+    if unit_ref is not None:
+        contact.unit_ref = unit_ref or None
+    session.flush()

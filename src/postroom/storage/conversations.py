@@ -1,0 +1,824 @@
+"""Conversation verbs: the threading lookup, recording a matched message, lifecycle, staff replies.
+
+``record`` is the storage stage of the inbound pipeline: it runs in the same
+transaction as the threading decision and the inbound row's final status, so
+a retry either finds everything done or nothing. The functions the outbound
+side calls (``add_staff_message``, ``record_bounce``, ``thread_headers``,
+``reply_address``) take a Session and return frozen dataclasses as well.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from postroom.errors import NotFound, PostroomError
+from postroom.model import Attachment, ParsedMessage, to_jsonable
+from postroom.storage import contacts, staff
+from postroom.storage.inbound import InboundRecord
+from postroom.storage.tables import (
+    Contact,
+    ContactAddress,
+    Conversation,
+    InboundMessage,
+    Message,
+    MessageBounce,
+    NotificationEvent,
+    Tenant,
+    ThreadRef,
+)
+from postroom.storage.tables.conversations import STATUSES
+from postroom.storage.tenants import tenant_secret
+from postroom.threading import references as refs
+from postroom.threading import subjects, tokens
+from postroom.threading.policy import SETTINGS_KEY, ThreadingPolicy
+from postroom.threading.strategies import ConversationRef, MatchInput, ThreadMatch, match
+
+MAX_THREAD_REFS = 12
+KINDS = ("email", "note", "portal")
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything postroom stores is UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+# --- tenant policy -------------------------------------------------------------------------------------------
+
+
+def threading_policy(session: Session, tenant_id: int) -> ThreadingPolicy:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_id}")
+    return ThreadingPolicy.from_settings(tenant.settings)
+
+
+def set_threading_settings(session: Session, slug: str, **changes: Any) -> ThreadingPolicy:
+    """Validate and store threading settings (autoclose_days, heuristic, new_mail, strict_token, loop_*)."""
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug.lower()))
+    if tenant is None:
+        raise NotFound(f"no tenant {slug!r}")
+    policy = ThreadingPolicy.from_settings(tenant.settings).updated(**changes)
+    tenant.settings = {**(tenant.settings or {}), SETTINGS_KEY: policy.as_settings()}
+    session.flush()
+    return policy
+
+
+def lock_tenant(session: Session, tenant_id: int) -> None:
+    """Serialise threading per tenant on PostgreSQL (SQLite's BEGIN IMMEDIATE already does)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k1, :k2)"), {"k1": 0x7057, "k2": tenant_id})
+
+
+def set_inbound_stage(session: Session, inbound_id: int, stage: str, **values: object) -> None:
+    """Show where an inbound row is (``threading``, ``rules``, ``storage``) without touching status or lease."""
+    session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
+                    .values(stage=stage, updated_at=datetime.now(UTC), **values))
+
+
+# --- the threading lookup ------------------------------------------------------------------------------------
+
+
+def _ref(c: Conversation) -> ConversationRef:
+    return ConversationRef(c.id, c.contact_id, c.status, c.subject_key, c.reference,
+                           _aware(c.last_activity_at) or datetime.now(UTC))
+
+
+class SqlLookup:
+    """``ConversationLookup`` over one tenant's rows: every query is filtered by tenant and uses an index."""
+
+    def __init__(self, session: Session, tenant_id: int) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+
+    def conversation(self, conversation_id: int) -> ConversationRef | None:
+        c = self.session.get(Conversation, conversation_id)
+        return _ref(c) if c is not None and c.tenant_id == self.tenant_id else None
+
+    def by_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        rows = self.session.execute(
+            select(Message.message_id, Message.conversation_id)
+            .where(Message.tenant_id == self.tenant_id, Message.message_id.in_(list(ids)),
+                   Message.conversation_id.is_not(None)))
+        return {mid: cid for mid, cid in rows}
+
+    def by_related_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        rows = self.session.execute(
+            select(ThreadRef.ref, Message.conversation_id)
+            .join(Message, Message.id == ThreadRef.message_id)
+            .where(ThreadRef.tenant_id == self.tenant_id, ThreadRef.ref.in_(list(ids)),
+                   Message.conversation_id.is_not(None))
+            .order_by(Message.id.desc()))
+        found: dict[str, int] = {}
+        for ref, cid in rows:
+            found.setdefault(ref, cid)
+        return found
+
+    def by_reference(self, reference: str) -> ConversationRef | None:
+        c = self.session.scalar(select(Conversation).where(Conversation.tenant_id == self.tenant_id,
+                                                           Conversation.reference == reference.upper()))
+        return _ref(c) if c is not None else None
+
+    def contact_by_address(self, address: str) -> int | None:
+        return contacts.contact_for_address(self.session, self.tenant_id, address)
+
+    def recent_by_subject(self, contact_id: int, key: str, since: datetime) -> list[ConversationRef]:
+        rows = self.session.scalars(
+            select(Conversation).where(Conversation.tenant_id == self.tenant_id,
+                                       Conversation.contact_id == contact_id, Conversation.subject_key == key[:500],
+                                       Conversation.last_activity_at >= since)
+            .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(5))
+        return [_ref(c) for c in rows]
+
+    def open_for_contact(self, contact_id: int) -> list[ConversationRef]:
+        rows = self.session.scalars(
+            select(Conversation).where(Conversation.tenant_id == self.tenant_id,
+                                       Conversation.contact_id == contact_id, Conversation.status != "closed")
+            .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(10))
+        return [_ref(c) for c in rows]
+
+    def by_subject(self, key: str, limit: int) -> list[ConversationRef]:
+        rows = self.session.scalars(
+            select(Conversation).where(Conversation.tenant_id == self.tenant_id,
+                                       Conversation.subject_key == key[:500])
+            .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(limit))
+        return [_ref(c) for c in rows]
+
+
+def match_inbound(session: Session, inbound: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
+                  now: datetime | None = None) -> ThreadMatch:
+    """The threading stage for one inbound row: tenant secret, policy and domains, then ``match``."""
+    tenant = session.get(Tenant, inbound.tenant_id)
+    if tenant is None:
+        raise NotFound(f"no tenant {inbound.tenant_id}")
+    domains = [f"{tenant.slug}.{mail_domain}".lower(), *(d.domain for d in tenant.domains)]
+    inp = MatchInput.from_parsed(parsed, inbound.rcpt_tos, now=now or datetime.now(UTC), tenant_domains=domains)
+    return match(inp, SqlLookup(session, tenant.id), secret=bytes.fromhex(tenant.secret),
+                 policy=ThreadingPolicy.from_settings(tenant.settings))
+
+
+# --- recording an inbound message ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the storage stage did with one inbound message."""
+
+    message_id: int | None
+    conversation_id: int | None
+    destination: str
+    created_conversation: bool = False
+    duplicate: bool = False
+    reopened: bool = False
+    notified: bool = False
+    loop: bool = False
+    flags: tuple[str, ...] = ()
+
+    @property
+    def suppress_auto_reply(self) -> bool:
+        """True when nothing automatic may answer this message (loop, automatic mail, duplicate)."""
+        return self.loop or self.duplicate or any(f in self.flags for f in ("auto_reply", "bounce"))
+
+
+def _new_reference(session: Session, tenant_id: int) -> str:
+    for _ in range(20):
+        reference = "".join(secrets.choice(subjects.REFERENCE_ALPHABET) for _ in range(subjects.REFERENCE_LENGTH))
+        taken = session.scalar(select(Conversation.id).where(Conversation.tenant_id == tenant_id,
+                                                             Conversation.reference == reference))
+        if taken is None:
+            return reference
+    raise PostroomError("could not find a free conversation reference")
+
+
+def _attachment_rows(attachments: Sequence[Attachment]) -> list[dict]:
+    return [{"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256,
+             "inline": a.inline, "content_id": a.content_id, "flags": list(a.flags)} for a in attachments]
+
+
+def _event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
+           conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> None:
+    session.add(NotificationEvent(tenant_id=tenant_id, kind=kind, recipient_type=recipient_type,
+                                  recipient_id=recipient_id, conversation_id=conversation_id,
+                                  message_id=message_id, payload=to_jsonable(payload)))
+
+
+def _notify_responsible(session: Session, conv: Conversation, kind: str, message_id: int | None,
+                        **payload: Any) -> None:
+    """One event for the responsible user, else the team, else the tenant (unassigned)."""
+    if conv.responsible_user_id is not None:
+        target: tuple[str, int | None] = ("user", conv.responsible_user_id)
+    elif conv.responsible_team_id is not None:
+        target = ("team", conv.responsible_team_id)
+    else:
+        target = ("tenant", conv.tenant_id)
+    _event(session, conv.tenant_id, kind, target[0], target[1], conversation_id=conv.id, message_id=message_id,
+           reference=conv.reference, **payload)
+
+
+def _create_conversation(session: Session, tenant_id: int, *, subject: str, contact_id: int | None,
+                         now: datetime, customer: bool = True) -> Conversation:
+    unit_ref = None
+    if contact_id is not None:
+        contact = session.get(Contact, contact_id)
+        unit_ref = contact.unit_ref if contact else None
+    for _ in range(5):
+        conv = Conversation(
+            tenant_id=tenant_id, reference=_new_reference(session, tenant_id), subject=subject[:2000],
+            subject_key=subjects.subject_key(subject), status="open", contact_id=contact_id, unit_ref=unit_ref,
+            tags=[], flags=[], created_at=now, updated_at=now, last_activity_at=now,
+            last_customer_at=now if customer else None,
+        )
+        try:
+            with session.begin_nested():
+                session.add(conv)
+                session.flush()
+        except IntegrityError:
+            continue
+        return conv
+    raise PostroomError("could not create a conversation (reference collisions)")
+
+
+def _existing(session: Session, tenant_id: int, inbound_id: int, message_id: str | None) -> Message | None:
+    found = session.scalar(select(Message).where(Message.inbound_id == inbound_id))
+    if found is None and message_id:
+        found = session.scalar(select(Message).where(Message.tenant_id == tenant_id,
+                                                     Message.message_id == message_id))
+    return found
+
+
+def _loop_count(session: Session, conversation_id: int, sender: str, since: datetime) -> int:
+    return session.scalar(select(func.count()).select_from(Message).where(
+        Message.conversation_id == conversation_id, Message.author_email == sender, Message.direction == "in",
+        Message.created_at >= since)) or 0
+
+
+def _add_thread_refs(session: Session, tenant_id: int, message_row: int, ids: Sequence[str]) -> None:
+    for ref in list(dict.fromkeys(ids))[:MAX_THREAD_REFS]:
+        session.add(ThreadRef(tenant_id=tenant_id, ref=ref, message_id=message_row))
+
+
+def _apply_decision(conv: Conversation, decision: Any, session: Session) -> None:
+    """The rules stage's answer for a new conversation: category, tags, unit, status, responsible."""
+    if decision is None:
+        return
+    if getattr(decision, "category", None):
+        conv.category = decision.category
+    if getattr(decision, "tags", None):
+        conv.tags = sorted({*conv.tags, *decision.tags})
+    if getattr(decision, "unit", None):
+        conv.unit_ref = decision.unit
+    if getattr(decision, "status", None) in STATUSES:
+        conv.status = decision.status
+    assign = getattr(decision, "assign", None)
+    if assign is not None:
+        if assign.kind == "user":
+            user = staff.user_by_email(session, conv.tenant_id, assign.value)
+            conv.responsible_user_id = user.id if user else conv.responsible_user_id
+        elif assign.kind == "team":
+            team = staff.team_by_name(session, conv.tenant_id, assign.value)
+            conv.responsible_team_id = team.id if team else conv.responsible_team_id
+
+
+def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
+           decision: Any = None, *, now: datetime | None = None) -> Recorded:
+    """Store one matched inbound message and apply the lifecycle; idempotent per inbound row and Message-ID."""
+    now = now or datetime.now(UTC)
+    tenant_id = inbound.tenant_id
+    mid = refs.canonical(parsed.message_id) if parsed.message_id else None
+    existing = _existing(session, tenant_id, inbound.id, mid)
+    if existing is not None:
+        return Recorded(existing.id, existing.conversation_id, "conversation" if existing.conversation_id else "inbox",
+                        duplicate=True, flags=tuple(existing.flags or ()))
+    policy = threading_policy(session, tenant_id)
+    automatic = parsed.auto_reply is not None or parsed.bounce is not None
+    flags = list(match.flags)
+    if parsed.auto_reply is not None:
+        flags.append("auto_reply")
+    if parsed.bounce is not None:
+        flags.append("bounce")
+    sender = parsed.sender.address.lower() if parsed.sender else ""
+    sender_name = parsed.sender.name if parsed.sender else ""
+    forward = parsed.forward if match.via == "forward" else None
+
+    author_contact: int | None = None
+    if forward is not None:
+        if forward.sender is not None:
+            author_contact = contacts.contact_for_address(session, tenant_id, forward.sender.address)
+    elif sender and not automatic:
+        author_contact = contacts.ensure_contact(session, tenant_id, sender, sender_name)
+    elif sender:
+        author_contact = contacts.contact_for_address(session, tenant_id, sender)
+
+    conv: Conversation | None = None
+    created = False
+    if match.destination == "new":
+        conv = _create_conversation(session, tenant_id, subject=parsed.subject, contact_id=author_contact, now=now)
+        _apply_decision(conv, decision, session)
+        created = True
+    elif match.destination == "conversation":
+        conv = session.get(Conversation, match.conversation_id)
+        if conv is None or conv.tenant_id != tenant_id:
+            raise PostroomError(f"conversation {match.conversation_id} is not one of tenant {tenant_id}'s")
+
+    loop = False
+    if conv is not None and not created and sender:
+        loop = _loop_count(session, conv.id, sender, now - policy.loop_window) >= policy.loop_max
+        if loop:
+            flags.append("loop")
+
+    in_reply_to = refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to)
+    references = refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references)
+    message = Message(
+        tenant_id=tenant_id, conversation_id=conv.id if conv else None, direction="in", kind="email",
+        author_contact_id=author_contact,
+        author_name=(forward.sender.name if forward and forward.sender else sender_name)[:200],
+        author_email=(forward.sender.address if forward and forward.sender else sender)[:320],
+        subject=(forward.subject if forward and forward.subject else parsed.subject) or "",
+        sent_at=(forward.date if forward and forward.date else parsed.date), created_at=now,
+        text=parsed.text, html=parsed.html,
+        reply_text=forward.text if forward else (parsed.reply_text or parsed.text),
+        quoted_text=parsed.quoted_text, signature=parsed.signature, message_id=mid,
+        in_reply_to=list(in_reply_to), references=list(references),
+        attachments=_attachment_rows(forward.attachments if forward and forward.attachments
+                                     else parsed.attachments),
+        inbound_id=inbound.id, flags=sorted(set(flags)), matched_via=match.via,
+        forward=to_jsonable(forward) if forward else None, forwarded_by=sender if forward else None,
+        suggestions=list(match.suggestions),
+    )
+    try:
+        with session.begin_nested():
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        # the same Message-ID was stored by a concurrent worker: one message
+        found = _existing(session, tenant_id, inbound.id, mid)
+        if found is None:
+            raise
+        return Recorded(found.id, found.conversation_id, "conversation" if found.conversation_id else "inbox",
+                        duplicate=True, flags=tuple(found.flags or ()))
+    _add_thread_refs(session, tenant_id, message.id, [*in_reply_to, *reversed(references)])
+
+    reopened = notified = False
+    if conv is not None:
+        if loop and "loop" not in (conv.flags or []):
+            conv.flags = sorted({*(conv.flags or []), "loop"})
+            _event(session, tenant_id, "loop_detected", "operator", None, conversation_id=conv.id,
+                   message_id=message.id, sender=sender, reference=conv.reference)
+        if not automatic and not loop:
+            if conv.status == "closed":
+                conv.status, conv.closed_at, reopened = "open", None, True
+            elif conv.status == "awaiting_feedback":
+                conv.status = "open"
+            conv.last_activity_at = now
+            conv.last_customer_at = now
+            _notify_responsible(session, conv, "new_conversation" if created else "customer_message", message.id,
+                                reopened=reopened, foreign_sender="foreign_sender" in flags)
+            notified = True
+        conv.updated_at = now
+    elif not automatic:
+        _event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message.id, via=match.via)
+        notified = True
+    if parsed.bounce is not None and parsed.bounce.original_message_id:
+        record_bounce(session, tenant_id, parsed.bounce.original_message_id, permanent=parsed.bounce.permanent,
+                      temporary=parsed.bounce.temporary, status=parsed.bounce.status,
+                      bounce_message_row=message.id)
+    session.flush()
+    return Recorded(message.id, conv.id if conv else None, "conversation" if conv else "inbox",
+                    created_conversation=created, reopened=reopened, notified=notified, loop=loop,
+                    flags=tuple(sorted(set(flags))))
+
+
+def loop_suppressed(session: Session, conversation_id: int, sender: str, *, now: datetime | None = None) -> bool:
+    """True while ``sender`` is over the loop limit in this conversation: send it nothing automatic."""
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        return False
+    policy = threading_policy(session, conv.tenant_id)
+    since = (now or datetime.now(UTC)) - policy.loop_window
+    return _loop_count(session, conversation_id, sender.lower(), since) > policy.loop_max
+
+
+# --- bounces -------------------------------------------------------------------------------------------------
+
+
+def record_bounce(session: Session, tenant_id: int, original_message_id: str, *, permanent: Sequence[str] = (),
+                  temporary: Sequence[str] = (), status: str | None = None,
+                  bounce_message_row: int | None = None) -> int | None:
+    """Record a bounce against the stored message with that Message-ID; the bounce row id, or None if unknown."""
+    mid = refs.canonical(original_message_id)
+    if mid is None:
+        return None
+    target = session.scalar(select(Message).where(Message.tenant_id == tenant_id, Message.message_id == mid))
+    if target is None:
+        return None
+    bounce = MessageBounce(tenant_id=tenant_id, message_id=target.id, bounce_message_id=bounce_message_row,
+                           permanent=list(permanent), temporary=list(temporary), status=status)
+    session.add(bounce)
+    target.flags = sorted({*(target.flags or []), "bounced"})
+    session.flush()
+    return bounce.id
+
+
+@dataclass(frozen=True)
+class BounceInfo:
+    id: int
+    message_id: int
+    conversation_id: int | None
+    header_message_id: str | None
+    permanent: tuple[str, ...]
+    temporary: tuple[str, ...]
+    status: str | None
+    created_at: datetime
+
+
+def unhandled_bounces(session: Session, tenant_id: int) -> list[BounceInfo]:
+    """Bounces the outbound side has not acted on yet (``mark_bounce_handled`` when done)."""
+    rows = session.execute(select(MessageBounce, Message).join(Message, Message.id == MessageBounce.message_id)
+                           .where(MessageBounce.tenant_id == tenant_id, MessageBounce.handled_at.is_(None))
+                           .order_by(MessageBounce.id))
+    return [BounceInfo(b.id, m.id, m.conversation_id, m.message_id, tuple(b.permanent), tuple(b.temporary),
+                       b.status, _aware(b.created_at)) for b, m in rows]
+
+
+def mark_bounce_handled(session: Session, bounce_id: int) -> None:
+    session.execute(update(MessageBounce).where(MessageBounce.id == bounce_id).values(handled_at=datetime.now(UTC)))
+
+
+# --- staff messages (called by the outbound side) ------------------------------------------------------------
+
+
+def add_staff_message(session: Session, conversation_id: int, user_id: int, *, kind: str = "email",
+                      text: str = "", html: str | None = None, subject: str | None = None,
+                      message_id: str | None = None, in_reply_to: Sequence[str] = (),
+                      references: Sequence[str] = (), attachments: Sequence[dict] = (),
+                      status: str | None = None, now: datetime | None = None) -> int:
+    """Add a staff reply (email/portal) or internal note; the first replier of an unowned conversation owns it.
+
+    Returns the message row id. A reply marks the customer's messages answered;
+    a note changes nothing but the conversation's activity.
+    """
+    if kind not in KINDS:
+        raise PostroomError(f"message kind {kind!r}: use one of {', '.join(KINDS)}")
+    if status is not None and status not in STATUSES:
+        raise PostroomError(f"status {status!r}: use one of {', '.join(STATUSES)}")
+    now = now or datetime.now(UTC)
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    user = staff.get_user(session, user_id)
+    if user.tenant_id != conv.tenant_id:
+        raise PostroomError(f"staff user {user_id} is not of the conversation's tenant")
+    mid = refs.canonical(message_id) if message_id else None
+    message = Message(
+        tenant_id=conv.tenant_id, conversation_id=conv.id, direction="out", kind=kind, author_user_id=user.id,
+        author_name=user.name, author_email=user.email, subject=subject if subject is not None else conv.subject,
+        sent_at=now, created_at=now, text=text, html=html, reply_text=text, message_id=mid,
+        in_reply_to=list(refs.merge_ids(in_reply_to)), references=list(refs.merge_ids(references)),
+        attachments=list(attachments), is_read=True, flags=[], matched_via="staff",
+    )
+    session.add(message)
+    session.flush()
+    if kind != "note":
+        if conv.responsible_user_id is None and (
+                conv.responsible_team_id is None or staff.is_member(session, conv.responsible_team_id, user.id)):
+            conv.responsible_user_id = user.id
+        session.execute(update(Message).where(Message.conversation_id == conv.id, Message.direction == "in",
+                                              Message.is_answered.is_(False)).values(is_answered=True))
+        conv.last_staff_at = now
+    if status is not None:
+        conv.status = status
+        conv.closed_at = now if status == "closed" else None
+    conv.last_activity_at = now
+    conv.updated_at = now
+    session.flush()
+    return message.id
+
+
+@dataclass(frozen=True)
+class ThreadHeaders:
+    """What an outbound reply in this conversation sets: In-Reply-To, References, the tagged subject."""
+
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    message_ids: tuple[str, ...]
+    subject: str
+    reference: str
+
+
+def thread_headers(session: Session, conversation_id: int) -> ThreadHeaders:
+    """Message-IDs of the conversation in order; reply to the latest customer message (else the latest)."""
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    rows = session.execute(select(Message.message_id, Message.direction).where(
+        Message.conversation_id == conversation_id, Message.message_id.is_not(None)).order_by(Message.id)).all()
+    ids = tuple(mid for mid, _ in rows)
+    inbound_ids = [mid for mid, direction in rows if direction == "in"]
+    parent = inbound_ids[-1] if inbound_ids else (ids[-1] if ids else None)
+    return ThreadHeaders(parent, refs.thread_references(ids), ids, subjects.tag_subject(conv.subject, conv.reference),
+                         conv.reference)
+
+
+def reply_address(session: Session, conversation_id: int, tenant_domain: str, contact_id: int | None = None) -> str:
+    """``reply+<token>@<tenant domain>`` for the conversation's contact (or ``contact_id``)."""
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    contact = contact_id if contact_id is not None else conv.contact_id
+    if contact is None:
+        raise PostroomError(f"conversation {conversation_id} has no contact to address")
+    return tokens.make_reply_address(tenant_secret(session, conv.tenant_id), tenant_domain, conv.id, contact)
+
+
+# --- staff actions -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moved:
+    message_id: int
+    from_conversation_id: int | None
+    to_conversation_id: int
+    created_conversation: bool
+    author_contact_id: int | None
+
+
+def move_message(session: Session, message_row: int, *, to_conversation_id: int | None = None,
+                 new: bool = False, author_email: str | None = None, author_name: str | None = None,
+                 now: datetime | None = None) -> Moved:
+    """Move a message (from the unsorted inbox or another conversation) into a conversation, or a new one.
+
+    ``author_email`` corrects the author the parser recovered. A customer's message
+    moved from one conversation to another raises a ``message_moved`` event for the customer.
+    """
+    if new == (to_conversation_id is not None):
+        raise PostroomError("give either a conversation to move to or new=True")
+    now = now or datetime.now(UTC)
+    message = session.get(Message, message_row)
+    if message is None:
+        raise NotFound(f"no message {message_row}; list the unsorted inbox with: postroom inbox list --tenant T")
+    tenant_id = message.tenant_id
+    if author_email:
+        message.author_email = contacts.normalize_address(author_email)
+        message.author_name = (author_name or "")[:200]
+        message.author_contact_id = None
+    if author_name is not None and not author_email:
+        message.author_name = author_name[:200]
+    if message.direction == "in" and message.author_email and message.author_user_id is None:
+        message.author_contact_id = contacts.ensure_contact(session, tenant_id, message.author_email,
+                                                            message.author_name)
+    source = message.conversation_id
+    if new:
+        target = _create_conversation(session, tenant_id, subject=message.subject,
+                                      contact_id=message.author_contact_id, now=now)
+    else:
+        target = session.get(Conversation, to_conversation_id)
+        if target is None or target.tenant_id != tenant_id:
+            raise NotFound(f"no conversation {to_conversation_id} for this message's tenant")
+        if target.id == source:
+            raise PostroomError(f"message {message_row} is already in conversation {target.id}")
+    message.conversation_id = target.id
+    message.suggestions = []
+    if message.direction == "in":
+        target.last_customer_at = max(filter(None, (_aware(target.last_customer_at), now)))
+        if target.status == "closed":
+            target.status, target.closed_at = "open", None
+    target.last_activity_at = now
+    target.updated_at = now
+    if source is not None and message.direction == "in" and message.author_contact_id is not None:
+        _event(session, tenant_id, "message_moved", "contact", message.author_contact_id,
+               conversation_id=target.id, message_id=message.id, from_conversation_id=source,
+               reference=target.reference)
+    session.flush()
+    return Moved(message.id, source, target.id, new, message.author_contact_id)
+
+
+def set_status(session: Session, conversation_id: int, status: str, *, now: datetime | None = None) -> None:
+    if status not in STATUSES:
+        raise PostroomError(f"status {status!r}: use one of {', '.join(STATUSES)}")
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    now = now or datetime.now(UTC)
+    conv.status = status
+    conv.closed_at = now if status == "closed" else None
+    conv.updated_at = now
+
+
+def assign(session: Session, conversation_id: int, *, user_id: int | None = None, team_id: int | None = None) -> None:
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    conv.responsible_user_id = user_id
+    conv.responsible_team_id = team_id
+    session.flush()
+
+
+def autoclose(session: Session, *, now: datetime | None = None) -> dict[int, list[int]]:
+    """Close conversations idle longer than their tenant's ``autoclose_days``; tenant id -> closed ids."""
+    now = now or datetime.now(UTC)
+    closed: dict[int, list[int]] = {}
+    for tenant in session.scalars(select(Tenant)):
+        days = ThreadingPolicy.from_settings(tenant.settings).autoclose_days
+        if not days:
+            continue
+        cutoff = now - timedelta(days=days)
+        ids = list(session.scalars(select(Conversation.id).where(
+            Conversation.tenant_id == tenant.id, Conversation.status != "closed",
+            Conversation.last_activity_at < cutoff)))
+        if ids:
+            session.execute(update(Conversation).where(Conversation.id.in_(ids))
+                            .values(status="closed", closed_at=now, updated_at=now))
+            closed[tenant.id] = ids
+    return closed
+
+
+# --- views ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: int
+    tenant_id: int
+    reference: str
+    subject: str
+    status: str
+    category: str | None
+    contact_id: int | None
+    contact_email: str | None
+    contact_name: str
+    responsible_user_id: int | None
+    responsible_team_id: int | None
+    unit_ref: str | None
+    tags: tuple[str, ...]
+    flags: tuple[str, ...]
+    created_at: datetime
+    last_activity_at: datetime
+    last_customer_at: datetime | None
+    last_staff_at: datetime | None
+    message_count: int
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    conversation_id: int | None
+    direction: str
+    kind: str
+    author_name: str
+    author_email: str
+    author_contact_id: int | None
+    author_user_id: int | None
+    subject: str
+    sent_at: datetime | None
+    created_at: datetime
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    reply_text: str
+    text: str
+    flags: tuple[str, ...]
+    matched_via: str
+    is_read: bool
+    is_answered: bool
+    attachments: tuple[dict, ...]
+    inbound_id: int | None
+    forward: dict | None = None
+    forwarded_by: str | None = None
+    suggestions: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventView:
+    id: int
+    kind: str
+    recipient_type: str
+    recipient_id: int | None
+    conversation_id: int | None
+    message_id: int | None
+    payload: dict = field(default_factory=dict)
+    delivered_at: datetime | None = None
+
+
+def _tenant_id(session: Session, slug: str) -> int:
+    found = session.scalar(select(Tenant.id).where(Tenant.slug == slug.lower()))
+    if found is None:
+        raise NotFound(f"no tenant {slug!r}; create it with: postroom tenant add {slug}")
+    return found
+
+
+def _primary_addresses(session: Session, contact_ids: set[int]) -> dict[int, str]:
+    if not contact_ids:
+        return {}
+    rows = session.execute(select(ContactAddress.contact_id, ContactAddress.address)
+                           .where(ContactAddress.contact_id.in_(contact_ids))
+                           .order_by(ContactAddress.primary.desc(), ContactAddress.id.desc()))
+    return {cid: address for cid, address in rows}
+
+
+def _summaries(session: Session, convs: Sequence[Conversation]) -> list[ConversationSummary]:
+    ids = [c.id for c in convs]
+    counts = dict(session.execute(select(Message.conversation_id, func.count()).where(
+        Message.conversation_id.in_(ids)).group_by(Message.conversation_id)).all()) if ids else {}
+    contact_ids = {c.contact_id for c in convs if c.contact_id is not None}
+    emails = _primary_addresses(session, contact_ids)
+    names = dict(session.execute(select(Contact.id, Contact.name).where(Contact.id.in_(contact_ids))).all()) \
+        if contact_ids else {}
+    return [ConversationSummary(
+        c.id, c.tenant_id, c.reference, c.subject, c.status, c.category, c.contact_id, emails.get(c.contact_id),
+        names.get(c.contact_id, ""), c.responsible_user_id, c.responsible_team_id, c.unit_ref, tuple(c.tags or ()),
+        tuple(c.flags or ()), _aware(c.created_at), _aware(c.last_activity_at), _aware(c.last_customer_at),
+        _aware(c.last_staff_at), counts.get(c.id, 0)) for c in convs]
+
+
+def _view(m: Message) -> MessageView:
+    return MessageView(
+        m.id, m.conversation_id, m.direction, m.kind, m.author_name, m.author_email, m.author_contact_id,
+        m.author_user_id, m.subject, _aware(m.sent_at), _aware(m.created_at), m.message_id, tuple(m.in_reply_to or ()),
+        tuple(m.references or ()), m.reply_text, m.text, tuple(m.flags or ()), m.matched_via, m.is_read,
+        m.is_answered, tuple(m.attachments or ()), m.inbound_id, m.forward, m.forwarded_by,
+        tuple(m.suggestions or ()))
+
+
+def list_conversations(session: Session, tenant: str, *, status: str | None = None,
+                       limit: int = 100) -> list[ConversationSummary]:
+    """Most recently active first (a reopened conversation is back at the top)."""
+    if status is not None and status not in STATUSES:
+        raise PostroomError(f"status {status!r}: use one of {', '.join(STATUSES)}")
+    stmt = (select(Conversation).where(Conversation.tenant_id == _tenant_id(session, tenant))
+            .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(limit))
+    if status:
+        stmt = stmt.where(Conversation.status == status)
+    return _summaries(session, list(session.scalars(stmt)))
+
+
+def get_conversation(session: Session, conversation_id: int) -> tuple[ConversationSummary, list[MessageView]]:
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise NotFound(f"no conversation {conversation_id}; list them with: postroom conversations list --tenant T")
+    messages = session.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                               .order_by(Message.id))
+    return _summaries(session, [conv])[0], [_view(m) for m in messages]
+
+
+def get_message(session: Session, message_row: int) -> MessageView:
+    message = session.get(Message, message_row)
+    if message is None:
+        raise NotFound(f"no message {message_row}")
+    return _view(message)
+
+
+def message_row_by_header(session: Session, tenant_id: int, message_id: str) -> int | None:
+    mid = refs.canonical(message_id)
+    return session.scalar(select(Message.id).where(Message.tenant_id == tenant_id, Message.message_id == mid)) \
+        if mid else None
+
+
+def list_inbox(session: Session, tenant: str, *, limit: int = 100) -> list[MessageView]:
+    """The tenant's unsorted inbox, newest first."""
+    stmt = (select(Message).where(Message.tenant_id == _tenant_id(session, tenant), Message.conversation_id.is_(None))
+            .order_by(Message.id.desc()).limit(limit))
+    return [_view(m) for m in session.scalars(stmt)]
+
+
+def dump(session: Session, tenant: str) -> list[dict]:
+    """One JSON-ready object per conversation: id, reference, subject, status, contact, message_ids (in order)."""
+    tenant_id = _tenant_id(session, tenant)
+    convs = list(session.scalars(select(Conversation).where(Conversation.tenant_id == tenant_id)
+                                 .order_by(Conversation.id)))
+    ids: dict[int, list[str]] = {c.id: [] for c in convs}
+    rows = session.execute(select(Message.conversation_id, Message.message_id).where(
+        Message.tenant_id == tenant_id, Message.conversation_id.is_not(None), Message.message_id.is_not(None))
+        .order_by(Message.id))
+    for cid, mid in rows:
+        ids.setdefault(cid, []).append(mid)
+    emails = _primary_addresses(session, {c.contact_id for c in convs if c.contact_id is not None})
+    return [{"id": c.id, "reference": c.reference, "subject": c.subject, "status": c.status,
+             "contact": emails.get(c.contact_id), "message_ids": ids.get(c.id, [])} for c in convs]
+
+
+def events(session: Session, tenant_id: int, *, pending_only: bool = False,
+           conversation_id: int | None = None) -> list[EventView]:
+    stmt = select(NotificationEvent).where(NotificationEvent.tenant_id == tenant_id).order_by(NotificationEvent.id)
+    if pending_only:
+        stmt = stmt.where(NotificationEvent.delivered_at.is_(None))
+    if conversation_id is not None:
+        stmt = stmt.where(NotificationEvent.conversation_id == conversation_id)
+    return [EventView(e.id, e.kind, e.recipient_type, e.recipient_id, e.conversation_id, e.message_id,
+                      dict(e.payload or {}), _aware(e.delivered_at)) for e in session.scalars(stmt)]
+
+
+def mark_events_delivered(session: Session, event_ids: Sequence[int]) -> None:
+    if event_ids:
+        session.execute(update(NotificationEvent).where(NotificationEvent.id.in_(list(event_ids)))
+                        .values(delivered_at=datetime.now(UTC)))

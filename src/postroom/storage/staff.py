@@ -1,0 +1,143 @@
+"""Staff verbs: users (name, e-mail, signature) and teams of a tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from postroom.errors import NotFound, PostroomError
+from postroom.storage.tables import StaffUser, Team, TeamMember, Tenant
+
+
+@dataclass(frozen=True)
+class StaffUserInfo:
+    id: int
+    tenant_id: int
+    email: str
+    name: str
+    signature_text: str
+    signature_html: str | None
+    active: bool
+    teams: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TeamInfo:
+    id: int
+    tenant_id: int
+    name: str
+    email: str | None
+    members: tuple[int, ...]
+
+
+def _tenant_id(session: Session, tenant: str | int) -> int:
+    if isinstance(tenant, int):
+        return tenant
+    found = session.scalar(select(Tenant.id).where(Tenant.slug == tenant.lower()))
+    if found is None:
+        raise NotFound(f"no tenant {tenant!r}; create it with: postroom tenant add {tenant}")
+    return found
+
+
+def _info(session: Session, user: StaffUser) -> StaffUserInfo:
+    teams = session.scalars(select(Team.name).join(TeamMember, TeamMember.team_id == Team.id)
+                            .where(TeamMember.user_id == user.id).order_by(Team.name))
+    return StaffUserInfo(user.id, user.tenant_id, user.email, user.name, user.signature_text, user.signature_html,
+                         user.active, tuple(teams))
+
+
+def add_user(session: Session, tenant: str | int, *, email: str, name: str, signature_text: str = "",
+             signature_html: str | None = None) -> StaffUserInfo:
+    """Create a staff user; the e-mail is unique within the tenant."""
+    tenant_id = _tenant_id(session, tenant)
+    email = email.strip().lower()
+    if "@" not in email or " " in email:
+        raise PostroomError(f"{email!r} is not an e-mail address")
+    user = StaffUser(tenant_id=tenant_id, email=email, name=name.strip(), signature_text=signature_text,
+                     signature_html=signature_html, active=True)
+    session.add(user)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise PostroomError(f"a staff user {email} already exists for this tenant") from exc
+    return _info(session, user)
+
+
+def update_user(session: Session, user_id: int, **changes: object) -> StaffUserInfo:
+    """Change name, signature_text, signature_html or active."""
+    user = session.get(StaffUser, user_id)
+    if user is None:
+        raise NotFound(f"no staff user {user_id}")
+    for name, value in changes.items():
+        if name not in ("name", "signature_text", "signature_html", "active"):
+            raise PostroomError(f"cannot change {name!r} of a staff user")
+        setattr(user, name, value)
+    session.flush()
+    return _info(session, user)
+
+
+def get_user(session: Session, user_id: int) -> StaffUserInfo:
+    user = session.get(StaffUser, user_id)
+    if user is None:
+        raise NotFound(f"no staff user {user_id}")
+    return _info(session, user)
+
+
+def user_by_email(session: Session, tenant: str | int, email: str) -> StaffUserInfo | None:
+    tenant_id = _tenant_id(session, tenant)
+    user = session.scalar(select(StaffUser).where(StaffUser.tenant_id == tenant_id,
+                                                  StaffUser.email == email.strip().lower()))
+    return _info(session, user) if user else None
+
+
+def list_users(session: Session, tenant: str | int) -> list[StaffUserInfo]:
+    tenant_id = _tenant_id(session, tenant)
+    users = session.scalars(select(StaffUser).where(StaffUser.tenant_id == tenant_id).order_by(StaffUser.email))
+    return [_info(session, u) for u in users]
+
+
+def add_team(session: Session, tenant: str | int, name: str, *, email: str | None = None,
+             members: tuple[int, ...] = ()) -> TeamInfo:
+    tenant_id = _tenant_id(session, tenant)
+    team = Team(tenant_id=tenant_id, name=name.strip(), email=email)
+    session.add(team)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise PostroomError(f"a team {name!r} already exists for this tenant") from exc
+    for user_id in members:
+        add_team_member(session, team.id, user_id)
+    return get_team(session, team.id)
+
+
+def add_team_member(session: Session, team_id: int, user_id: int) -> None:
+    team, user = session.get(Team, team_id), session.get(StaffUser, user_id)
+    if team is None or user is None or team.tenant_id != user.tenant_id:
+        raise NotFound(f"no team {team_id} with a staff user {user_id} of the same tenant")
+    if session.get(TeamMember, (team_id, user_id)) is None:
+        session.add(TeamMember(team_id=team_id, user_id=user_id))
+        session.flush()
+
+
+def get_team(session: Session, team_id: int) -> TeamInfo:
+    team = session.get(Team, team_id)
+    if team is None:
+        raise NotFound(f"no team {team_id}")
+    members = tuple(session.scalars(select(TeamMember.user_id).where(TeamMember.team_id == team_id)
+                                    .order_by(TeamMember.user_id)))
+    return TeamInfo(team.id, team.tenant_id, team.name, team.email, members)
+
+
+def team_by_name(session: Session, tenant: str | int, name: str) -> TeamInfo | None:
+    tenant_id = _tenant_id(session, tenant)
+    team_id = session.scalar(select(Team.id).where(Team.tenant_id == tenant_id, Team.name == name.strip()))
+    return get_team(session, team_id) if team_id else None
+
+
+def is_member(session: Session, team_id: int, user_id: int) -> bool:
+    return session.get(TeamMember, (team_id, user_id)) is not None
