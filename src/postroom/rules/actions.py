@@ -88,7 +88,7 @@ def can_auto_reply(inp: RuleInput, already_sent_today: Callable[[str], bool]) ->
         "owner-"
     ):
         return False, f"sender {target} is a system address"
-    if target in inp.recipients or target in inp.to:
+    if target in inp.recipients:
         return False, f"sender {target} is one of our own addresses"
     if already_sent_today(target):
         return False, f"already auto-replied to {target} today"

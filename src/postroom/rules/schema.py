@@ -104,12 +104,12 @@ class AddressTest(TextTest):
 
 
 class HeaderTest(TextTest):
-    _params = frozenset({"name"})
+    _params: typing.ClassVar[frozenset[str]] = frozenset({"name"})
     name: Text
 
 
 class ContactTest(TextTest):
-    _params = frozenset({"attribute"})
+    _params: typing.ClassVar[frozenset[str]] = frozenset({"attribute"})
     attribute: Text
 
 
@@ -128,7 +128,6 @@ _KIND_MODEL: dict[Kind, Any] = {
     Kind.NUMBER: NumberTest,
     Kind.FLAG: StrictBool,
 }
-COMBINATORS = ("all", "any", "not")
 
 
 def _one_condition(self: BaseModel) -> BaseModel:
