@@ -50,13 +50,13 @@ def _parse(raw: bytes, received_at: datetime | None, depth: int) -> ParsedMessag
     if not raw.strip():
         raise ParseFailed("empty message")
     try:
-        msg = mime.load(raw)
+        msg, repaired = mime.load(raw)
     except Exception as exc:  # the email package should not raise; if it does, the mail is unreadable
         raise ParseFailed(f"unreadable MIME: {type(exc).__name__}: {exc}") from exc
     if not list(msg.raw_items()):
         raise ParseFailed("no header fields")
     try:
-        return _Builder(raw, msg, received_at, depth).build()
+        return _Builder(raw, msg, received_at, depth, repaired).build()
     except RecursionError as exc:
         raise ParseFailed("MIME structure nested too deeply") from exc
 
@@ -64,9 +64,10 @@ def _parse(raw: bytes, received_at: datetime | None, depth: int) -> ParsedMessag
 class _Builder:
     """Collects the fields of one ParsedMessage; each step is guarded."""
 
-    def __init__(self, raw: bytes, msg: Message, received_at: datetime | None, depth: int) -> None:
+    def __init__(self, raw: bytes, msg: Message, received_at: datetime | None, depth: int,
+                 repaired: bool) -> None:
         self.raw, self.msg, self.received_at, self.depth = raw, msg, received_at, depth
-        self.defects: list[str] = mime.defects(msg)
+        self.defects: list[str] = mime.defects(msg) + (["repaired-header-block"] if repaired else [])
 
     def guard(self, step: str, fn: Callable[[], T], default: T) -> T:
         try:
