@@ -14,10 +14,14 @@ from postroom.app import App
 from postroom.gateway.handler import GatewayHandler
 from postroom.gateway.ratelimit import rate_limits
 from postroom.gateway.server import Gateway
+from postroom.logs import LogContext, inbound_tenant
+from postroom.metrics import StageMetrics
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
 from postroom.settings import Settings
 from postroom.storage.intake import GroupCommitter
+from postroom.web import create_app
+from postroom.web.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +39,19 @@ class Service:
     settings: Settings
     run_smtp: bool = True
     run_workers: bool = True
+    run_http: bool = True
     app: App = field(init=False)
     pipeline: Pipeline = field(init=False)
     committer: GroupCommitter | None = field(default=None, init=False)
     gateway: Gateway | None = field(default=None, init=False)
+    http: HttpServer | None = field(default=None, init=False)
 
     def start(self) -> Service:
         self.app = App.open(self.settings)
-        self.pipeline = Pipeline(self.app, make_broker(self.settings.broker_url))
+        broker = make_broker(self.settings.broker_url)
+        broker.add_middleware(StageMetrics())
+        broker.add_middleware(LogContext(inbound_tenant(self.app)))
+        self.pipeline = Pipeline(self.app, broker)
         if self.run_workers:
             self.pipeline.start_worker(self.settings.worker_threads)
             recovered = self.pipeline.recover()
@@ -62,6 +71,10 @@ class Service:
                 timeout=self.settings.smtp_timeout, tls_context=tls_context(self.settings),
             )
             self.gateway.start()
+        if self.run_http:
+            host, port = self.settings.http_address
+            self.http = HttpServer(create_app(self.app, self.pipeline.dispatch), host, port)
+            self.http.start()
         return self
 
     @property
@@ -69,7 +82,14 @@ class Service:
         assert self.gateway is not None
         return self.gateway.port
 
+    @property
+    def http_url(self) -> str:
+        assert self.http is not None
+        return self.http.url
+
     def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
         if self.gateway is not None:
             self.gateway.stop()
         if self.committer is not None:

@@ -41,8 +41,10 @@ def test_tenant_ingest_and_queue_round_trip(run, tmp_path: Path):
     assert summary["stored"] == 3 and summary["processed"] == {"done": 3}
     shape = json.loads(run("queue", "--json").stdout)
     assert [(line["stage"], line["status"], line["count"]) for line in shape] == [("done", "done", 3)]
+    assert shape[0]["ages"] == {"<5m": 3, "<1h": 0, "<1d": 0, "older": 0}
     table = run("queue").stdout.splitlines()
-    assert table[0].split() == ["STAGE", "STATUS", "COUNT", "OLDEST"]
+    assert table[0].split() == ["STAGE", "STATUS", "COUNT", "<5m", "<1h", "<1d", "older", "OLDEST"]
+    assert table[2].split()[:7] == ["done", "done", "3", "3", "0", "0", "0"]
     shown = json.loads(run("queue", "show", str(summary["ids"][0]), "--json").stdout)
     assert shown["subject"] == "cli 0" and shown["status"] == "done"
 

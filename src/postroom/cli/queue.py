@@ -10,10 +10,10 @@ from postroom.cli.common import age, echo_json, echo_table, open_app
 from postroom.errors import PostroomError
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
+from postroom.queue.operations import OPERATIONS, RETRYABLE
 from postroom.storage import inbound
 
-RETRYABLE = ("failed", "parse_failed", "retrying", "held", "discarded", "rejected")
-AGE_BUCKETS = ((timedelta(minutes=5), "<5m"), (timedelta(hours=1), "<1h"), (timedelta(days=1), "<1d"))
+AGE_LABELS = tuple(label for _, label in inbound.AGE_BUCKETS) + (inbound.OLDER,)
 
 
 def register(group: click.Group) -> None:
@@ -35,22 +35,24 @@ def parse_since(value: str | None) -> datetime | None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def queue(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
-    """Counts per stage and status with the age of the oldest item (like qshape)."""
+    """Counts per stage and status, split by age (<5m, <1h, <1d, older) with the oldest item, like qshape."""
     if ctx.invoked_subcommand:
         return
     app = open_app(ctx)
     with app.session() as session:
         lines = inbound.summary(session, tenant)
+        ages = inbound.age_buckets(session, tenant)
     if as_json:
         echo_json([{"stage": ln.stage, "status": ln.status, "count": ln.count,
                     "oldest": ln.oldest, "oldest_age_seconds": int((datetime.now(UTC) - ln.oldest).total_seconds())
-                    if ln.oldest else None} for ln in lines])
+                    if ln.oldest else None, "ages": ages.get((ln.stage, ln.status), {})} for ln in lines])
         return
     if not lines:
         click.echo("queue is empty")
         return
-    echo_table(["STAGE", "STATUS", "COUNT", "OLDEST"], [(ln.stage, ln.status, ln.count, age(ln.oldest))
-                                                       for ln in lines])
+    echo_table(["STAGE", "STATUS", "COUNT", *AGE_LABELS, "OLDEST"],
+               [(ln.stage, ln.status, ln.count, *(ages.get((ln.stage, ln.status), {}).get(b, 0) for b in AGE_LABELS),
+                 age(ln.oldest)) for ln in lines])
 
 
 @queue.command("list")
@@ -140,8 +142,6 @@ def _simple_action(name: str, status: str, allowed_from: tuple[str, ...], doc: s
     return command
 
 
-queue.add_command(_simple_action("drop", "dropped", ("failed", "parse_failed", "retrying", "held", "pending"),
-                                 "Give up on a message for good (it stays stored)."))
-queue.add_command(_simple_action("hold", "held", ("pending", "retrying", "failed"),
-                                 "Keep a message from being processed until released."))
-queue.add_command(_simple_action("release", "pending", ("held",), "Let a held message be processed again."))
+for _name in ("drop", "hold", "release"):
+    queue.add_command(_simple_action(_name, OPERATIONS[_name].target, OPERATIONS[_name].allowed_from,
+                                     OPERATIONS[_name].doc))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 
@@ -10,6 +9,7 @@ import click
 
 from postroom.app import App
 from postroom.cli.common import settings_of
+from postroom.logs import LogContext, configure, inbound_tenant
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
 from postroom.service import Service
@@ -28,11 +28,12 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("mail.log", "aiosmtpd", "dramatiq", "pika"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _logging(ctx: click.Context, verbose: bool) -> None:
+    """Text lines, or one JSON object per line with POSTROOM_LOG_FORMAT=json."""
+    try:
+        configure(settings_of(ctx).log_format, verbose=verbose)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @click.command()
@@ -49,12 +50,14 @@ def init(ctx: click.Context) -> None:
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
 def serve(ctx: click.Context, no_workers: bool, verbose: bool) -> None:
-    """Run the SMTP gateway (and, with the in-process broker, the workers)."""
-    _logging(verbose)
+    """Run the SMTP gateway, the HTTP API and console (and, with the in-process broker, the workers)."""
+    _logging(ctx, verbose)
     settings = settings_of(ctx)
     service = Service(settings, run_workers=not no_workers).start()
     host, port = settings.smtp_address
     click.echo(f"postroom listening: smtp://{host}:{service.smtp_port} for *.{settings.mail_domain}", err=True)
+    click.echo(f"HTTP API {service.http_url}/docs  console {service.http_url}/console  "
+               f"metrics {service.http_url}/metrics", err=True)
     click.echo(f"database {settings.resolved_database_url}  blobs {settings.resolved_blob_url}  "
                f"broker {settings.broker_url or 'in-process'}", err=True)
     try:
@@ -69,13 +72,15 @@ def serve(ctx: click.Context, no_workers: bool, verbose: bool) -> None:
 @click.pass_context
 def worker(ctx: click.Context, threads: int | None, verbose: bool) -> None:
     """Process queued mail from a Redis or RabbitMQ broker (separate from `serve`)."""
-    _logging(verbose)
+    _logging(ctx, verbose)
     settings = settings_of(ctx)
     if not settings.broker_url:
         raise click.UsageError("postroom worker needs POSTROOM_BROKER_URL (redis://… or amqp://…); "
                                "with the in-process broker, `postroom serve` runs the workers")
     app = App.open(settings)
-    pipeline = Pipeline(app, make_broker(settings.broker_url))
+    broker = make_broker(settings.broker_url)
+    broker.add_middleware(LogContext(inbound_tenant(app)))
+    pipeline = Pipeline(app, broker)
     pipeline.start_worker(threads or settings.worker_threads)
     recovered = pipeline.recover()
     pipeline.start_sweeper()

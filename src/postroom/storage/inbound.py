@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
@@ -134,6 +134,25 @@ def summary(session: Session, tenant: str | None = None) -> list[QueueLine]:
         stmt = stmt.join(Tenant).where(Tenant.slug == tenant)
     return [QueueLine(stage, status, count, _aware(oldest) if oldest else None)
             for stage, status, count, oldest in session.execute(stmt)]
+
+
+AGE_BUCKETS = ((timedelta(minutes=5), "<5m"), (timedelta(hours=1), "<1h"), (timedelta(days=1), "<1d"))
+OLDER = "older"
+
+
+def age_buckets(session: Session, tenant: str | None = None,
+                now: datetime | None = None) -> dict[tuple[str, str], dict[str, int]]:
+    """Counts per (stage, status) split by age as qshape does: <5m, <1h, <1d, older."""
+    now = now or datetime.now(UTC)
+    bucket = case(*[(InboundMessage.received_at >= now - span, label) for span, label in AGE_BUCKETS], else_=OLDER)
+    stmt = (select(InboundMessage.stage, InboundMessage.status, bucket.label("bucket"), func.count())
+            .group_by(InboundMessage.stage, InboundMessage.status, bucket))
+    if tenant:
+        stmt = stmt.join(Tenant).where(Tenant.slug == tenant)
+    shape: dict[tuple[str, str], dict[str, int]] = {}
+    for stage, status, label, count in session.execute(stmt):
+        shape.setdefault((stage, status), dict.fromkeys([lbl for _, lbl in AGE_BUCKETS] + [OLDER], 0))[label] = count
+    return shape
 
 
 def list_inbound(session: Session, *, status: str | None = None, tenant: str | None = None,

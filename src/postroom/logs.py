@@ -1,0 +1,122 @@
+"""Logging setup: plain text or one JSON object per line, each carrying the message's ids and tenant.
+
+Ids and tenant travel in a context variable bound around each pipeline job
+(``bound(...)``, or the ``LogContext`` broker middleware), so existing
+``log.info(...)`` calls gain them without changing; ``extra={"tenant": ...}``
+works too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
+from typing import Any
+
+from dramatiq import Middleware
+
+CONTEXT_KEYS = ("inbound_id", "outbound_id", "conversation_id", "tenant")
+QUEUE_ID_KEYS = {"inbound": "inbound_id", "outbound": "outbound_id"}
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+NOISY = ("mail.log", "aiosmtpd", "dramatiq", "pika", "uvicorn.access")
+
+_context: ContextVar[dict[str, Any]] = ContextVar("postroom_log_context", default={})  # noqa: B039
+
+
+@contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """Attach fields (inbound_id=…, tenant=…) to every log line written inside the block."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def context_of(record: logging.LogRecord) -> dict[str, Any]:
+    fields = dict(_context.get())
+    fields.update({key: getattr(record, key) for key in CONTEXT_KEYS if getattr(record, key, None) is not None})
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, ids, tenant, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+            **context_of(record),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The usual text line, with ``[inbound_id=… tenant=…]`` appended when known."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = context_of(record)
+        return f"{text} [{' '.join(f'{k}={v}' for k, v in fields.items())}]" if fields else text
+
+
+def configure(log_format: str = "text", *, verbose: bool = False) -> None:
+    """Install one stderr handler on the root logger in the chosen format ('text' or 'json')."""
+    if log_format not in ("text", "json"):
+        raise ValueError(f"POSTROOM_LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class LogContext(Middleware):
+    """Bind the job's id (and its tenant, via ``tenant_of``) for the log lines of one broker job."""
+
+    def __init__(self, tenant_of: Callable[[str, int], str | None] | None = None) -> None:
+        self.tenant_of = tenant_of
+        self._tokens: dict[str, Token[dict[str, Any]]] = {}
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        queue = message.queue_name.removesuffix(".DQ")
+        key = QUEUE_ID_KEYS.get(queue)
+        if key is None or not message.args:
+            return
+        fields: dict[str, Any] = {key: message.args[0]}
+        if self.tenant_of is not None:
+            try:
+                tenant = self.tenant_of(queue, message.args[0])
+            except Exception:
+                tenant = None
+            if tenant:
+                fields["tenant"] = tenant
+        self._tokens[message.message_id] = _context.set({**_context.get(), **fields})
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        token = self._tokens.pop(message.message_id, None)
+        if token is not None:
+            _context.reset(token)
+
+    after_skip_message = after_process_message
+
+
+def inbound_tenant(app: Any) -> Callable[[str, int], str | None]:
+    """A ``tenant_of`` for ``LogContext`` that reads the inbound row's tenant (outbound jobs: none yet)."""
+    from postroom.storage import inbound
+
+    def tenant_of(queue: str, job_id: int) -> str | None:
+        if queue != "inbound":
+            return None
+        with app.session() as session:
+            return inbound.get_inbound(session, int(job_id)).tenant
+
+    return tenant_of

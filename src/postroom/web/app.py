@@ -1,0 +1,41 @@
+"""The FastAPI application factory: one App in, one ASGI app out, no globals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from postroom import metrics
+from postroom.app import App
+from postroom.queue.operations import Dispatch
+from postroom.web import errors
+from postroom.web.routers import console, health, inbound_api, operator
+from postroom.web.routers import metrics as metrics_router
+
+DESCRIPTION = """Conversations and mail of one tenant (send its API key as `Authorization: Bearer KEY`),
+plus the operator API and console (operator token), health checks and Prometheus metrics.
+Errors are JSON: `{"error": {"status", "message", "fields": [{"field", "location", "message"}]}}`."""
+
+
+def create_app(app: App, dispatch: Dispatch | None = None) -> FastAPI:
+    """Build the HTTP app; ``dispatch`` re-sends retried ids to a running pipeline."""
+    api = FastAPI(title="postroom", version="1", description=DESCRIPTION)
+    api.state.postroom = app
+    api.state.dispatch = dispatch
+    api.state.db_metrics = metrics_router.database_registry(app)
+    errors.install(api)
+
+    @api.middleware("http")
+    async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.HTTP_SECONDS.labels(request.method, route, str(response.status_code)).observe(
+            time.perf_counter() - started)
+        return response
+
+    for module in (health, metrics_router, inbound_api, operator, console):
+        api.include_router(module.router)
+    return api

@@ -1,0 +1,28 @@
+"""Request-scoped access to the postroom App and the pipeline's dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Path, Request
+from sqlalchemy.orm import Session
+
+from postroom.app import App
+from postroom.queue.operations import Dispatch
+
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A row id")]
+
+
+def get_app(request: Request) -> App:
+    return request.app.state.postroom
+
+
+def get_dispatch(request: Request) -> Dispatch | None:
+    return request.app.state.dispatch
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    """One committed transaction per request, like one per job in the pipeline."""
+    with get_app(request).session() as session:
+        yield session

@@ -1,0 +1,1 @@
+"""One router per area: health, metrics, the tenant API, the operator API and console."""
