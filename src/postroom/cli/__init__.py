@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "postroom.cli.parse",
     "postroom.cli.rules",
     "postroom.cli.apikey",
+    "postroom.cli.conversations",
 )
 
 

@@ -1,0 +1,206 @@
+"""``postroom conversations`` and ``postroom inbox``: where mail ended up, and putting it right."""
+
+from __future__ import annotations
+
+import click
+
+from postroom.cli.common import age, echo_json, echo_table, open_app
+from postroom.errors import PostroomError
+from postroom.storage import conversations
+from postroom.storage.tables.conversations import STATUSES
+from postroom.storage.tenants import get_tenant
+
+
+def register(group: click.Group) -> None:
+    group.add_command(conversations_group)
+    group.add_command(inbox)
+
+
+@click.group("conversations")
+def conversations_group() -> None:
+    """Conversations: list, show, dump for scoring, auto-close, threading settings."""
+
+
+@conversations_group.command("list")
+@click.option("--tenant", required=True)
+@click.option("--status", type=click.Choice(STATUSES), default=None)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx: click.Context, tenant: str, status: str | None, limit: int, as_json: bool) -> None:
+    """Conversations of TENANT, most recently active first."""
+    app = open_app(ctx)
+    with app.session() as session:
+        found = conversations.list_conversations(session, tenant, status=status, limit=limit)
+    if as_json:
+        for conv in found:
+            echo_json(conv)
+        return
+    if not found:
+        click.echo("no conversations")
+        return
+    echo_table(["ID", "REF", "STATUS", "ACTIVE", "MSGS", "CONTACT", "SUBJECT", "FLAGS"],
+               [(c.id, c.reference, c.status, age(c.last_activity_at), c.message_count, c.contact_email or "-",
+                 c.subject[:50], ",".join(c.flags) or "-") for c in found])
+
+
+@conversations_group.command("show")
+@click.argument("conversation_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, conversation_id: int, as_json: bool) -> None:
+    """One conversation with its messages in order."""
+    app = open_app(ctx)
+    with app.session() as session:
+        conv, messages = conversations.get_conversation(session, conversation_id)
+    if as_json:
+        echo_json({**vars(conv), "messages": messages})
+        return
+    click.echo(f"#{conv.id} [{conv.reference}] {conv.subject}")
+    click.echo(f"status: {conv.status}   contact: {conv.contact_name} <{conv.contact_email or '-'}>   "
+               f"responsible: user {conv.responsible_user_id or '-'} team {conv.responsible_team_id or '-'}")
+    if conv.flags or conv.tags:
+        click.echo(f"flags: {', '.join(conv.flags) or '-'}   tags: {', '.join(conv.tags) or '-'}")
+    for m in messages:
+        click.echo("")
+        marks = f"  [{', '.join(m.flags)}]" if m.flags else ""
+        click.echo(f"--- message {m.id} {m.direction} {m.kind} via {m.matched_via or '-'} "
+                   f"from {m.author_name} <{m.author_email}> {m.sent_at or ''}{marks}")
+        click.echo(m.reply_text.strip() or m.text.strip())
+
+
+@conversations_group.command("dump")
+@click.option("--tenant", required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the only format).")
+@click.pass_context
+def dump(ctx: click.Context, tenant: str, as_json: bool) -> None:
+    """One JSON object per conversation: id, reference, subject, status, contact, message_ids."""
+    app = open_app(ctx)
+    with app.session() as session:
+        rows = conversations.dump(session, tenant)
+    for row in rows:
+        echo_json(row)
+
+
+@conversations_group.command("autoclose")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def autoclose(ctx: click.Context, as_json: bool) -> None:
+    """Close conversations idle longer than their tenant's auto-close setting (the scheduled job)."""
+    app = open_app(ctx)
+    with app.session() as session:
+        closed = conversations.autoclose(session)
+    if as_json:
+        echo_json({"closed": sorted(i for ids in closed.values() for i in ids)})
+        return
+    total = sum(len(ids) for ids in closed.values())
+    click.echo(f"{total} conversation(s) closed")
+
+
+def _on_off(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+@conversations_group.command("settings")
+@click.option("--tenant", required=True)
+@click.option("--autoclose-days", default=None, help="1 to 15, or 'off'.")
+@click.option("--heuristic", type=click.Choice(["on", "off"]), default=None,
+              help="Match by same contact and subject within the window.")
+@click.option("--heuristic-days", type=int, default=None)
+@click.option("--new-mail", type=click.Choice(["new", "join_open"]), default=None,
+              help="A fresh mail from a contact with an open conversation: new conversation or join it.")
+@click.option("--strict-token", type=click.Choice(["on", "off"]), default=None,
+              help="A token used by another sender goes to the inbox instead of attaching (flagged).")
+@click.option("--loop-max", type=int, default=None, help="Loop breaker: messages from one sender ...")
+@click.option("--loop-window-minutes", type=int, default=None, help="... within this many minutes.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def settings(ctx: click.Context, tenant: str, autoclose_days: str | None, heuristic: str | None,
+             heuristic_days: int | None, new_mail: str | None, strict_token: str | None, loop_max: int | None,
+             loop_window_minutes: int | None, as_json: bool) -> None:
+    """Show or change a tenant's threading settings."""
+    changes: dict[str, object] = {}
+    if autoclose_days is not None:
+        if autoclose_days.lower() == "off":
+            changes["autoclose_days"] = None
+        elif autoclose_days.isdigit():
+            changes["autoclose_days"] = int(autoclose_days)
+        else:
+            raise click.BadParameter("use 1 to 15 or 'off'", param_hint="--autoclose-days")
+    for name, value in (("heuristic", _on_off(heuristic)), ("heuristic_days", heuristic_days),
+                        ("new_mail", new_mail), ("strict_token", _on_off(strict_token)),
+                        ("loop_max", loop_max), ("loop_window_minutes", loop_window_minutes)):
+        if value is not None:
+            changes[name] = value
+    app = open_app(ctx)
+    with app.session() as session:
+        if changes:
+            policy = conversations.set_threading_settings(session, tenant, **changes)
+        else:
+            policy = conversations.threading_policy(session, get_tenant(session, tenant).id)
+    if as_json:
+        echo_json(policy.as_settings())
+        return
+    for name, value in policy.as_settings().items():
+        click.echo(f"{name + ':':22} {'off' if value is None else value}")
+
+
+@click.group()
+def inbox() -> None:
+    """The unsorted inbox: forwards and mail that could not be placed safely."""
+
+
+@inbox.command("list")
+@click.option("--tenant", required=True)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def inbox_list(ctx: click.Context, tenant: str, limit: int, as_json: bool) -> None:
+    """Messages waiting in TENANT's unsorted inbox, newest first, with suggested conversations."""
+    app = open_app(ctx)
+    with app.session() as session:
+        found = conversations.list_inbox(session, tenant, limit=limit)
+    if as_json:
+        for m in found:
+            echo_json(m)
+        return
+    if not found:
+        click.echo("the unsorted inbox is empty")
+        return
+    echo_table(["ID", "AGE", "VIA", "FROM", "SUBJECT", "FLAGS", "SUGGESTED"],
+               [(m.id, age(m.created_at), m.matched_via, m.author_email or "-", m.subject[:40],
+                 ",".join(m.flags) or "-", " ".join(map(str, m.suggestions)) or "-") for m in found])
+
+
+@inbox.command("move")
+@click.argument("message")
+@click.option("--to", "to_conversation", type=int, default=None, help="Conversation id to move the message into.")
+@click.option("--new", "new", is_flag=True, help="Start a new conversation from the message.")
+@click.option("--author", default=None, help="Correct the author's e-mail address (e.g. a wrongly recovered forward).")
+@click.option("--author-name", default=None)
+@click.option("--tenant", default=None, help="Needed when MESSAGE is a Message-ID header value.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def inbox_move(ctx: click.Context, message: str, to_conversation: int | None, new: bool, author: str | None,
+               author_name: str | None, tenant: str | None, as_json: bool) -> None:
+    """Move MESSAGE (a message id, or a Message-ID with --tenant) into a conversation or a new one."""
+    if new == (to_conversation is not None):
+        raise click.UsageError("give either --to CONVERSATION_ID or --new")
+    app = open_app(ctx)
+    with app.session() as session:
+        if message.isdigit():
+            row = int(message)
+        else:
+            if not tenant:
+                raise click.UsageError("a Message-ID needs --tenant")
+            found = conversations.message_row_by_header(session, get_tenant(session, tenant).id, message)
+            if found is None:
+                raise PostroomError(f"no message {message} for tenant {tenant}")
+            row = found
+        moved = conversations.move_message(session, row, to_conversation_id=to_conversation, new=new,
+                                           author_email=author, author_name=author_name)
+    if as_json:
+        echo_json(moved)
+        return
+    what = "new conversation" if moved.created_conversation else "conversation"
+    click.echo(f"message {moved.message_id} moved to {what} {moved.to_conversation_id}")
