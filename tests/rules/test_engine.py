@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from typing import Any
@@ -177,3 +178,20 @@ def test_regex_budget_bounds_the_whole_message() -> None:
     assert time.monotonic() - start < 0.5
     assert d.fired == () and len(d.warnings) == 20
     assert any("budget" in w for w in d.warnings)
+
+
+def test_500_rules_stay_fast() -> None:
+    """A loose guard against accidental slow paths; bench/rules.py gives the real figures."""
+    rules = [
+        {"name": f"r{i}", "when": {"all": [{"from": {"domain": f"d{i}.test"}}, {"subject": {"matches": f"x{i}y"}}]}
+         if i % 2 else {"any": [{"subject": {"contains": f"w{i}"}}, {"header": {"name": "X-A", "is": str(i)}}]},
+         "then": {"tags": [f"t{i}"]}}
+        for i in range(500)
+    ]
+    rs = parse_ruleset(json.dumps({"rules": rules}))
+    inp = RuleInput(from_address="a@d1.test", subject="hello world " * 20, headers=(("X-A", "none"),))
+    evaluate(inp, rs)
+    start = time.perf_counter()
+    for _ in range(20):
+        assert evaluate(inp, rs).fired == ()
+    assert (time.perf_counter() - start) / 20 < 0.01
