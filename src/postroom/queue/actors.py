@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -17,13 +18,14 @@ from dramatiq import Broker, Worker
 from postroom import flow
 from postroom.app import App
 from postroom.outbound import delivery
-from postroom.storage import inbound
+from postroom.storage import conversations, inbound
 from postroom.storage import outbound as outbound_store
 
 log = logging.getLogger(__name__)
 
 INBOUND_QUEUE = "inbound"
 OUTBOUND_QUEUE = "outbound"
+AUTOCLOSE_EVERY = 3600.0
 SWEEP_EVERY = 15.0
 SWEEP_IDLE = timedelta(seconds=30)
 
@@ -84,13 +86,26 @@ class Pipeline:
         self._worker = Worker(self.broker, worker_threads=threads, worker_timeout=100)
         self._worker.start()
 
+    def autoclose(self) -> int:
+        """The scheduled auto-close job: close conversations idle past their tenant's setting."""
+        with self.app.session() as session:
+            closed = conversations.autoclose(session)
+        return sum(len(ids) for ids in closed.values())
+
     def start_sweeper(self, every: float = SWEEP_EVERY) -> None:
         def loop() -> None:
+            next_autoclose = time.monotonic()
             while not self._stop.wait(every):
                 try:
                     self.recover(SWEEP_IDLE)
                 except Exception as exc:
                     log.warning("recovery sweep failed: %s", exc)
+                if time.monotonic() >= next_autoclose:
+                    next_autoclose = time.monotonic() + AUTOCLOSE_EVERY
+                    try:
+                        self.autoclose()
+                    except Exception as exc:
+                        log.warning("auto-close job failed: %s", exc)
 
         self._sweeper = threading.Thread(target=loop, name="postroom-sweeper", daemon=True)
         self._sweeper.start()
