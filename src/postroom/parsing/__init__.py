@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from typing import Any, TypeVar
 
-from postroom.errors import PostroomError
+from postroom.errors import ParseFailed
 from postroom.model import Address, Attachment, AutoReply, Bounce, Forward, ParsedMessage
 from postroom.parsing import addresses, attachments, autoreply, bounces, forwarded, html, mime, trimming
 from postroom.parsing.autoreply import is_null_sender
@@ -28,14 +28,6 @@ _MAX_TRIM = 2_000_000
 _MAX_FORWARD_SCAN = 300_000
 _MAX_DEPTH = 3
 T = TypeVar("T")
-
-
-class ParseFailed(PostroomError):
-    """The bytes are not a mail message at all; keep them and mark the row parse_failed."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def parse(raw: bytes, received_at: datetime | None = None) -> ParsedMessage:
