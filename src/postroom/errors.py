@@ -42,3 +42,7 @@ class Deferred(PostroomError):
 
 class ParseFailed(PostroomError):
     """The raw message cannot be turned into a ParsedMessage at all; it stays stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
