@@ -39,3 +39,38 @@ def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(interval)
+
+
+class RawSMTP:
+    """A byte-level SMTP client for abuse tests: sends exactly what it is given, reads whole replies."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0,
+                 source: str | None = None) -> None:
+        import socket
+
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        self.file = self.sock.makefile("rb")
+        self.banner = self.reply()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> tuple[int, str]:
+        """One (possibly multi-line) reply; (0, "") when the server closed the connection."""
+        lines: list[str] = []
+        while True:
+            line = self.file.readline()
+            if not line:
+                return 0, "\n".join(lines)
+            lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3]) if line[:3].isdigit() else -1, "\n".join(lines)
+
+    def cmd(self, line: str | bytes) -> tuple[int, str]:
+        self.send((line.encode("utf-8") if isinstance(line, str) else line) + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()

@@ -55,8 +55,9 @@ def split_address(address: str) -> tuple[str, str] | None:
     """'Inbox@Acme.Mail.Example' -> ('inbox', 'acme.mail.example'); None for tricks.
 
     Source routes (@a,@b:u@d), percent hacks (u%x@d), quoted or empty local
-    parts, several @ and non-hostname domains are refused outright: they are
-    the classic ways to turn a receiver into an open relay.
+    parts, several @, non-hostname domains and IDN names that nameprep would
+    rewrite are refused outright: they are the classic ways to turn a
+    receiver into an open relay or to reach a tenant under a disguised name.
     """
     address = address.strip().strip("<>").strip()
     if address.count("@") != 1 or any(c in address for c in ':%!"\\ ,;()[]'):
@@ -64,7 +65,12 @@ def split_address(address: str) -> tuple[str, str] | None:
     local, domain = address.rsplit("@", 1)
     local = local.lower()
     try:
-        domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
+        unicode_domain = domain.rstrip(".").lower()
+        domain = unicode_domain.encode("idna").decode("ascii").lower()
+        # Nameprep silently drops or maps some characters (zero-width space, full-width letters), so
+        # "acme\u200b.mail.example" would land on acme: a name that does not round-trip is a trick.
+        if not unicode_domain.isascii() and domain.encode("ascii").decode("idna") != unicode_domain:
+            return None
     except UnicodeError:
         return None
     if not local or not _LOCAL_OK.match(local) or not _DOMAIN_OK.match(domain):
