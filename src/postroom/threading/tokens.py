@@ -77,6 +77,8 @@ def verify_token(secret: bytes, token: str) -> TokenClaim | None:
         return None
     if len(raw) < 1 + 2 + MAC_BYTES or raw[0] != VERSION:
         return None
+    if base64.b32encode(raw).decode("ascii").rstrip("=") != token:
+        return None  # non-zero padding bits: only the one canonical spelling is accepted
     payload, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
     if not hmac.compare_digest(mac, _mac(secret, payload)):
         return None
