@@ -1,0 +1,83 @@
+"""Queue outbound messages: render once, store the row, commit, then hand the id to the queue.
+
+Rendering happens here, at queue time, and the rendered parts are stored on
+the row, so every attempt sends the same content with the same Message-ID:
+the signature appended at render time can never be appended again on a
+re-send. A template error fails the staff action at once instead of later.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from postroom.app import App
+from postroom.outbound.model import AttachmentRef, Brand, OutboundContext
+from postroom.outbound.render import Renderer
+from postroom.storage import outbound as store
+from postroom.storage.outbound import OutboundRecord
+from postroom.storage.tenants import TenantInfo
+
+Dispatch = Callable[[Iterable[int]], None]
+
+_renderers: dict[Path, Renderer] = {}
+_lock = threading.Lock()
+
+
+def renderer_for(app: App) -> Renderer:
+    """One renderer (and its compiled templates) per template root, shared by threads."""
+    root = app.settings.data_dir / "templates"
+    with _lock:
+        if root not in _renderers:
+            _renderers[root] = Renderer(root)
+        return _renderers[root]
+
+
+def brand(app: App, tenant: TenantInfo) -> Brand:
+    """The tenant as customers see it; ``locale``, ``outbound_sender``, ``outbound_domain`` and
+    ``portal_url`` come from the tenant's settings."""
+    options = tenant.settings or {}
+    return Brand(slug=tenant.slug, name=tenant.name or tenant.slug,
+                 domain=options.get("outbound_domain") or f"{tenant.slug}.{app.settings.mail_domain}",
+                 locale=options.get("locale", "en"), sender=options.get("outbound_sender"),
+                 portal_url=options.get("portal_url"))
+
+
+def store_attachment(app: App, filename: str, data: bytes, content_type: str | None = None) -> AttachmentRef:
+    """Put the bytes in the blob store; the message keeps only the reference."""
+    guessed = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    return AttachmentRef(filename=filename, content_type=guessed, sha256=app.blobs.put(data), size=len(data))
+
+
+def attach_paths(app: App, paths: Iterable[str | Path]) -> tuple[AttachmentRef, ...]:
+    return tuple(store_attachment(app, Path(p).name, Path(p).read_bytes()) for p in paths)
+
+
+def queue_message(app: App, ctx: OutboundContext, *, tenant_id: int, channel: str = "email",
+                  staff_email: str | None = None, dispatch: Dispatch | None = None,
+                  message_id: str | None = None) -> OutboundRecord:
+    """Render ``ctx`` and commit it as a queued outbound row, then dispatch its id (if a queue is given).
+
+    On the portal channel the notification templates are used, whatever the purpose (``ctx.kind``).
+    """
+    if channel not in ("email", "portal"):
+        raise ValueError(f"unknown channel {channel!r}")
+    template_ctx = replace(ctx, kind="notification") if channel == "portal" else ctx
+    rendered = replace(renderer_for(app).render(template_ctx, message_id=message_id), kind=ctx.kind)
+    payload = {"reference": ctx.reference}
+    if ctx.staff is not None:
+        payload["staff"] = {"name": ctx.staff.name, "email": ctx.staff.email}
+    with app.session() as session:
+        record = store.queue_outbound(
+            session, tenant_id=tenant_id, rendered=rendered, channel=channel, conversation_id=ctx.conversation_id,
+            staff_email=staff_email or (ctx.staff.email if ctx.staff else None),
+            recipient_names={ctx.recipient.email: ctx.recipient.name}, payload=payload,
+            lifetime=timedelta(seconds=app.settings.outbound_lifetime_seconds),
+        )
+    if dispatch is not None:
+        dispatch([record.id])
+    return record
