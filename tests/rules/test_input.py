@@ -58,7 +58,7 @@ def test_authentication_results_can_be_limited_to_our_server() -> None:
     forged = replace(parsed, authentication_results=(OURS, "evil.test; dmarc=fail"))
     env = Envelope(mail_from="", rcpt_tos=())
     assert RuleInput.from_parsed(forged, env).dmarc == ("pass", "fail")
-    trusted = RuleInput.from_parsed(forged, env, authserv_id="MX.postroom.example")
+    trusted = RuleInput.from_parsed(forged, env, trusted_authserv_ids=("MX.postroom.example", "mx2.test"))
     assert trusted.dmarc == ("pass",)
     garbage = replace(parsed, authentication_results=(";;; ===",))
     assert RuleInput.from_parsed(garbage, env).dmarc == ()

@@ -7,7 +7,7 @@ database or a running gateway.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -67,17 +67,18 @@ class RuleInput:
         new_conversation: bool = True,
         contact: Mapping[str, str] | None = None,
         language: str | None = None,
-        authserv_id: str | None = None,
+        trusted_authserv_ids: Iterable[str] | None = None,
     ) -> RuleInput:
         """Snapshot a parsed message.
 
-        ``authserv_id``: when given, only Authentication-Results stamped by that
-        server count, so a sender cannot forge a ``dmarc=pass`` header.
+        ``trusted_authserv_ids``: when given (Settings.trusted_authserv_id_list),
+        only Authentication-Results stamped by those servers count, so a sender
+        cannot forge a ``dmarc=pass`` header; an empty collection trusts none.
         """
         headers = tuple((str(k), str(v)) for k, v in (parsed.headers or ()))
         lower_names = {k.lower() for k, _ in headers}
         auth = _auth_results(parsed.authentication_results or _values(headers, "authentication-results"),
-                             authserv_id)
+                             trusted_authserv_ids)
         attachments = parsed.attachments or ()
         sender = parsed.sender
         return cls(
@@ -130,15 +131,16 @@ def _looks_automatic(headers: tuple[tuple[str, str], ...], lower_names: set[str]
     return any(name in lower_names for name in _AUTO_HEADERS)
 
 
-def _auth_results(values: tuple[str, ...], authserv_id: str | None) -> dict[str, tuple[str, ...]]:
+def _auth_results(values: tuple[str, ...], trusted: Iterable[str] | None) -> dict[str, tuple[str, ...]]:
     """Method -> results (lower-cased) from Authentication-Results values; unparsable ones are skipped."""
     found: dict[str, list[str]] = {}
+    allowed = None if trusted is None else {t.lower() for t in trusted}
     for value in values:
         try:
             header = authres.AuthenticationResultsHeader.parse_value(value)
         except Exception:  # authres raises several unrelated types on malformed input
             continue
-        if authserv_id and (header.authserv_id or "").lower() != authserv_id.lower():
+        if allowed is not None and (header.authserv_id or "").lower() not in allowed:
             continue
         for result in header.results:
             if result.method and result.result:
