@@ -160,7 +160,7 @@ def test_actions_are_validated() -> None:
             then: { reject: go away, discard: true }
         """)
     assert lines == [
-        "acme.yaml:4:15: expected exactly one of 'user' (an e-mail address) or 'team' (a slug) "
+        "acme.yaml:4:15: expected exactly one of 'user' (an e-mail address) or 'team' (a team name) "
         "(at rules[0].then.assign)",
         "acme.yaml:6:29: expected an e-mail address, got 'bob' (at rules[1].then.assign.user)",
         "acme.yaml:8:29: expected a number >= 500, got 250 (at rules[2].then.reject.code)",

@@ -19,7 +19,7 @@ Disposition = Literal["accept", "reject", "discard"]
 
 @dataclass(frozen=True)
 class Assign:
-    """Responsible staff: one user (by e-mail) or one team (by slug)."""
+    """Responsible staff: one user (by e-mail, lower-cased) or one team (by name)."""
 
     kind: Literal["user", "team"]
     value: str

@@ -157,12 +157,12 @@ Condition.model_rebuild(_types_namespace={"Condition": Condition})
 class AssignModel(BaseModel):
     model_config = _FORBID
     user: Email | None = None
-    team: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")] | None = None
+    team: Text | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AssignModel:
         if (self.user is None) == (self.team is None):
-            raise ValueError("expected exactly one of 'user' (an e-mail address) or 'team' (a slug)")
+            raise ValueError("expected exactly one of 'user' (an e-mail address) or 'team' (a team name)")
         return self
 
 
@@ -285,7 +285,6 @@ def _pattern_message(loc: tuple[Any, ...]) -> str:
     return {
         "user": "expected an e-mail address",
         "forward": "expected an e-mail address",
-        "team": "expected a team slug (lower-case letters, digits, - and _)",
         "enhanced": "expected an enhanced status code like 5.7.1",
         "text": "expected one line of printable ASCII",
         "auto_reply": "expected a template name (letters, digits, '.', '-', '_')",
