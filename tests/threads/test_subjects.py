@@ -42,7 +42,7 @@ BASE = "Keys for unit 12B"
     f"Re: Re: re: RE: {BASE}",
     f"Re: {BASE} [#A1B2C3]",        # our own reference tag
     f"[EXTERNAL] Re: {BASE}",
-    f"  re:   keys   FOR unit 12b  ",
+    "  re:   keys   FOR unit 12b  ",
 ])
 def test_prefixes_and_tags_are_removed(subject: str) -> None:
     assert subject_key(subject) == subject_key(BASE) == "keys for unit 12b"
