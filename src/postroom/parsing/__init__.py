@@ -163,7 +163,7 @@ class _Builder:
         return trimming.strip_mark(marked), marked
 
     def _bounce(self, subject: str) -> Bounce | None:
-        return bounces.detect(self.raw, self.msg, mime.raw_header(self.msg, "From") or "", subject)
+        return bounces.detect(self.msg, mime.raw_header(self.msg, "From") or "", subject)
 
     def _forward(self, text: str, subject: str, trimmed: trimming.Trimmed,
                  atts: tuple[Attachment, ...]) -> Forward | None:

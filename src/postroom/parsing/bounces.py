@@ -4,13 +4,12 @@ flufl.bounce (GNU Mailman's detectors) knows RFC 3464 DSNs and some thirty
 non-standard MTA formats. Its detectors are heuristics and a few match
 ordinary mail, so they only run on messages that look like a bounce
 (multipart/report, a mailer-daemon/postmaster sender, or a bounce subject).
-It gets its own compat32 parse of the bytes, which is what it is tested with.
+It reads the same compat32 message tree the rest of the stage uses (the
+policy it is tested with), so the bytes are parsed once.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
 import re
 from email.message import Message
@@ -39,11 +38,11 @@ def looks_like_bounce(msg: Message, sender: str, subject: str) -> bool:
     return bool(_BOUNCE_SENDER.search(sender or "") or _BOUNCE_SUBJECT.search(subject or ""))
 
 
-def detect(raw: bytes, msg: Message, sender: str, subject: str) -> Bounce | None:
+def detect(msg: Message, sender: str, subject: str) -> Bounce | None:
     """A Bounce with the failed recipients, or None when this is not a bounce."""
     if not looks_like_bounce(msg, sender, subject):
         return None
-    temporary, permanent = _failures(raw)
+    temporary, permanent = _failures(msg)
     if not temporary and not permanent:
         return None
     own_id = mime.raw_header(msg, "Message-ID")
@@ -55,10 +54,9 @@ def detect(raw: bytes, msg: Message, sender: str, subject: str) -> Bounce | None
     )
 
 
-def _failures(raw: bytes) -> tuple[set[str], set[str]]:
-    compat = email.message_from_bytes(raw, policy=email.policy.compat32)
+def _failures(msg: Message) -> tuple[set[str], set[str]]:
     try:
-        temporary, permanent = all_failures(compat)
+        temporary, permanent = all_failures(msg)
     except Exception:  # a detector choking on odd mail must not lose the message
         return set(), set()
     return _addresses(temporary), _addresses(permanent)

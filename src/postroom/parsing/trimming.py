@@ -122,7 +122,9 @@ def _is_quote_header(lines: list[str], i: int) -> bool:
         if span > 1 and not (_WRAPPED_START.match(chunk[0]) or re.search(r"@|\d", chunk[0])):
             return False
         joined = " ".join(c.strip() for c in chunk)
-        if len(joined) <= 400 and any(rx.match(joined) for rx in _QUOTE_HEADER):
+        if len(joined) > 400 or not (joined.endswith(":") or "GMT" in joined):
+            continue  # every header pattern ends in ":" but the GMT one: skip the regexes for ordinary lines
+        if any(rx.match(joined) for rx in _QUOTE_HEADER):
             return True
     return False
 
