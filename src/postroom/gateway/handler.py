@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from postroom import metrics
 from postroom.gateway.addresses import Recipient, Refusal, TenantDirectory, classify
 from postroom.gateway.ratelimit import IP_LIMITED, RateLimits
 from postroom.model import Envelope as MailEnvelope
@@ -52,6 +53,7 @@ class GatewayHandler:
         refusal = self.limits.check(_peer_ip(session), address)
         if refusal is not None:
             log.warning("rate limited MAIL FROM %r from %s", address, _peer_ip(session))
+            metrics.REFUSED.labels("rate_limited").inc()
             if refusal == IP_LIMITED and server.transport is not None:
                 server.loop.call_soon(server.transport.close)  # 421 closes the channel (RFC 5321 3.8)
             return refusal
@@ -62,14 +64,17 @@ class GatewayHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
+            metrics.REFUSED.labels("too_many_recipients").inc()
             return TOO_MANY_RCPTS
         try:
             result = classify(address, self.directory())
         except Exception as exc:
             log.error("tenant directory unavailable: %s", exc)
+            metrics.REFUSED.labels("directory_failed").inc()
             return DIRECTORY_FAILED
         if isinstance(result, Refusal):
             log.info("refused RCPT %r from %s: %s", address, session.peer, result.name)
+            metrics.REFUSED.labels(result.name.lower()).inc()
             return result.value
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.append(rcpt_options)
@@ -80,6 +85,7 @@ class GatewayHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        metrics.RECEIVED.inc()
         by_tenant: dict[int, tuple[str, ...]] = {}
         for rcpt in getattr(envelope, "postroom_recipients", []):
             by_tenant[rcpt.tenant_id] = (*by_tenant.get(rcpt.tenant_id, ()), rcpt.address)
@@ -93,10 +99,13 @@ class GatewayHandler:
             tenant_rcpts=by_tenant,
         )
         try:
-            ids = await asyncio.wrap_future(self.submit(item))
+            with metrics.INTAKE_SECONDS.time():
+                ids = await asyncio.wrap_future(self.submit(item))
         except Exception as exc:
             log.error("could not store message from %s: %s", peer, exc)
+            metrics.REFUSED.labels("store_failed").inc()
             return STORE_FAILED
+        metrics.ACCEPTED.inc()
         self.dispatch(ids)
         return f"250 2.0.0 Ok: queued as {','.join(map(str, ids))}"
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
+from postroom import metrics
 from postroom.gateway.handler import GatewayHandler
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class GatewaySMTP(SMTP):
                 transport.close()
                 return
             self._client_ip = ip
+            metrics.SMTP_SESSIONS.inc()
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Path, Request
+from fastapi import Path, Query, Request
 from sqlalchemy.orm import Session
 
 from postroom.app import App
 from postroom.queue.operations import Dispatch
 
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A row id")]
+Status = Annotated[str | None, Query(pattern=r"^[a-z_]{1,16}$", description="pending, done, failed, held, ...")]
+TenantSlug = Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,63}$", description="Only this tenant (slug)")]
 
 
 def get_app(request: Request) -> App:

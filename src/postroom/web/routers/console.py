@@ -42,7 +42,7 @@ def _login(request: Request, message: str = "", status: int = 401) -> HTMLRespon
 
 @router.get("", response_class=HTMLResponse)
 def console(request: Request, session: Session = Depends(db_session), session_cookie: str | None = Depends(cookie),
-            tenant: Annotated[str | None, Query(max_length=63)] = None,
+            tenant: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{0,63}$")] = None,
             notice: Annotated[str, Query(max_length=300)] = "") -> HTMLResponse:
     """Queue by stage and age, failed items with retry/drop, recent inbound; optionally one tenant."""
     if not is_operator(request, None, session_cookie):

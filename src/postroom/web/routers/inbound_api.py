@@ -14,7 +14,7 @@ from postroom.storage import inbound
 from postroom.storage.apikeys import Principal
 from postroom.storage.inbound import InboundRecord
 from postroom.web.auth import tenant_principal
-from postroom.web.deps import RowId, db_session, get_app
+from postroom.web.deps import RowId, Status, db_session, get_app
 from postroom.web.errors import ERROR_RESPONSES
 from postroom.web.schemas import Inbound, Me
 
@@ -40,7 +40,7 @@ def me(principal: Principal = Depends(tenant_principal)) -> Me:
 
 @router.get("/inbound", response_model=list[Inbound])
 def list_inbound(principal: Principal = Depends(tenant_principal), session: Session = Depends(db_session),
-                 status: Annotated[str | None, Query(max_length=16)] = None,
+                 status: Status = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Inbound]:
     """Received messages, newest first, optionally in one status (pending, done, failed, ...)."""
     records = inbound.list_inbound(session, status=status, tenant=principal.tenant, limit=limit)

@@ -13,14 +13,13 @@ from postroom.queue import operations
 from postroom.queue.operations import Dispatch
 from postroom.storage import inbound
 from postroom.web.auth import require_operator
-from postroom.web.deps import RowId, db_session, get_app, get_dispatch
+from postroom.web.deps import RowId, Status, TenantSlug, db_session, get_app, get_dispatch
 from postroom.web.errors import ERROR_RESPONSES
 from postroom.web.schemas import Inbound, QueueShapeLine
 
 router = APIRouter(prefix="/api/operator", tags=["operator"], dependencies=[Depends(require_operator)],
                    responses={**ERROR_RESPONSES, 403: ERROR_RESPONSES[401] | {"description": "Operator access off"}})
 
-Tenant = Annotated[str | None, Query(max_length=63, description="Only this tenant (slug)")]
 Action = Literal["retry", "drop", "hold", "release"]
 
 
@@ -32,14 +31,14 @@ def queue_shape(session: Session, tenant: str | None) -> list[QueueShapeLine]:
 
 
 @router.get("/queue", response_model=list[QueueShapeLine])
-def queue(tenant: Tenant = None, session: Session = Depends(db_session)) -> list[QueueShapeLine]:
+def queue(tenant: TenantSlug = None, session: Session = Depends(db_session)) -> list[QueueShapeLine]:
     """Counts per stage and status, split by age (<5m, <1h, <1d, older) as qshape does."""
     return queue_shape(session, tenant)
 
 
 @router.get("/inbound", response_model=list[Inbound])
-def list_inbound(session: Session = Depends(db_session), tenant: Tenant = None,
-                 status: Annotated[str | None, Query(max_length=16)] = None,
+def list_inbound(session: Session = Depends(db_session), tenant: TenantSlug = None,
+                 status: Status = None,
                  since_minutes: Annotated[int | None, Query(ge=1, le=10 * 365 * 24 * 60)] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Inbound]:
     """Inbound messages of every tenant, newest first."""
