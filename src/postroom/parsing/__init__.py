@@ -24,6 +24,7 @@ from postroom.parsing.dates import parse_header_date
 __all__ = ["ParseFailed", "is_null_sender", "parse", "parsed_to_json"]
 
 _ID = re.compile(r"<[^<>\s]+>")
+_FOLD = re.compile(r"\r?\n[ \t]")
 _MAX_TRIM = 2_000_000
 _MAX_FORWARD_SCAN = 300_000
 _MAX_DEPTH = 3
@@ -133,7 +134,7 @@ class _Builder:
         values = mime.raw_headers(self.msg, name)
         if not values:
             return ()
-        value = ", ".join(re.sub(r"\r?\n[ \t]", " ", v) for v in values)
+        value = ", ".join(_FOLD.sub(" ", v) for v in values)
         if any("\udc80" <= c <= "\udcff" for c in value):
             value = mime.guess_decode(value.encode("utf-8", errors="surrogateescape"))
         return tuple(

@@ -22,6 +22,7 @@ for _name in ("flanker.addresslib._parser.lexer", "flanker.addresslib._parser.pa
 
 _ADDR_SPEC = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*")
 _MAX_LIST = 20000
+_DEBRIS = re.compile(r"[<>@;]")
 _GROUP_LABEL = re.compile(r'^[^"<>@,]*:(?!//)')
 
 
@@ -78,7 +79,7 @@ def _one(piece: str) -> list[Address]:
 def _clean_name(name: str) -> str:
     """The display name unquoted; debris of a broken list is no name at all."""
     name = " ".join(name.split()).strip().strip("\"'").strip().replace('\\"', '"')
-    return "" if re.search(r"[<>@;]", name) else name
+    return "" if _DEBRIS.search(name) else name
 
 
 def split_list(value: str) -> list[str]:

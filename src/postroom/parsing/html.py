@@ -29,6 +29,10 @@ _VOID = {"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr
 _QUOTE_CLASSES = ("gmail_quote", "yahoo_quoted", "moz-cite-prefix", "divrplyfwdmsg", "protonmail_quote",
                   "ms-outlook-mobile-reference-message", "zmail_extra")
 _QUOTE_IDS = ("divrplyfwdmsg", "appendonsend", "ymail_android_signature", "mail-editor-reference-message-container")
+_WHITESPACE = re.compile(r"[ \t\r\n\f]+")
+_DEPTH_TAG = re.compile(r"\x00Q(\d+)\x00")
+_BLANK_RUN = re.compile(r"\n{3,}")
+_CID = re.compile(r"cid:([^\"'\s>)]+)", re.I)
 _OUTLOOK_BORDER = re.compile(r"border-top\s*:\s*solid\s+#(?:e1e1e1|b5c4df)", re.I)
 
 _ALLOWED_TAGS = {
@@ -80,7 +84,7 @@ def sanitize(html: str) -> str:
 
 def cid_references(html: str) -> set[str]:
     """Content-IDs referenced by ``cid:`` URLs in the HTML."""
-    return {m.lower() for m in re.findall(r"cid:([^\"'\s>)]+)", html or "", re.I)}
+    return {m.lower() for m in _CID.findall(html or "")}
 
 
 class _TextRenderer(HTMLParser):
@@ -174,7 +178,7 @@ class _TextRenderer(HTMLParser):
         if self.skip:
             return
         if not self.pre:
-            data = re.sub(r"[ \t\r\n\f]+", " ", data)
+            data = _WHITESPACE.sub(" ", data)
         if self.quote_depth:
             self.out.append(data.replace("\n", "\n" + "> " * self.quote_depth) if self.pre else
                             "\x00Q" + str(self.quote_depth) + "\x00" + data)
@@ -187,12 +191,12 @@ class _TextRenderer(HTMLParser):
         for line in raw.split("\n"):
             depth = 0
             if "\x00Q" in line:
-                depth = max(int(d) for d in re.findall(r"\x00Q(\d+)\x00", line))
-                line = re.sub(r"\x00Q\d+\x00", "", line)
+                depth = max(int(d) for d in _DEPTH_TAG.findall(line))
+                line = _DEPTH_TAG.sub("", line)
             line = line.strip()
             lines.append(("> " * depth + line).rstrip() if depth else line)
         text = "\n".join(lines)
-        return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+        return _BLANK_RUN.sub("\n\n", text).strip("\n")
 
 
 def to_text(html: str, mark_quotes: bool = False) -> str:

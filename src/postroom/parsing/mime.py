@@ -37,6 +37,8 @@ _LATIN1_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "iso_88
 _C1 = re.compile(rb"[\x80-\x9f]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
+_FOLD = re.compile(r"\r?\n[ \t]")
+_SPACES = re.compile(r"\s+")
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
@@ -151,7 +153,7 @@ def decode_header_value(value: str | None) -> str:
     """A header's text: RFC 2047 words and raw 8-bit bytes decoded, unfolded."""
     if not value:
         return ""
-    value = re.sub(r"\r?\n[ \t]", " ", str(value)).replace("\r", "").replace("\n", "")
+    value = _FOLD.sub(" ", str(value)).replace("\r", "").replace("\n", "")
     if any("\udc80" <= c <= "\udcff" for c in value):
         value = guess_decode(_raw_bytes(value))
     if "=?" not in value:
@@ -165,7 +167,7 @@ def decode_header_value(value: str | None) -> str:
     out = []
     for chunk, charset in chunks:
         out.append(decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk)
-    return re.sub(r"\s+", " ", "".join(out)).strip()
+    return _SPACES.sub(" ", "".join(out)).strip()
 
 
 def raw_header(msg: Message, name: str) -> str | None:

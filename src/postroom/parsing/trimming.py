@@ -74,6 +74,7 @@ _MOBILE_SIGNATURE = re.compile(
     re.I,
 )
 _QUOTED = re.compile(r"^\s*>")
+_DIGIT_OR_AT = re.compile(r"@|\d")
 
 
 @dataclass(frozen=True)
@@ -116,15 +117,18 @@ def quote_start(lines: list[str]) -> int | None:
 
 def _is_quote_header(lines: list[str], i: int) -> bool:
     for span in (1, 2, 3):
-        chunk = lines[i : i + span]
-        if len(chunk) < span or any(not c.strip() or _QUOTED.match(c) for c in chunk):
+        if i + span > len(lines):
             return False
-        if span > 1 and not (_WRAPPED_START.match(chunk[0]) or re.search(r"@|\d", chunk[0])):
+        last = lines[i + span - 1]
+        if not last.strip() or _QUOTED.match(last):
             return False
-        joined = " ".join(c.strip() for c in chunk)
-        if len(joined) > 400 or not (joined.endswith(":") or "GMT" in joined):
-            continue  # every header pattern ends in ":" but the GMT one: skip the regexes for ordinary lines
-        if any(rx.match(joined) for rx in _QUOTE_HEADER):
+        if span == 2 and not (_WRAPPED_START.match(lines[i]) or _DIGIT_OR_AT.search(lines[i])):
+            return False
+        # Every header pattern ends in ":" but the GMT one (one line): ordinary lines skip the regexes.
+        if not (last.rstrip().endswith(":") or (span == 1 and "GMT" in last)):
+            continue
+        joined = " ".join(c.strip() for c in lines[i : i + span])
+        if len(joined) <= 400 and any(rx.match(joined) for rx in _QUOTE_HEADER):
             return True
     return False
 
@@ -198,7 +202,7 @@ def _move_intro(reply: list[str], quoted: list[str]) -> None:
     j = len(reply) - 1
     while j >= 0 and not reply[j].strip():
         j -= 1
-    if j >= 0 and reply[j].rstrip().endswith(":") and re.search(r"@|\d", reply[j]):
+    if j >= 0 and reply[j].rstrip().endswith(":") and _DIGIT_OR_AT.search(reply[j]):
         quoted.append(reply.pop(j))
 
 
