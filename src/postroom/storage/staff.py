@@ -58,9 +58,9 @@ def add_user(session: Session, tenant: str | int, *, email: str, name: str, sign
         raise PostroomError(f"{email!r} is not an e-mail address")
     user = StaffUser(tenant_id=tenant_id, email=email, name=name.strip(), signature_text=signature_text,
                      signature_html=signature_html, active=True)
-    session.add(user)
     try:
         with session.begin_nested():
+            session.add(user)
             session.flush()
     except IntegrityError as exc:
         raise PostroomError(f"a staff user {email} already exists for this tenant") from exc
@@ -104,9 +104,9 @@ def add_team(session: Session, tenant: str | int, name: str, *, email: str | Non
              members: tuple[int, ...] = ()) -> TeamInfo:
     tenant_id = _tenant_id(session, tenant)
     team = Team(tenant_id=tenant_id, name=name.strip(), email=email)
-    session.add(team)
     try:
         with session.begin_nested():
+            session.add(team)
             session.flush()
     except IntegrityError as exc:
         raise PostroomError(f"a team {name!r} already exists for this tenant") from exc
