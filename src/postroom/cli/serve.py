@@ -13,6 +13,7 @@ from postroom.logs import LogContext, configure, inbound_tenant
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
 from postroom.service import Service
+from postroom.settings import redact_url
 
 
 def register(group: click.Group) -> None:
@@ -42,7 +43,8 @@ def init(ctx: click.Context) -> None:
     """Create the data folder and apply database migrations."""
     settings = settings_of(ctx)
     App.open(settings).close()
-    click.echo(f"initialised: database {settings.resolved_database_url}, blobs {settings.resolved_blob_url}")
+    click.echo(f"initialised: database {redact_url(settings.resolved_database_url)}, "
+               f"blobs {redact_url(settings.resolved_blob_url)}")
 
 
 @click.command()
@@ -58,8 +60,9 @@ def serve(ctx: click.Context, no_workers: bool, verbose: bool) -> None:
     click.echo(f"postroom listening: smtp://{host}:{service.smtp_port} for *.{settings.mail_domain}", err=True)
     click.echo(f"HTTP API {service.http_url}/docs  console {service.http_url}/console  "
                f"metrics {service.http_url}/metrics", err=True)
-    click.echo(f"database {settings.resolved_database_url}  blobs {settings.resolved_blob_url}  "
-               f"broker {settings.broker_url or 'in-process'}", err=True)
+    click.echo(f"database {redact_url(settings.resolved_database_url)}  "
+               f"blobs {redact_url(settings.resolved_blob_url)}  "
+               f"broker {redact_url(settings.broker_url) or 'in-process'}", err=True)
     try:
         _wait_for_signal()
     finally:
@@ -84,7 +87,7 @@ def worker(ctx: click.Context, threads: int | None, verbose: bool) -> None:
     pipeline.start_worker(threads or settings.worker_threads)
     recovered = pipeline.recover()
     pipeline.start_sweeper()
-    click.echo(f"postroom worker running on {settings.broker_url} ({recovered} recovered)", err=True)
+    click.echo(f"postroom worker running on {redact_url(settings.broker_url)} ({recovered} recovered)", err=True)
     try:
         _wait_for_signal()
     finally:
