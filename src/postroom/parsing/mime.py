@@ -228,6 +228,8 @@ def disposition(part: Message) -> str | None:
 
 def filename(part: Message) -> str | None:
     """The part's file name from Content-Disposition or Content-Type (RFC 2231, RFC 2047)."""
+    if not any("name" in str(part.get(h, "")).lower() for h in ("content-disposition", "content-type")):
+        return None  # most body parts: skip the stdlib's parameter parsing (called for every leaf)
     try:
         name = part.get_filename() or part.get_param("name")
     except (ValueError, IndexError, TypeError, LookupError):
