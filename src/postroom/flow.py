@@ -16,6 +16,7 @@ from postroom.app import App
 from postroom.errors import ParseFailed
 from postroom.gateway import auth
 from postroom.model import ParsedMessage, to_jsonable
+from postroom.outbound import bounces
 from postroom.storage import conversations, inbound
 from postroom.storage.inbound import InboundRecord
 from postroom.threading import ThreadMatch
@@ -83,6 +84,8 @@ def process_inbound(app: App, inbound_id: int) -> str | None:
             decision = rules_stage(app, record, parsed, match)
             stage = "storage"
             conversations.record(session, record, parsed, match, decision)
+            if parsed.bounce is not None:
+                bounces.handle_bounces(session, record.tenant_id)
             inbound.advance(session, inbound_id, stage="done", status="done")
         return "done"
     except Exception as exc:

@@ -15,10 +15,12 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from postroom.app import App
-from postroom.outbound.model import AttachmentRef, Brand, OutboundContext
+from postroom.outbound.model import AttachmentRef, Brand, OutboundContext, Rendered
 from postroom.outbound.render import Renderer
-from postroom.storage import outbound as store
+from postroom.storage import outbound as outbound_store
 from postroom.storage.outbound import OutboundRecord
 from postroom.storage.tenants import TenantInfo
 
@@ -57,27 +59,35 @@ def attach_paths(app: App, paths: Iterable[str | Path]) -> tuple[AttachmentRef, 
     return tuple(store_attachment(app, Path(p).name, Path(p).read_bytes()) for p in paths)
 
 
-def queue_message(app: App, ctx: OutboundContext, *, tenant_id: int, channel: str = "email",
-                  staff_email: str | None = None, dispatch: Dispatch | None = None,
-                  message_id: str | None = None) -> OutboundRecord:
-    """Render ``ctx`` and commit it as a queued outbound row, then dispatch its id (if a queue is given).
-
-    On the portal channel the notification templates are used, whatever the purpose (``ctx.kind``).
-    """
+def render(app: App, ctx: OutboundContext, *, channel: str = "email", message_id: str | None = None) -> Rendered:
+    """Render for a channel: the portal gets the notification templates, whatever the purpose (``ctx.kind``)."""
     if channel not in ("email", "portal"):
         raise ValueError(f"unknown channel {channel!r}")
     template_ctx = replace(ctx, kind="notification") if channel == "portal" else ctx
-    rendered = replace(renderer_for(app).render(template_ctx, message_id=message_id), kind=ctx.kind)
-    payload = {"reference": ctx.reference}
+    return replace(renderer_for(app).render(template_ctx, message_id=message_id), kind=ctx.kind)
+
+
+def store(session: Session, app: App, ctx: OutboundContext, rendered: Rendered, *, tenant_id: int,
+          channel: str = "email", staff_email: str | None = None) -> OutboundRecord:
+    """Add the queued row in the caller's transaction (with the staff message, when there is one)."""
+    payload: dict[str, object] = {"reference": ctx.reference}
     if ctx.staff is not None:
         payload["staff"] = {"name": ctx.staff.name, "email": ctx.staff.email}
+    return outbound_store.queue_outbound(
+        session, tenant_id=tenant_id, rendered=rendered, channel=channel, conversation_id=ctx.conversation_id,
+        staff_email=staff_email or (ctx.staff.email if ctx.staff else None),
+        recipient_names={ctx.recipient.email: ctx.recipient.name}, payload=payload,
+        lifetime=timedelta(seconds=app.settings.outbound_lifetime_seconds),
+    )
+
+
+def queue_message(app: App, ctx: OutboundContext, *, tenant_id: int, channel: str = "email",
+                  staff_email: str | None = None, dispatch: Dispatch | None = None,
+                  message_id: str | None = None) -> OutboundRecord:
+    """Render ``ctx``, commit it as a queued outbound row, then dispatch its id (if a queue is given)."""
+    rendered = render(app, ctx, channel=channel, message_id=message_id)
     with app.session() as session:
-        record = store.queue_outbound(
-            session, tenant_id=tenant_id, rendered=rendered, channel=channel, conversation_id=ctx.conversation_id,
-            staff_email=staff_email or (ctx.staff.email if ctx.staff else None),
-            recipient_names={ctx.recipient.email: ctx.recipient.name}, payload=payload,
-            lifetime=timedelta(seconds=app.settings.outbound_lifetime_seconds),
-        )
+        record = store(session, app, ctx, rendered, tenant_id=tenant_id, channel=channel, staff_email=staff_email)
     if dispatch is not None:
         dispatch([record.id])
     return record

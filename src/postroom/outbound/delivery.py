@@ -95,8 +95,7 @@ def outgoing(app: App, record: OutboundRecord) -> Outgoing:
     return Outgoing(record.message_id, record.mail_from, recipients, raw=raw)
 
 
-def deliver(app: App, outbound_id: int, *, transport_for: TransportFor | None = None,
-            on_failure: Callable[[OutboundRecord], None] | None = None) -> Outcome:
+def deliver(app: App, outbound_id: int, *, transport_for: TransportFor | None = None) -> Outcome:
     """One attempt for one row; safe to call any number of times with the same id."""
     settings = app.settings
     lease = timedelta(seconds=settings.outbound_lease_seconds)
@@ -109,14 +108,14 @@ def deliver(app: App, outbound_id: int, *, transport_for: TransportFor | None = 
     try:
         transport = (transport_for or default_transport(settings))(record)
     except Exception as exc:
-        return _defer(app, record, "config", started, f"{type(exc).__name__}: {exc}", None, on_failure)
+        return _defer(app, record, "config", started, f"{type(exc).__name__}: {exc}", None)
     if claim.resumed_phase == "committing" and not transport.idempotent:
         log.warning("outbound %s: worker stopped after handing %s to %s; not re-sending (at most once)",
                     outbound_id, record.message_id, transport.name)
         return _final(app, record, "unknown", transport.name, started,
                       "worker stopped after the transport may have accepted the message; not re-sent "
                       f"(check the relay log for {record.message_id}, then: postroom outbound retry {record.id})",
-                      None, on_failure)
+                      None)
 
     def commit_point() -> None:
         with app.session() as session:
@@ -125,41 +124,43 @@ def deliver(app: App, outbound_id: int, *, transport_for: TransportFor | None = 
     try:
         result = transport.send(outgoing(app, record), commit_point)
     except PermanentFailure as exc:
-        return _final(app, record, "failed", transport.name, started, exc.response, exc.code, on_failure,
+        return _final(app, record, "failed", transport.name, started, exc.response, exc.code,
                       refused=exc.refused)
     except UnknownOutcome as exc:
-        return _final(app, record, "unknown", transport.name, started, exc.response, exc.code, on_failure)
+        return _final(app, record, "unknown", transport.name, started, exc.response, exc.code)
     except TemporaryFailure as exc:
-        return _defer(app, record, transport.name, started, exc.response, exc.code, on_failure)
+        return _defer(app, record, transport.name, started, exc.response, exc.code)
     except Exception as exc:
         log.exception("outbound %s: unexpected error", outbound_id)
-        return _defer(app, record, transport.name, started, f"{type(exc).__name__}: {exc}", None, on_failure)
+        return _defer(app, record, transport.name, started, f"{type(exc).__name__}: {exc}", None)
     with app.session() as session:
-        store.finish(session, outbound_id, outcome="sent", transport=transport.name, started_at=started,
-                     response=result.response, code=result.code, provider_id=result.provider_id,
-                     refused=dict(result.refused))
+        done = store.finish(session, outbound_id, outcome="sent", transport=transport.name, started_at=started,
+                            response=result.response, code=result.code, provider_id=result.provider_id,
+                            refused=dict(result.refused))
+        if result.refused:
+            store.raise_failure_event(session, done, recipients=tuple(result.refused), reason="; ".join(
+                f"{rcpt}: {code} {text}" for rcpt, (code, text) in result.refused.items()))
     return Outcome(outbound_id, "sent")
 
 
 def _final(app: App, record: OutboundRecord, status: str, transport: str, started: datetime, response: str,
-           code: int | None, on_failure: Callable[[OutboundRecord], None] | None,
-           refused: dict[str, tuple[int, str]] | None = None) -> Outcome:
+           code: int | None, refused: dict[str, tuple[int, str]] | None = None) -> Outcome:
+    """Record a final outcome; a failure also warns staff, in the same transaction."""
     with app.session() as session:
         done = store.finish(session, record.id, outcome=status, transport=transport, started_at=started,
                             response=response, code=code, refused=refused)
-    if status == "failed" and on_failure is not None:
-        on_failure(done)
+        if status == "failed":
+            store.raise_failure_event(session, done, reason=f"{code} {response}" if code else response)
     return Outcome(record.id, status)
 
 
-def _defer(app: App, record: OutboundRecord, transport: str, started: datetime, response: str, code: int | None,
-           on_failure: Callable[[OutboundRecord], None] | None) -> Outcome:
+def _defer(app: App, record: OutboundRecord, transport: str, started: datetime, response: str,
+           code: int | None) -> Outcome:
     delay = backoff(record.attempts, app.settings)
     retry_at = datetime.now(UTC) + timedelta(seconds=delay)
     if retry_at > record.expires_at:
         return _final(app, record, "failed", transport, started,
-                      f"gave up after {record.attempts} attempts (lifetime expired); last: {response}", code,
-                      on_failure)
+                      f"gave up after {record.attempts} attempts (lifetime expired); last: {response}", code)
     with app.session() as session:
         store.finish(session, record.id, outcome="deferred", transport=transport, started_at=started,
                      response=response, code=code, next_attempt_at=retry_at)

@@ -17,7 +17,16 @@ from sqlalchemy.orm import Session, selectinload
 
 from postroom.errors import NotFound, PostroomError
 from postroom.outbound.model import AttachmentRef, Rendered
-from postroom.storage.tables import OutboundAttempt, OutboundMessage, OutboundRecipient, Tenant
+from postroom.storage.tables import (
+    Conversation,
+    Message,
+    NotificationEvent,
+    OutboundAttempt,
+    OutboundMessage,
+    OutboundRecipient,
+    StaffUser,
+    Tenant,
+)
 
 STATUSES = ("queued", "sending", "sent", "deferred", "failed", "bounced", "unknown")
 RETRYABLE = ("failed", "unknown", "deferred", "bounced")
@@ -248,13 +257,15 @@ def mark_bounced(session: Session, outbound_id: int, addresses: tuple[str, ...],
     now = now or datetime.now(UTC)
     row, slug = _load(session, outbound_id)
     wanted = {a.lower() for a in addresses}
+    hits = [r for r in row.recipients if r.address.lower() in wanted]
+    if not hits and len(row.recipients) == 1:
+        hits = list(row.recipients)  # the DSN names an address our one recipient forwarded to
     matched = []
-    for recipient in row.recipients:
-        if recipient.address.lower() in wanted or not wanted:
-            matched.append(recipient.address)
-            if permanent:
-                recipient.status = "bounced"
-            recipient.response = response[:1000]
+    for recipient in hits:
+        matched.append(recipient.address)
+        if permanent:
+            recipient.status = "bounced"
+        recipient.response = response[:1000]
     if permanent and matched and all(r.status in ("bounced", "failed") for r in row.recipients):
         row.status = "bounced"
         row.last_error = response[:4000]
@@ -304,3 +315,33 @@ def requeue(session: Session, outbound_id: int, *, lifetime: timedelta, now: dat
             recipient.status = "queued"
     session.flush()
     return _record(row, slug)
+
+
+def raise_failure_event(session: Session, record: OutboundRecord, *, reason: str, recipients: tuple[str, ...] = (),
+                        kind: str = "delivery_failed") -> int:
+    """Tell staff a message could not be delivered: the author if known, else whoever owns the conversation.
+
+    Uses the conversation side's ``notification_events`` so the portal shows it with the other warnings.
+    """
+    target: tuple[str, int | None] = ("tenant", record.tenant_id)
+    conversation = session.get(Conversation, record.conversation_id) if record.conversation_id else None
+    author = session.scalar(select(StaffUser.id).where(StaffUser.tenant_id == record.tenant_id,
+                                                       StaffUser.email == (record.staff_email or "").lower()))
+    if author is not None:
+        target = ("user", author)
+    elif conversation is not None and conversation.responsible_user_id is not None:
+        target = ("user", conversation.responsible_user_id)
+    elif conversation is not None and conversation.responsible_team_id is not None:
+        target = ("team", conversation.responsible_team_id)
+    message_row = session.scalar(select(Message.id).where(Message.tenant_id == record.tenant_id,
+                                                          Message.message_id == record.message_id))
+    event = NotificationEvent(
+        tenant_id=record.tenant_id, kind=kind, recipient_type=target[0], recipient_id=target[1],
+        conversation_id=conversation.id if conversation else None, message_id=message_row,
+        payload={"outbound_id": record.id, "message_id": record.message_id, "subject": record.subject,
+                 "recipients": list(recipients or (r.address for r in record.recipients)), "reason": reason[:1000],
+                 "reference": conversation.reference if conversation else None},
+    )
+    session.add(event)
+    session.flush()
+    return event.id

@@ -1,0 +1,138 @@
+"""Staff and automatic actions on a conversation, as plain functions (the CLI and HTTP API call these).
+
+``reply`` stores the staff message and its outbound row in one transaction
+(the message's Message-ID is the outbound Message-ID, so bounces and the
+customer's answer find it), then hands the id to the queue. ``note`` stores
+an internal note and sends nothing. Contexts are built here from public
+messages only: notes, status, assignee and categories never reach a template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from postroom.app import App
+from postroom.errors import NotFound, PostroomError
+from postroom.outbound import compose
+from postroom.outbound.compose import Dispatch
+from postroom.outbound.model import AttachmentRef, OutboundContext, Person, QuotedMessage, Staff
+from postroom.storage import conversations, staff, tenants
+from postroom.storage.outbound import OutboundRecord
+from postroom.storage.staff import StaffUserInfo
+
+CHANNELS = ("email", "portal")
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A staff reply: the conversation message row and the outbound row that carries it."""
+
+    message_row: int
+    outbound: OutboundRecord
+
+
+def add_user(app: App, tenant: str, *, email: str, name: str, signature_text: str = "",
+             signature_html: str | None = None) -> StaffUserInfo:
+    with app.session() as session:
+        return staff.add_user(session, tenant, email=email, name=name, signature_text=signature_text,
+                              signature_html=signature_html or None)
+
+
+def list_users(app: App, tenant: str) -> list[StaffUserInfo]:
+    with app.session() as session:
+        return staff.list_users(session, tenant)
+
+
+def _staff_user(session: Session, tenant_id: int, email: str) -> StaffUserInfo:
+    user = staff.user_by_email(session, tenant_id, email)
+    if user is None or not user.active:
+        raise NotFound(f"no active staff user {email} in this tenant; add one with: postroom user add TENANT "
+                       f"--email {email} --name NAME")
+    return user
+
+
+def _public_history(messages: Sequence[conversations.MessageView]) -> tuple[QuotedMessage, ...]:
+    """The customer message being answered, quoted under the reply: never a note, never automatic mail."""
+    for m in reversed(messages):
+        if m.kind != "note" and m.direction == "in" and not {"auto_reply", "bounce"} & set(m.flags):
+            text = (m.reply_text or m.text).strip()
+            if text and m.sent_at is not None:
+                return (QuotedMessage(m.author_name or m.author_email, m.sent_at, text),)
+    return ()
+
+
+def conversation_context(session: Session, app: App, conversation_id: int, *, kind: str, text: str = "",
+                         user: StaffUserInfo | None = None,
+                         attachments: tuple[AttachmentRef, ...] = ()) -> tuple[OutboundContext, int]:
+    """The outbound context for a conversation's contact, and the tenant id."""
+    summary, messages = conversations.get_conversation(session, conversation_id)
+    if not summary.contact_email:
+        raise PostroomError(f"conversation {conversation_id} has no contact e-mail address to write to")
+    tenant = next(t for t in tenants.list_tenants(session) if t.id == summary.tenant_id)
+    brand = compose.brand(app, tenant)
+    thread = conversations.thread_headers(session, conversation_id)
+    author = Staff(user.name, user.email, user.signature_text, user.signature_html or "") if user else None
+    ctx = OutboundContext(
+        kind=kind, tenant=brand, recipient=Person(summary.contact_name, summary.contact_email),
+        subject=summary.subject, reference=thread.reference, text=text, staff=author,
+        conversation_id=conversation_id,
+        reply_address=conversations.reply_address(session, conversation_id, brand.domain, summary.contact_id),
+        in_reply_to=thread.in_reply_to, references=thread.references, attachments=attachments,
+        history=_public_history(messages) if kind == "reply" else (),
+        portal_link=f"{brand.portal_url.rstrip('/')}/conversations/{conversation_id}" if brand.portal_url else None,
+    )
+    return ctx, summary.tenant_id
+
+
+def reply(app: App, conversation_id: int, staff_email: str, text: str, *,
+          attachments: Iterable[AttachmentRef] = (), channel: str = "email",
+          dispatch: Dispatch | None = None) -> Queued:
+    """Queue a staff reply to the conversation's contact (e-mail or portal notification)."""
+    if channel not in CHANNELS:
+        raise PostroomError(f"channel {channel!r}: use one of {', '.join(CHANNELS)}")
+    if not text.strip():
+        raise PostroomError("a reply needs some text")
+    refs = tuple(attachments)
+    with app.session() as session:
+        summary, _ = conversations.get_conversation(session, conversation_id)
+        user = _staff_user(session, summary.tenant_id, staff_email)
+        ctx, tenant_id = conversation_context(session, app, conversation_id, kind="reply", text=text, user=user,
+                                              attachments=refs)
+        rendered = compose.render(app, ctx, channel=channel)
+        message_row = conversations.add_staff_message(
+            session, conversation_id, user.id, kind=channel, text=text.strip(), subject=rendered.subject,
+            message_id=rendered.message_id, in_reply_to=(ctx.in_reply_to,) if ctx.in_reply_to else (),
+            references=ctx.references, attachments=[vars(a) for a in refs],
+        )
+        record = compose.store(session, app, ctx, rendered, tenant_id=tenant_id, channel=channel)
+    if dispatch is not None:
+        dispatch([record.id])
+    return Queued(message_row, record)
+
+
+def note(app: App, conversation_id: int, staff_email: str, text: str) -> int:
+    """Add an internal note: stored on the conversation, never sent anywhere."""
+    if not text.strip():
+        raise PostroomError("a note needs some text")
+    with app.session() as session:
+        summary, _ = conversations.get_conversation(session, conversation_id)
+        user = _staff_user(session, summary.tenant_id, staff_email)
+        return conversations.add_staff_message(session, conversation_id, user.id, kind="note", text=text.strip())
+
+
+def automatic(app: App, conversation_id: int, *, kind: str, text: str = "",
+              dispatch: Dispatch | None = None) -> OutboundRecord | None:
+    """Queue an acknowledgement (``ack``) or a rule's ``auto_reply``; None while the contact is in a mail loop."""
+    if kind not in ("ack", "auto_reply"):
+        raise PostroomError(f"automatic mail kind {kind!r}: use ack or auto_reply")
+    with app.session() as session:
+        ctx, tenant_id = conversation_context(session, app, conversation_id, kind=kind, text=text)
+        if conversations.loop_suppressed(session, conversation_id, ctx.recipient.email):
+            return None
+        record = compose.store(session, app, ctx, compose.render(app, ctx), tenant_id=tenant_id)
+    if dispatch is not None:
+        dispatch([record.id])
+    return record

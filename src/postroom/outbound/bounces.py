@@ -1,0 +1,53 @@
+"""Inbound bounces -> the outbound message and recipient they name, and a warning for staff.
+
+The threading side stores every bounce against the message it returned
+(``conversations.record`` -> ``message_bounces``); this module acts on those
+rows: mark our outbound message and the failed recipients ``bounced``, raise
+a ``delivery_failed`` event for staff, and mark the bounce handled. It runs in
+the inbound pipeline's transaction, so a retried inbound row cannot double it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from postroom.storage import conversations
+from postroom.storage import outbound as store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BounceApplied:
+    bounce_id: int
+    outbound_id: int | None
+    recipients: tuple[str, ...]
+    permanent: bool
+    event_id: int | None
+
+
+def handle_bounces(session: Session, tenant_id: int) -> list[BounceApplied]:
+    """Act on every bounce of the tenant not handled yet; bounces of mail postroom never sent are just closed."""
+    applied = []
+    for bounce in conversations.unhandled_bounces(session, tenant_id):
+        applied.append(_apply(session, tenant_id, bounce))
+        conversations.mark_bounce_handled(session, bounce.id)
+    return applied
+
+
+def _apply(session: Session, tenant_id: int, bounce: conversations.BounceInfo) -> BounceApplied:
+    record = store.by_message_id(session, tenant_id, bounce.header_message_id) if bounce.header_message_id else None
+    if record is None:
+        return BounceApplied(bounce.id, None, (), bool(bounce.permanent), None)
+    permanent = bool(bounce.permanent)
+    addresses = bounce.permanent or bounce.temporary
+    reason = f"bounced ({bounce.status or ('permanent' if permanent else 'delayed')}): {', '.join(addresses)}"
+    updated, matched = store.mark_bounced(session, record.id, tuple(addresses), permanent=permanent, response=reason)
+    event_id = None
+    if permanent:
+        event_id = store.raise_failure_event(session, updated, reason=reason, recipients=matched or tuple(addresses))
+    log.info("outbound %s: %s", record.id, reason)
+    return BounceApplied(bounce.id, record.id, matched, permanent, event_id)
