@@ -172,7 +172,7 @@ def test_bounce_is_recorded_against_the_outbound_message(app, tenant_ids, delive
     ).encode()
     deliver(dsn)
     with app.session() as session:
-        bounces = conversations.unhandled_bounces(session, acme)
+        bounces = conversations.list_bounces(session, acme)
         events_after = len(conversations.events(session, acme))
         summary = conversations.get_conversation(session, conv)[0]
     assert [b.header_message_id for b in bounces] == [outbound_id]

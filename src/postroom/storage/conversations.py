@@ -444,9 +444,15 @@ class BounceInfo:
 
 def unhandled_bounces(session: Session, tenant_id: int) -> list[BounceInfo]:
     """Bounces the outbound side has not acted on yet (``mark_bounce_handled`` when done)."""
-    rows = session.execute(select(MessageBounce, Message).join(Message, Message.id == MessageBounce.message_id)
-                           .where(MessageBounce.tenant_id == tenant_id, MessageBounce.handled_at.is_(None))
-                           .order_by(MessageBounce.id))
+    return list_bounces(session, tenant_id, unhandled_only=True)
+
+
+def list_bounces(session: Session, tenant_id: int, *, unhandled_only: bool = False) -> list[BounceInfo]:
+    stmt = (select(MessageBounce, Message).join(Message, Message.id == MessageBounce.message_id)
+            .where(MessageBounce.tenant_id == tenant_id).order_by(MessageBounce.id))
+    if unhandled_only:
+        stmt = stmt.where(MessageBounce.handled_at.is_(None))
+    rows = session.execute(stmt)
     return [BounceInfo(b.id, m.id, m.conversation_id, m.message_id, tuple(b.permanent), tuple(b.temporary),
                        b.status, _aware(b.created_at)) for b, m in rows]
 

@@ -19,7 +19,7 @@ class StaffUserInfo:
     email: str
     name: str
     signature_text: str
-    signature_html: str | None
+    signature_html: str  # "" when the user has no HTML signature
     active: bool
     teams: tuple[str, ...] = ()
 
@@ -45,8 +45,8 @@ def _tenant_id(session: Session, tenant: str | int) -> int:
 def _info(session: Session, user: StaffUser) -> StaffUserInfo:
     teams = session.scalars(select(Team.name).join(TeamMember, TeamMember.team_id == Team.id)
                             .where(TeamMember.user_id == user.id).order_by(Team.name))
-    return StaffUserInfo(user.id, user.tenant_id, user.email, user.name, user.signature_text, user.signature_html,
-                         user.active, tuple(teams))
+    return StaffUserInfo(user.id, user.tenant_id, user.email, user.name, user.signature_text,
+                         user.signature_html or "", user.active, tuple(teams))
 
 
 def add_user(session: Session, tenant: str | int, *, email: str, name: str, signature_text: str = "",
