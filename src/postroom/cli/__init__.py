@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "postroom.cli.rules",
     "postroom.cli.apikey",
     "postroom.cli.conversations",
+    "postroom.cli.outbound",
 )
 
 
