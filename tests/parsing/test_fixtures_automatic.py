@@ -63,6 +63,13 @@ def test_is_null_sender(mail_from, expected):
     [
         ("postfix_bounce_dsn.eml", Bounce(("nobody@customer.example",), (), "<out-777@acme.mail.test>", "5.1.1")),
         ("exchange_bounce_delayed.eml", Bounce((), ("slow@partner.example",), "<out-888@acme.mail.test>", "4.4.7")),
+        # Exim text: wrapped intro, "<addr>", "addr:" + reason, alias "(generated from addr)"; the copy's Cc is not one
+        ("exim_bounce_wrapped_en.eml",
+         Bounce(("leaver@partner.example", "quota.full@partner.example", "team-alias@partner.example"), (),
+                "<out-4242@acme.mail.test>", None)),
+        ("mta_bounce_one_line_en.eml", Bounce(("orders@partner.example",), (), None, None)),
+        # a bare message/delivery-status without From or Subject is still a DSN (Action: failed -> permanent)
+        ("mta_dsn_bare_failed.eml", Bounce(("stuck@partner.example",), (), None, "4.2.2")),
     ],
 )
 def test_bounces(parsed, fixture, bounce):
@@ -82,3 +89,10 @@ def test_non_standard_bounce_with_quoted_message_id():
            b"From: support@acme.mail.test\nTo: gone@partner.example\nMessage-ID: <out-999@acme.mail.test>\n"
            b"Subject: hi\n\nhello\n")
     assert parse(raw).bounce == Bounce(("gone@partner.example",), (), "<out-999@acme.mail.test>", None)
+
+
+def test_person_writing_about_a_rejection_is_not_a_bounce():
+    raw = (b"From: Dana <dana@customer.example>\nTo: support@acme.mail.test\nSubject: Re: rejected invoice\n"
+           b"Date: Mon, 1 Jan 2024 10:00:00 +0000\n\nThe invoice was rejected by accounting, delivery failed twice.\n"
+           b"Can you send it again to billing@customer.example?\n")
+    assert parse(raw).bounce is None

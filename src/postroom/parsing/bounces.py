@@ -3,7 +3,11 @@
 flufl.bounce (GNU Mailman's detectors) knows RFC 3464 DSNs and some thirty
 non-standard MTA formats. Its detectors are heuristics and a few match
 ordinary mail, so they only run on messages that look like a bounce
-(multipart/report, a mailer-daemon/postmaster sender, or a bounce subject).
+(a delivery-status part, an X-Failed-Recipients header, a
+mailer-daemon/postmaster sender, or a bounce subject). Two plain-text forms
+it misses (or reads only partly) are added here: Exim's "The following
+address(es) failed:" block (wrapped, ``addr:`` with the reason below, or
+"(generated from addr)" for an alias) and one-line "Delivery failed …: addr".
 It reads the same compat32 message tree the rest of the stage uses (the
 policy it is tested with), so the bytes are parsed once.
 """
@@ -29,13 +33,29 @@ _BOUNCE_SUBJECT = re.compile(
     r"niet bezorgd|nicht zugestellt|échec de la remise|returned to sender|delivery has failed",
     re.I,
 )
+_MAX_TEXT = 100_000
+_DSN_TYPES = ("multipart/report", "message/delivery-status")
+_ADDR = r"[^\s<>()\"'@,;:]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+_EXIM_INTRO = re.compile(r"following\s+address(?:es|\(es\))?\s+failed\s*:", re.I)
+#: An Exim block line naming a failed address: "  addr", "  <addr>", "addr:" or "(generated from addr)".
+_EXIM_ADDRESS = re.compile(rf"^\s*(?:<?({_ADDR})>?\s*:?|\((?:generated|expanded) from:?\s*<?({_ADDR})>?\))\s*$", re.M)
+_DELIVERY_FAILED = re.compile(rf"^\s*Delivery (?:has )?failed\b[^:\n]{{0,60}}:\s*<?({_ADDR})>?\s*\.?\s*$", re.I | re.M)
+#: Where the returned original starts: nothing below it is about the failure.
+_ORIGINAL_STARTS = re.compile(
+    r"^.*(?:copy of the (?:original )?message|original message follows|header of the original message|"
+    r"original message details|message text follows).*$",
+    re.I | re.M,
+)
 _MESSAGE_ID = re.compile(r"^\s*Message-ID\s*:\s*(<[^<>\s]+>)", re.I | re.M)
 
 
 def looks_like_bounce(msg: Message, sender: str, subject: str) -> bool:
-    if mime.content_type(msg) == "multipart/report":
+    """Cheap signals first; the part walk only for multipart mail (a DSN may sit in multipart/mixed)."""
+    if _BOUNCE_SENDER.search(sender or "") or _BOUNCE_SUBJECT.search(subject or ""):
         return True
-    return bool(_BOUNCE_SENDER.search(sender or "") or _BOUNCE_SUBJECT.search(subject or ""))
+    if mime.content_type(msg) in _DSN_TYPES or msg.get("X-Failed-Recipients"):
+        return True
+    return msg.is_multipart() and any(mime.content_type(p) in _DSN_TYPES for p in msg.walk())
 
 
 def detect(msg: Message, sender: str, subject: str) -> Bounce | None:
@@ -43,6 +63,7 @@ def detect(msg: Message, sender: str, subject: str) -> Bounce | None:
     if not looks_like_bounce(msg, sender, subject):
         return None
     temporary, permanent = _failures(msg)
+    permanent |= _text_failures(msg) - temporary
     if not temporary and not permanent:
         return None
     own_id = mime.raw_header(msg, "Message-ID")
@@ -60,6 +81,21 @@ def _failures(msg: Message) -> tuple[set[str], set[str]]:
     except Exception:  # a detector choking on odd mail must not lose the message
         return set(), set()
     return _addresses(temporary), _addresses(permanent)
+
+
+def _text_failures(msg: Message) -> set[str]:
+    """Permanent failures stated in the first text part, above the returned original."""
+    part = next((p for p in mime.walk_leaves(msg) if mime.content_type(p) == "text/plain"), None)
+    if part is None:
+        return set()
+    text = mime.part_text(part)[:_MAX_TEXT]
+    cut = _ORIGINAL_STARTS.search(text)
+    text = text[: cut.start()] if cut else text
+    found = {m.group(1) for m in _DELIVERY_FAILED.finditer(text)}
+    intro = _EXIM_INTRO.search(text)
+    if intro:
+        found |= {m.group(1) or m.group(2) for m in _EXIM_ADDRESS.finditer(text, intro.end())}
+    return _addresses(found)
 
 
 def _addresses(found) -> set[str]:
