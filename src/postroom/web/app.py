@@ -11,7 +11,7 @@ from postroom import metrics
 from postroom.app import App
 from postroom.queue.operations import Dispatch
 from postroom.web import errors
-from postroom.web.routers import console, health, inbound_api, operator
+from postroom.web.routers import console, conversations, health, inbound_api, operator, rules
 from postroom.web.routers import metrics as metrics_router
 
 DESCRIPTION = """Conversations and mail of one tenant (send its API key as `Authorization: Bearer KEY`),
@@ -36,6 +36,6 @@ def create_app(app: App, dispatch: Dispatch | None = None) -> FastAPI:
             time.perf_counter() - started)
         return response
 
-    for module in (health, metrics_router, inbound_api, operator, console):
+    for module in (health, metrics_router, inbound_api, conversations, rules, operator, console):
         api.include_router(module.router)
     return api

@@ -1,0 +1,87 @@
+"""Tenant rules over HTTP: validate, test against a message, upload; the same checks as ``postroom rules``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Body, Depends
+from pydantic import BaseModel, Field
+
+from postroom.app import App
+from postroom.model import Envelope, to_jsonable
+from postroom.parsing import parse
+from postroom.rules import RuleInput, RulesError, Ruleset, evaluate, guard_auto_reply, parse_ruleset
+from postroom.rules.loader import RuleBook
+from postroom.storage.apikeys import Principal
+from postroom.web.auth import tenant_principal
+from postroom.web.deps import get_app
+from postroom.web.errors import ERROR_RESPONSES
+
+router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=ERROR_RESPONSES)
+
+MAX_RULES = 1_000_000
+YamlBody = Body(media_type="application/yaml", max_length=MAX_RULES, description="The tenant's rules as YAML")
+
+
+class Validation(BaseModel):
+    valid: bool
+    rules: int = 0
+    errors: list[str] = []
+
+
+class RulesTest(BaseModel):
+    rules: str = Field(max_length=MAX_RULES, description="YAML rule set")
+    message: str = Field(max_length=5_000_000, description="The .eml to route, as text")
+    is_reply: bool = False
+
+
+def _compile(text: str) -> Ruleset:
+    """parse_ruleset, with YAML reader errors (e.g. control characters) reported like any other problem."""
+    try:
+        return parse_ruleset(text, "rules.yaml")
+    except yaml.YAMLError as exc:
+        raise RulesError([f"rules.yaml: not readable as YAML: {exc}".replace("\n", " ")]) from exc
+
+
+def _validate(text: str) -> Validation:
+    try:
+        ruleset = _compile(text)
+    except RulesError as exc:
+        return Validation(valid=False, errors=exc.lines)
+    return Validation(valid=True, rules=len(ruleset))
+
+
+@router.post("/validate", response_model=Validation)
+def validate(text: str = YamlBody, principal: Principal = Depends(tenant_principal)) -> Validation:
+    """Check a rule set; every problem comes back as ``file:line:col: message``."""
+    return _validate(text)
+
+
+@router.post("/test", response_model=dict[str, Any])
+def test(request: RulesTest, principal: Principal = Depends(tenant_principal)) -> dict[str, Any]:
+    """Route a message through a rule set and show, rule by rule, what matched and why."""
+    try:
+        ruleset = _compile(request.rules)
+    except RulesError as exc:
+        return {"valid": False, "errors": exc.lines}
+    parsed = parse(request.message.encode("utf-8", "surrogateescape"))
+    envelope = Envelope(mail_from=parsed.sender.address if parsed.sender else "",
+                        rcpt_tos=tuple(a.address for a in (*parsed.to, *parsed.cc)))
+    inp = RuleInput.from_parsed(parsed, envelope, is_reply=request.is_reply, new_conversation=not request.is_reply)
+    decision = guard_auto_reply(evaluate(inp, ruleset, explain=True), inp, lambda _address: False)
+    return {"valid": True, **to_jsonable(decision)}
+
+
+@router.put("", response_model=Validation)
+def upload(text: str = YamlBody, principal: Principal = Depends(tenant_principal),
+           app: App = Depends(get_app)) -> Validation:
+    """Replace the tenant's rules, only if they validate (the pipeline reloads them on change)."""
+    result = _validate(text)
+    if result.valid:
+        path = RuleBook(app.settings.resolved_rules_dir).path_for(principal.tenant)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_suffix(".yaml.uploading")
+        staged.write_text(text, encoding="utf-8")
+        staged.replace(path)
+    return result
