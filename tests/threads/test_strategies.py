@@ -200,6 +200,22 @@ def test_automatic_mail_never_creates() -> None:
     assert s.new_or_inbox(inp(bounce=True), ctx()).flags == ("bounce",)
 
 
+def test_own_mail_and_postmaster_mail_never_create() -> None:
+    assert s.new_or_inbox(inp(from_own_address=True), ctx()).flags == ("own_address",)
+    assert s.new_or_inbox(inp(to_postmaster_only=True), ctx()).flags == ("postmaster",)
+    own = ParsedMessage(message_id=None, in_reply_to=(), references=(), subject="x", date=NOW,
+                        sender=Address("", "reply+abc@acme.mail.test"))
+    assert MatchInput.from_parsed(own, ["postmaster@acme.mail.test"], now=NOW,
+                                  tenant_domains=["acme.mail.test"]).from_own_address
+    assert MatchInput.from_parsed(own, ["postmaster@acme.mail.test"], now=NOW).to_postmaster_only
+
+
+def test_huge_references_are_bounded() -> None:
+    many = tuple(f"<{i}@x>" for i in range(5000))
+    assert len(s.chain_ids(inp(references=many))) == s.MAX_CHAIN_IDS
+    assert s.chain_ids(inp(references=many))[0] == ("<4999@x>", "references")
+
+
 # --- the order ---
 
 def test_order_token_beats_chain_beats_tag_beats_subject() -> None:

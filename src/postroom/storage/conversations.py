@@ -609,6 +609,10 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
     return Moved(message.id, source, target.id, new, message.author_contact_id)
 
 
+def mark_read(session: Session, message_row: int, read: bool = True) -> None:
+    session.execute(update(Message).where(Message.id == message_row).values(is_read=read))
+
+
 def set_status(session: Session, conversation_id: int, status: str, *, now: datetime | None = None) -> None:
     if status not in STATUSES:
         raise PostroomError(f"status {status!r}: use one of {', '.join(STATUSES)}")

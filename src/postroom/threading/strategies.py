@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from postroom.gateway.addresses import REPLY_PREFIX
+from postroom.gateway.addresses import INBOX, POSTMASTER_PARTS, REPLY_PREFIX
 from postroom.model import ParsedMessage
 from postroom.threading import references as refs
 from postroom.threading import subjects, tokens
@@ -23,6 +23,7 @@ from postroom.threading.policy import ThreadingPolicy
 
 Destination = Literal["conversation", "new", "inbox"]
 MAX_SUGGESTIONS = 5
+MAX_CHAIN_IDS = 60  # In-Reply-To plus the newest References; a 2,000-id header is not read in full
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class MatchInput:
     auto_reply: bool = False
     bounce: bool = False
     bounce_original_id: str | None = None
+    to_postmaster_only: bool = False
+    from_own_address: bool = False
 
     @classmethod
     def from_parsed(cls, parsed: ParsedMessage, rcpt_tos: Sequence[str], *, now: datetime,
@@ -96,9 +99,11 @@ class MatchInput:
             if addr.address.rpartition("@")[2].lower() in domains:
                 found.append(tokens.token_of(addr.address))
         locals_ = {r.strip().strip("<>").rpartition("@")[0].lower() for r in rcpt_tos}
+        sender = (parsed.sender.address if parsed.sender else "").lower()
+        sender_local, _, sender_domain = sender.rpartition("@")
         forward = parsed.forward
         return cls(
-            sender=(parsed.sender.address if parsed.sender else "").lower(),
+            sender=sender,
             subject=parsed.subject or "",
             now=now,
             message_id=refs.canonical(parsed.message_id) if parsed.message_id else None,
@@ -113,6 +118,9 @@ class MatchInput:
             bounce=parsed.bounce is not None,
             bounce_original_id=(refs.canonical(parsed.bounce.original_message_id)
                                 if parsed.bounce and parsed.bounce.original_message_id else None),
+            to_postmaster_only=bool(locals_) and locals_ <= POSTMASTER_PARTS,
+            from_own_address=sender_domain in domains and (sender_local == INBOX
+                                                           or sender_local.startswith(REPLY_PREFIX)),
         )
 
 
@@ -190,6 +198,7 @@ def chain_ids(inp: MatchInput) -> tuple[tuple[str, str], ...]:
         out.append((inp.bounce_original_id, "bounce"))
     out += [(i, "in-reply-to") for i in inp.in_reply_to]
     out += [(i, "references") for i in reversed(inp.references)]
+    out = out[:MAX_CHAIN_IDS]
     seen: set[str] = set()
     unique = []
     for mid, via in out:
@@ -246,6 +255,10 @@ def new_or_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch:
         return _inbox(inp, ctx, "auto-reply", ("auto_reply",))
     if not inp.sender:
         return _inbox(inp, ctx, "no-sender", ("no_sender",))
+    if inp.from_own_address:
+        return _inbox(inp, ctx, "own-address", ("own_address",))  # our own mail came back: never a conversation
+    if inp.to_postmaster_only:
+        return _inbox(inp, ctx, "postmaster", ("postmaster",))
     if ctx.policy.new_mail == "join_open" and ctx.contact_id is not None:
         open_ = ctx.lookup.open_for_contact(ctx.contact_id)
         if open_:
