@@ -94,6 +94,7 @@ def test_console_login_page_then_cookie(client: TestClient, app: App, tenant_ids
     assert page.status_code == 200
     assert "ValueError: &lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>alert" not in page.text
     assert f'action="/console/inbound/{inbound_id}/retry"' in page.text
+    assert "Recent outbound" in page.text and "Nothing sent yet." in page.text
     done = client.post(f"/console/inbound/{inbound_id}/drop", data={"tenant": "globex"})
     assert done.status_code == 200 and f"inbound {inbound_id}: drop done, now dropped" in done.text
     assert f'action="/console/inbound/{inbound_id}/retry"' not in done.text
