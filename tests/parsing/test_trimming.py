@@ -76,3 +76,19 @@ def test_quoted_text_keeps_the_history():
 )
 def test_html_client_quotes(html, reply):
     assert trim(to_text(html, mark_quotes=True)).reply == reply
+
+
+def test_signature_below_a_quote_is_ours():
+    got = trim("Agreed, ship it.\n\nOn Tue, 9 Jan 2024 at 08:00, Sam <sam@acme.test> wrote:\n> Ship it?\n\n-- \n"
+               "Robin Reed\nReed & Co\n")
+    assert got.reply == "Agreed, ship it."
+    assert got.quoted == "On Tue, 9 Jan 2024 at 08:00, Sam <sam@acme.test> wrote:\n> Ship it?"
+    assert got.signature == "Robin Reed\nReed & Co"
+
+
+def test_dash_line_inside_a_header_block_quote_belongs_to_the_quoted_mail():
+    body = ("Done.\n\nDa: Tracker Bot\nData: lunedì 12 febbraio 2024 10:00\nA: Robin Reed\nOggetto: Task #9\n\n"
+            "Task #9 was closed.\n\n--\nThis notice was scanned by a mail filter.\n")
+    got = trim(body)
+    assert (got.reply, got.signature) == ("Done.", "")
+    assert got.quoted.endswith("Task #9 was closed.\n\n--\nThis notice was scanned by a mail filter.")

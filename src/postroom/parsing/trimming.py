@@ -228,12 +228,20 @@ def _split_closing(lines: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _trailing_signature(quoted: list[str]) -> tuple[list[str], list[str]]:
-    """A ``-- `` signature below the quote (Thunderbird's default placement)."""
+    """A ``-- `` signature right below a ``>`` quote (Thunderbird's "signature below the quote").
+
+    Only blank lines may separate it from the last ``>`` line: a ``--`` further down belongs to
+    the quoted mail (an Outlook-style header block quotes the whole original, signature and all)."""
     for i in range(len(quoted) - 1, -1, -1):
+        if quoted[i] in ("-- ", "--"):
+            j = i - 1
+            while j >= 0 and not quoted[j].strip():
+                j -= 1
+            if j >= 0 and _QUOTED.match(quoted[j]):
+                return quoted[:i], quoted[i + 1 :]
+            return quoted, []
         if _QUOTED.match(quoted[i]) or _FROM_LABEL.match(quoted[i]):
             return quoted, []
-        if quoted[i] in ("-- ", "--"):
-            return quoted[:i], quoted[i + 1 :]
     return quoted, []
 
 
