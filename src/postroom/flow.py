@@ -30,6 +30,11 @@ class RetryLater(Exception):
     """Raised to the broker so it retries the row with backoff; the cause is chained."""
 
 
+def _db_text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL, and header values are whatever the sender wrote."""
+    return value.replace("\x00", "\ufffd")
+
+
 def parsed_summary(parsed: ParsedMessage) -> dict:
     """The parsed headers and bodies kept on the inbound row (attachment bytes go to blobs)."""
     return to_jsonable(parsed)
@@ -60,8 +65,8 @@ def process_inbound(app: App, inbound_id: int) -> str | None:
             parsed = parsing.parse(raw, record.received_at)
         except (ParseFailed, parsing.ParseFailed) as exc:
             with app.session() as session:
-                inbound.advance(session, inbound_id, stage="parsing", status="parse_failed", last_error=str(exc),
-                                auth_results=verdicts)
+                inbound.advance(session, inbound_id, stage="parsing", status="parse_failed",
+                                last_error=_db_text(str(exc)), auth_results=verdicts)
             log.warning("inbound %s could not be parsed: %s", inbound_id, exc)
             return "parse_failed"
         forwarded = parsed.forward.attachments if parsed.forward else ()
@@ -72,8 +77,8 @@ def process_inbound(app: App, inbound_id: int) -> str | None:
         with app.session() as session:
             conversations.set_inbound_stage(
                 session, inbound_id, stage,
-                message_id=(parsed.message_id or "")[:998] or None, subject=parsed.subject,
-                sender=parsed.sender.address if parsed.sender else None, parsed=parsed_summary(parsed),
+                message_id=_db_text((parsed.message_id or "")[:998]) or None, subject=_db_text(parsed.subject),
+                sender=_db_text(parsed.sender.address) if parsed.sender else None, parsed=parsed_summary(parsed),
                 auth_results=verdicts,
             )
         # threading -> rules -> storage -> done: one transaction, so a retry finds all of it or none of it

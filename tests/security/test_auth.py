@@ -145,3 +145,9 @@ def test_every_inbound_row_records_its_results(settings, tenant_ids: dict[str, i
         svc.stop()
     assert first["dmarc"] == "pass" and first["authserv_id"] == UPSTREAM
     assert (second["spf"], second["dkim"], second["dmarc"]) == ("none", "none", "none")
+
+
+def test_results_round_trip_through_the_row_column() -> None:
+    results = AuthResults(dkim="pass", dkim_domains=("acme-builders.example",), authserv_id=UPSTREAM)
+    assert AuthResults.from_jsonable(results.to_jsonable()) == results
+    assert AuthResults.from_jsonable(None) == AuthResults()

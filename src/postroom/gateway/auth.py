@@ -55,6 +55,16 @@ class AuthResults:
     def to_jsonable(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_jsonable(cls, data: dict | None) -> AuthResults:
+        """Rebuild from an inbound row's ``auth_results`` column (None: nothing was recorded)."""
+        if not data:
+            return cls()
+        known = {f: data[f] for f in cls.__dataclass_fields__ if f in data}
+        for name in ("dkim_domains", "errors"):
+            known[name] = tuple(known.get(name) or ())
+        return cls(**known)
+
 
 @dataclass(frozen=True)
 class StaffForward:

@@ -27,6 +27,8 @@ OK_RCPT = "250 2.1.5 Recipient OK"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 STORE_FAILED = "451 4.3.0 Temporary failure storing the message, please try again later"
 DIRECTORY_FAILED = "451 4.3.0 Temporary lookup failure, please try again later"
+BAD_SENDER = "553 5.1.7 Sender address contains control characters"
+_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 
 
 class GatewayHandler:
@@ -50,6 +52,8 @@ class GatewayHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         """Charge the client IP and the sender one token per transaction (see ratelimit)."""
+        if any(c in _CONTROL for c in address):
+            return BAD_SENDER
         refusal = self.limits.check(_peer_ip(session), address)
         if refusal is not None:
             log.warning("rate limited MAIL FROM %r from %s", address, _peer_ip(session))
@@ -94,7 +98,7 @@ class GatewayHandler:
             raw=raw,
             envelope=MailEnvelope(
                 mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos), peer=peer,
-                helo=session.host_name or "", received_at=datetime.now(UTC),
+                helo=_printable(session.host_name or ""), received_at=datetime.now(UTC),
             ),
             tenant_rcpts=by_tenant,
         )
@@ -112,3 +116,8 @@ class GatewayHandler:
 
 def _peer_ip(session: Session) -> str:
     return session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
+
+
+def _printable(text: str) -> str:
+    """HELO names are client-chosen: drop control characters (NUL cannot even be stored in PostgreSQL text)."""
+    return "".join(c for c in text if c not in _CONTROL)
