@@ -1,6 +1,6 @@
 """Benchmark the threading engine: accuracy against References ground truth, and speed on a big tenant.
 
-Usage: python bench/threading.py [--threads 300] [--corpus DIR] [--rate 1000] [--bulk 100000]
+Usage: python bench/threads.py [--threads 300] [--corpus DIR] [--rate 1000] [--bulk 100000]
 
 1. Accuracy: a generated mailing-list mbox (threads of replies from many list
    members, In-Reply-To/References as clients write them, some Exchange-style
@@ -16,18 +16,11 @@ Usage: python bench/threading.py [--threads 300] [--corpus DIR] [--rate 1000] [-
    directly), then ``--rate`` new messages threaded: the threading+storage
    transaction alone (parsed beforehand) and the whole pipeline, each compared
    with the same work on an empty tenant in the same run.
-Run by hand; prints figures.
+Run by hand; prints figures. (Named threads.py, not threading.py: a bench/threading.py
+would shadow the stdlib module for every script run from bench/.)
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file is named like the stdlib module: drop its own folder from the path before anything imports threading.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
 import argparse
 import email
@@ -40,6 +33,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 from sqlalchemy import insert, select
 
