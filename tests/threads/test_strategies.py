@@ -26,6 +26,7 @@ class FakeLookup:
     message_ids: dict[str, int] = field(default_factory=dict)
     related: dict[str, int] = field(default_factory=dict)
     contacts: dict[str, int] = field(default_factory=dict)
+    merged: dict[int, int] = field(default_factory=dict)
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
         return self.conversations.get(conversation_id)
@@ -41,6 +42,9 @@ class FakeLookup:
 
     def contact_by_address(self, address: str) -> int | None:
         return self.contacts.get(address)
+
+    def live_contact(self, contact_id: int) -> int:
+        return self.merged.get(contact_id, contact_id)
 
     def _newest(self, convs) -> list[ConversationRef]:
         return sorted(convs, key=lambda c: c.last_activity_at, reverse=True)
@@ -93,6 +97,13 @@ def test_token_used_by_another_sender_attaches_flagged() -> None:
     assert (found.destination, found.conversation_id, found.flags) == ("conversation", 1, ("foreign_sender",))
     unknown = s.by_token(inp(sender="new@example.com", tokens=(make_token(SECRET, 1, 10),)), ctx(contact=None))
     assert unknown.conversation_id == 1 and unknown.flags == ("foreign_sender",)
+
+
+def test_token_of_a_contact_merged_since_is_not_foreign() -> None:
+    fake = lookup()
+    fake.merged[77] = 10
+    found = s.by_token(inp(tokens=(make_token(SECRET, 1, 77),)), ctx(fake))
+    assert (found.conversation_id, found.flags) == (1, ())
 
 
 def test_token_used_by_another_sender_goes_to_inbox_when_strict() -> None:

@@ -133,6 +133,14 @@ class SqlLookup:
     def contact_by_address(self, address: str) -> int | None:
         return contacts.contact_for_address(self.session, self.tenant_id, address)
 
+    def live_contact(self, contact_id: int) -> int:
+        for _ in range(10):
+            merged = self.session.scalar(select(Contact.merged_into_id).where(Contact.id == contact_id))
+            if merged is None:
+                break
+            contact_id = merged
+        return contact_id
+
     def recent_by_subject(self, contact_id: int, key: str, since: datetime) -> list[ConversationRef]:
         rows = self.session.scalars(
             select(Conversation).where(Conversation.tenant_id == self.tenant_id,

@@ -55,6 +55,10 @@ class ConversationLookup(Protocol):
 
     def contact_by_address(self, address: str) -> int | None: ...
 
+    def live_contact(self, contact_id: int) -> int:
+        """The contact a (possibly merged) contact id stands for now."""
+        ...
+
     def recent_by_subject(self, contact_id: int, key: str, since: datetime) -> list[ConversationRef]:
         """The contact's conversations with this subject key, active since ``since``, newest first."""
         ...
@@ -175,7 +179,7 @@ def by_token(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
         if conversation is None:
             flag = "token_unknown_conversation"
             continue
-        if ctx.contact_id is not None and ctx.contact_id == claim.contact_id:
+        if ctx.contact_id is not None and ctx.contact_id == ctx.lookup.live_contact(claim.contact_id):
             return _attach(ctx, conversation.id, "token", matched=token, token_contact_id=claim.contact_id)
         if ctx.policy.strict_token:
             return _inbox(inp, ctx, "token", ("foreign_sender",))
