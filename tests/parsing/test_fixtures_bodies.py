@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from postroom.model import Address
+from postroom.parsing import parse
 
 REPLIES = [
     ("gmail_reply_en.eml", "Thanks, the parcel arrived this morning.\nCan you send the invoice again?",
@@ -61,6 +62,11 @@ ATTACHMENTS = [
      ("executable", "type-mismatch")),
     ("thunderbird_attachments_en.eml", 3, "notes.txt", "text/plain", None, ()),
     ("outlook_web_reply_en.eml", 0, "image001.png", "image/png", "image/png", ()),
+    # the whole (single-part) message is the attachment
+    ("scanner_pdf_only_en.eml", 0, "scan_0416.pdf", "application/pdf", "application/pdf", ()),
+    # raw GB2312 bytes in the name, charset declared only on the message: decoded with that charset
+    ("outlookexpress_gb2312_8bit_name_zh.eml", 0, "报价单.xls", "application/octet-stream",
+     "application/x-ole-storage", ()),
 ]
 
 
@@ -70,6 +76,24 @@ def test_attachments(parsed, fixture, index, filename, ctype, detected, flags):
     assert (att.filename, att.content_type, att.detected_type, att.flags) == (filename, ctype, detected, flags)
     assert att.size == len(att.data)
     assert att.sha256 == hashlib.sha256(att.data).hexdigest()
+
+
+def test_single_part_attachment_leaves_no_text(parsed):
+    msg = parsed["scanner_pdf_only_en.eml"]
+    assert (msg.text, len(msg.attachments), msg.attachments[0].size) == ("", 1, 77)
+
+
+def test_gb2312_is_read_as_gb18030(parsed):
+    # GB2312's A1AA is an em dash in every mail client (GBK/GB18030), a horizontal bar in Python's gb2312
+    assert parsed["outlookexpress_gb2312_8bit_name_zh.eml"].text == "您好，附件是本月的报价单——请查收。\n"
+
+
+def test_iso_2022_jp_with_windows_circled_digits():
+    jis = "１都３県".encode("iso2022_jp")
+    raw = (b"From: a@example.jp\nTo: b@example.jp\nSubject: x\nDate: Mon, 1 Jan 2024 10:00:00 +0900\n"
+           b"MIME-Version: 1.0\nContent-Type: text/plain; charset=ISO-2022-JP\n\n"
+           b"\x1b$B\x2d\x21" + jis[3:] + b"\n\x1b(I\x36\x40\x1b(B\n")
+    assert parse(raw).text == "①１都３県\nｶﾀ\n"
 
 
 def test_inline_image_has_content_id(parsed):

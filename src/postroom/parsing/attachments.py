@@ -113,12 +113,12 @@ def _data(part: Message) -> bytes:
     return mime.part_bytes(part)
 
 
-def from_part(part: Message, cid_refs: set[str]) -> Attachment:
-    """One Attachment for a non-body leaf part."""
+def from_part(part: Message, cid_refs: set[str], charset_hint: str | None = None) -> Attachment:
+    """One Attachment for a non-body leaf part (``charset_hint`` decodes raw 8-bit names)."""
     declared = mime.content_type(part)
     data = _data(part)
     content_id = _content_id(part)
-    filename = safe_filename(mime.filename(part) or _message_name(part), declared)
+    filename = safe_filename(mime.filename(part, charset_hint) or _message_name(part), declared)
     detected = detect_type(data)
     inline = mime.disposition(part) == "inline" or (
         mime.disposition(part) is None and content_id is not None and content_id.lower() in cid_refs
@@ -147,5 +147,9 @@ def _message_name(part: Message) -> str | None:
 
 
 def collect(msg: Message, cid_refs: set[str]) -> tuple[Attachment, ...]:
-    """All attachments of a message (attached messages are one attachment each)."""
-    return tuple(from_part(p, cid_refs) for p in mime.walk_leaves(msg) if p is not msg and mime.is_attachment(p))
+    """All attachments of a message (attached messages are one attachment each).
+
+    A single-part message can be an attachment too: a scanner's mail whose whole body is
+    ``application/pdf``, an S/MIME ``smime.p7m``, a phone's lone ``image/jpeg``."""
+    hint = mime.charset(msg) or next((c for p in mime.walk_leaves(msg) if (c := mime.charset(p))), None)
+    return tuple(from_part(p, cid_refs, hint) for p in mime.walk_leaves(msg) if mime.is_attachment(p))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import email
+import email.errors
 import email.header
 import email.policy
 import email.utils
@@ -34,6 +35,8 @@ from charset_normalizer import from_bytes
 
 #: Declared charsets that are, in practice, windows-1252 when C1 bytes occur.
 _LATIN1_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "iso_8859-1", "us-ascii", "ascii"}
+#: Declared charsets whose Windows superset is what the senders really use (as browsers decode them).
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932", "big5": "big5hkscs"}
 _C1 = re.compile(rb"[\x80-\x9f]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
@@ -96,9 +99,10 @@ def _codec(charset: str | None) -> str | None:
     if not name:
         return None
     try:
-        return codecs.lookup(name).name
+        found = codecs.lookup(name).name
     except LookupError:
         return None
+    return _SUPERSETS.get(found, found)
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
@@ -117,8 +121,37 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         try:
             return data.decode(codec)
         except UnicodeDecodeError:
+            if codec == "iso2022_jp":
+                return _iso2022jp_as_cp932(data)
             return data.decode(codec, errors="replace")
     return guess_decode(data)
+
+
+def _iso2022jp_as_cp932(data: bytes) -> str:
+    """ISO-2022-JP with the Windows (NEC/IBM) extensions, e.g. circled digits, which Python's
+    iso2022_jp rejects: re-encode the JIS X 0208 pairs as Shift_JIS and decode as cp932 (what
+    browsers do, WHATWG encoding standard)."""
+    out = bytearray()
+    mode, i, n = "ascii", 0, len(data)
+    while i < n:
+        if data[i] == 0x1B and i + 2 < n:
+            seq = data[i + 1 : i + 3]
+            mode = {b"(B": "ascii", b"(J": "ascii", b"(I": "kana", b"$@": "jis", b"$B": "jis"}.get(bytes(seq), mode)
+            i += 3
+            continue
+        byte = data[i]
+        if mode == "jis" and 0x21 <= byte <= 0x7E and i + 1 < n and 0x21 <= data[i + 1] <= 0x7E:
+            j1, j2 = byte, data[i + 1]
+            s1 = ((j1 - 0x21) >> 1) + 0x81
+            s1 += 0x40 if s1 > 0x9F else 0
+            s2 = j2 + (0x1F if j1 % 2 else 0x7E)
+            s2 += 1 if j1 % 2 and s2 >= 0x7F else 0
+            out += bytes((s1, s2))
+            i += 2
+            continue
+        out.append(byte + 0x80 if mode == "kana" and 0x21 <= byte <= 0x5F else byte)
+        i += 1
+    return out.decode("cp932", errors="replace")
 
 
 def _utf8_ok(data: bytes) -> bool:
@@ -154,15 +187,15 @@ def decode_header_value(value: str | None) -> str:
     if not value:
         return ""
     value = _FOLD.sub(" ", str(value)).replace("\r", "").replace("\n", "")
-    if any("\udc80" <= c <= "\udcff" for c in value):
+    if _has_surrogates(value):
         value = guess_decode(_raw_bytes(value))
     if "=?" not in value:
         return value.strip()
     # Outlook and others put encoded words inside quotes and words; split them out.
-    value = _ENCODED_WORD.sub(lambda m: f" {m.group(0)} ", value)
+    spaced = _ENCODED_WORD.sub(lambda m: f" {m.group(0)} ", value)
     try:
-        chunks = email.header.decode_header(value)
-    except (ValueError, AssertionError, LookupError):
+        chunks = email.header.decode_header(spaced)
+    except (ValueError, AssertionError, LookupError, email.errors.HeaderParseError):  # a broken word stays as sent
         return value.strip()
     out = []
     for chunk, charset in chunks:
@@ -203,13 +236,7 @@ def part_bytes(part: Message) -> bytes:
 
 def part_text(part: Message) -> str:
     """Decoded text of a text/* part with charset repair."""
-    try:
-        charset = part.get_param("charset")
-    except (ValueError, IndexError):
-        charset = None
-    if isinstance(charset, tuple):
-        charset = email.utils.collapse_rfc2231_value(charset)
-    return decode_bytes(part_bytes(part), charset if isinstance(charset, str) else None)
+    return decode_bytes(part_bytes(part), charset(part))
 
 
 def content_type(part: Message) -> str:
@@ -226,10 +253,16 @@ def disposition(part: Message) -> str | None:
         return None
 
 
-def filename(part: Message) -> str | None:
-    """The part's file name from Content-Disposition or Content-Type (RFC 2231, RFC 2047)."""
-    if not any("name" in str(part.get(h, "")).lower() for h in ("content-disposition", "content-type")):
+def filename(part: Message, charset_hint: str | None = None) -> str | None:
+    """The part's file name from Content-Disposition or Content-Type (RFC 2231, RFC 2047).
+
+    Raw 8-bit names (no RFC 2047/2231) are decoded with ``charset_hint`` (the charset the
+    sender declared elsewhere in the message) or a guess: compat32 would turn them into U+FFFD."""
+    raws = [raw_header(part, h) or "" for h in ("Content-Disposition", "Content-Type")]
+    if not any("name" in r.lower() for r in raws):
         return None  # most body parts: skip the stdlib's parameter parsing (called for every leaf)
+    if any(_has_surrogates(r) for r in raws):
+        part = _decoded_params(raws, charset_hint)
     try:
         name = part.get_filename() or part.get_param("name")
     except (ValueError, IndexError, TypeError, LookupError):
@@ -237,6 +270,31 @@ def filename(part: Message) -> str | None:
     if isinstance(name, tuple):
         name = email.utils.collapse_rfc2231_value(name)
     return decode_header_value(str(name)) if name else None
+
+
+def _has_surrogates(value: str) -> bool:
+    return any("\udc80" <= c <= "\udcff" for c in value)
+
+
+def _decoded_params(raws: list[str], charset_hint: str | None) -> Message:
+    """A header-only copy of Content-Disposition/Content-Type with raw 8-bit bytes decoded."""
+    copy = Message()
+    for name, value in zip(("Content-Disposition", "Content-Type"), raws, strict=True):
+        if value:
+            data = _raw_bytes(value)
+            copy[name] = decode_bytes(data, charset_hint) if charset_hint else guess_decode(data)
+    return copy
+
+
+def charset(part: Message) -> str | None:
+    """The part's declared charset parameter, if any."""
+    try:
+        found = part.get_param("charset")
+    except (ValueError, IndexError):
+        return None
+    if isinstance(found, tuple):
+        found = email.utils.collapse_rfc2231_value(found)
+    return found if isinstance(found, str) and found.strip() else None
 
 
 def is_attachment(part: Message) -> bool:
