@@ -4,7 +4,8 @@ Usage: python bench/threads.py [--threads 300] [--corpus DIR] [--rate 1000] [--b
 
 1. Accuracy: a generated mailing-list mbox (threads of replies from many list
    members, In-Reply-To/References as clients write them, some Exchange-style
-   commas) is ingested through ``postroom.gateway.ingest`` and the real
+   commas), and a portal-style one (one customer per thread, replies to staff
+   answers that are not in the mailbox), is ingested through ``postroom.gateway.ingest`` and the real
    pipeline (parse -> threading -> storage), then ``conversations.dump`` is
    scored: precision and recall of message pairs put in the same conversation,
    against the threads the generator built. Once with headers intact, once
@@ -62,23 +63,34 @@ class Generated:
     truth: dict[str, int]  # Message-ID -> thread number
 
 
-def generate_list(threads: int, seed: int = 7) -> Generated:
-    """Threads of 1-12 messages from 60 list members, interleaved by date, mailing-list headers."""
+def generate_list(threads: int, seed: int = 7, *, portal: bool = False) -> Generated:
+    """Threads of 1-12 messages from 60 list members, interleaved by date, mailing-list headers.
+
+    ``portal``: the customer-portal shape instead: each thread is one customer writing to the
+    tenant (a fifth of them have two threads), every reply also referencing the staff answer
+    in between, which this run never stores (staff replies are outbound).
+    """
     rng = random.Random(seed)
     members = [(f"Member {i}", f"member{i}@list-{i % 7}.example") for i in range(60)]
+    customers = [(f"Customer {i}", f"customer{i}@mail-{i % 9}.example") for i in range(max(1, threads * 4 // 5))]
     start = datetime(2026, 3, 1, tzinfo=UTC)
     items: list[tuple[datetime, int, dict]] = []
     for t in range(threads):
         subject = " ".join(rng.sample(WORDS, 4)).capitalize() + f" #{t}"
         root_at = start + timedelta(minutes=rng.randrange(60 * 24 * 20))
         posts: list[dict] = []
+        customer = customers[t % len(customers)]
         for n in range(rng.choice((1, 2, 3, 3, 4, 5, 6, 8, 12))):
-            name, address = rng.choice(members)
+            name, address = customer if portal else rng.choice(members)
             mid = f"<t{t}.m{n}.{rng.randrange(10**9)}@{address.split('@')[1]}>"
             post: dict = {"from": f"{name} <{address}>", "mid": mid, "thread": t,
                           "at": root_at + timedelta(minutes=n * rng.randrange(5, 600))}
             if not posts:
                 post.update(subject=subject, irt=None, refs=[])
+            elif portal:
+                parent, staff_answer = posts[-1], f"<staff.{t}.{n}@acme.{MAIL_DOMAIN}>"
+                post.update(subject="Re: " + subject, irt=staff_answer,
+                            refs=[*parent["refs"], parent["mid"], staff_answer])
             else:
                 parent = rng.choice(posts)
                 post.update(subject=rng.choice(("Re: ", "RE: ", "Re: Re: ", "AW: ")) + subject,
@@ -336,6 +348,10 @@ def main() -> None:
         stripped, count = strip_headers(generated.raws, 1 / 3)
         accuracy("generated list, 1/3 replies stripped", stripped, generated.truth, tmp,
                  f"  [{count} replies stripped]")
+        portal = generate_list(args.threads, seed=8, portal=True)
+        accuracy("portal-style, headers intact", portal.raws, portal.truth, tmp)
+        stripped, count = strip_headers(portal.raws, 1 / 3)
+        accuracy("portal-style, 1/3 replies stripped", stripped, portal.truth, tmp, f"  [{count} replies stripped]")
         if args.corpus:
             raws = [raw for _, raw in iter_messages(args.corpus)]
             truth = header_truth(raws)
