@@ -75,7 +75,7 @@ class Threads:
                                       .where(InboundMessage.status.in_(TERMINAL)))
             return total >= self.sent and done == total
 
-        wait_until(finished, timeout=30)
+        wait_until(finished, timeout=90)  # a lost broker message is swept up again within ~45 s
         with self.app.session() as session:
             failed = session.scalars(select(InboundMessage.last_error).where(InboundMessage.status != "done")).all()
         assert not failed, failed
