@@ -6,12 +6,14 @@ import asyncio
 import email
 import email.policy
 import http.server
+import os
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -115,11 +117,19 @@ def relay() -> Iterator[Relay]:
     controller.stop()
 
 
+def private_broker(url: str) -> str:
+    """A Redis database of this test process's own: other runs sharing the server cannot take our messages."""
+    if not url.startswith("redis://"):
+        return url
+    parsed = urlsplit(url)
+    return urlunsplit(parsed._replace(path=f"/{1 + os.getpid() % 15}"))
+
+
 @pytest.fixture
 def fast(settings: Settings, relay: Relay) -> Settings:
     """Settings sending to the relay, with millisecond backoffs and a short lease."""
     return settings.replace(outbound_url=relay.url, outbound_backoff_ms=20, outbound_max_backoff_ms=100,
-                            outbound_lease_seconds=2)
+                            outbound_lease_seconds=2, broker_url=private_broker(settings.broker_url))
 
 
 @pytest.fixture

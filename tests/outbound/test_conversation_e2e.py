@@ -6,6 +6,7 @@ conversation; notes and the internal status must not appear in anything sent.
 
 from __future__ import annotations
 
+import smtplib
 from collections.abc import Iterator
 
 import pytest
@@ -24,12 +25,22 @@ STAFF = "elodie@acme.example"
 @pytest.fixture
 def running(fast: Settings, tenant_ids: dict[str, int]) -> Iterator[Service]:
     svc = Service(fast).start()
+    if fast.broker_url:
+        svc.pipeline.broker.flush_all()
     with svc.app.session() as session:
         staff.add_user(session, "acme", email=STAFF, name="Élodie Martin",
                        signature_text="Élodie Martin\nAfter-sales, Acme Builders",
                        signature_html="<p><b>Élodie Martin</b><br>After-sales</p>")
     yield svc
     svc.stop()
+
+
+@pytest.fixture
+def customer(running: Service) -> Iterator[smtplib.SMTP]:
+    """An SMTP client of *this* service (the shared ``smtp`` fixture would start a second one)."""
+    client = smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=10)
+    yield client
+    client.quit()
 
 
 def conversation_of(svc: Service) -> conversations.ConversationSummary:
@@ -43,11 +54,11 @@ def messages_of(svc: Service, conversation_id: int) -> list[conversations.Messag
         return conversations.get_conversation(session, conversation_id)[1]
 
 
-def test_reply_round_trip_notes_stay_inside_and_bounces_warn_staff(running, smtp, relay, fixture_bytes,
+def test_reply_round_trip_notes_stay_inside_and_bounces_warn_staff(running, customer, relay, fixture_bytes,
                                                                    attachment_file) -> None:
     svc = running
     customer_mid = "<first.question@example.com>"
-    client = smtp()
+    client = customer
     client.sendmail("zoe@example.com", ["inbox@acme.mail.test"],
                     make_eml(sender="Zoë Müller <zoe@example.com>", subject="Leak in the bathroom",
                              body="Hello,\n\nWater is dripping from the ceiling.\n", message_id=customer_mid))
@@ -107,11 +118,11 @@ def _status(svc: Service, outbound_id: int) -> str:
 
 @pytest.mark.parametrize("channel, kind", [("email", "reply"), ("portal", "reply"), ("email", "ack"),
                                            ("email", "auto_reply")])
-def test_notes_and_status_never_reach_any_template(running, smtp, relay, webhook, channel, kind) -> None:
+def test_notes_and_status_never_reach_any_template(running, customer, relay, webhook, channel, kind) -> None:
     """Every built-in kind, on both channels, rendered from a conversation holding a note."""
     svc = running
     svc.app.settings = svc.app.settings.replace(portal_webhook_url=webhook.url, portal_webhook_secret="k")
-    smtp().sendmail("zoe@example.com", ["inbox@acme.mail.test"],
+    customer.sendmail("zoe@example.com", ["inbox@acme.mail.test"],
                     make_eml(sender="Zoë <zoe@example.com>", subject="Keys", body="When do I get the keys?\n"))
     conv = wait_until(lambda: conversation_of(svc))
     actions.note(svc.app, conv.id, STAFF, NOTE)

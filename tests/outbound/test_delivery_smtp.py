@@ -97,6 +97,8 @@ def test_connection_lost_after_the_final_dot_is_unknown_and_not_resent(outbound_
 @pytest.fixture
 def workers(fast: Settings, outbound_app: App) -> Iterator[Service]:
     svc = Service(fast, run_smtp=False).start()
+    if fast.broker_url:
+        svc.pipeline.broker.flush_all()
     yield svc
     svc.stop()
 
