@@ -123,7 +123,8 @@ class Run:
         self.env = {
             **os.environ,
             "POSTROOM_DATA_DIR": str(data_dir), "POSTROOM_MAIL_DOMAIN": MAIL_DOMAIN,
-            "POSTROOM_SMTP_LISTEN": f"127.0.0.1:{self.port}", "POSTROOM_BROKER_URL": "",
+            "POSTROOM_SMTP_LISTEN": f"127.0.0.1:{self.port}", "POSTROOM_HTTP_LISTEN": "127.0.0.1:0",
+            "POSTROOM_BROKER_URL": "",
             "POSTROOM_DATABASE_URL": args.database_url, "POSTROOM_RATE_IP_PER_MINUTE": "0",
             "POSTROOM_RATE_SENDER_PER_MINUTE": "0", "POSTROOM_MAX_CONNECTIONS_PER_IP": "1000",
             "POSTROOM_PROCESSING_LEASE_SECONDS": "1", "POSTROOM_DKIM_VERIFY": "0", "POSTROOM_WORKER_THREADS": "2",
