@@ -8,8 +8,9 @@ import email.policy
 import http.server
 import os
 import socket
+import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -108,13 +109,26 @@ class Relay:
 
 
 @pytest.fixture
-def relay() -> Iterator[Relay]:
-    handler = Relay(port=free_port())
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port, decode_data=False)
-    controller.start()
-    yield handler
-    handler.release.set()
-    controller.stop()
+def start_relay() -> Iterator[Callable[..., Relay]]:
+    """Start relays with extra aiosmtpd options (TLS, AUTH); all are stopped after the test."""
+    running: list[tuple[Relay, Controller]] = []
+
+    def start(**options: object) -> Relay:
+        handler = Relay(port=free_port())
+        controller = Controller(handler, hostname="127.0.0.1", port=handler.port, decode_data=False, **options)
+        controller.start()
+        running.append((handler, controller))
+        return handler
+
+    yield start
+    for handler, controller in running:
+        handler.release.set()
+        controller.stop()
+
+
+@pytest.fixture
+def relay(start_relay: Callable[..., Relay]) -> Relay:
+    return start_relay()
 
 
 def private_broker(url: str) -> str:
@@ -213,3 +227,43 @@ def make_context(outbound_app: App):
         return replace(base, **changes)
 
     return make
+
+
+@dataclass(frozen=True)
+class Tls:
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """A self-signed certificate for 127.0.0.1 (the client trusts it through ``cafile``)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    paths = Tls(folder / "cert.pem", folder / "key.pem")
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    return paths

@@ -53,12 +53,14 @@ class SmtpTransport:
     password: str = ""
     timeout: float = 60.0
     verify: bool = True
+    cafile: str | None = None
     helo: str | None = None
     name: str = "smtp"
     idempotent: bool = False
 
     @classmethod
     def from_url(cls, url: str) -> SmtpTransport:
+        """Query options: ``timeout`` (s), ``cafile`` (private CA), ``verify=0`` (no certificate check), ``helo``."""
         parsed = urlparse(url)
         if not parsed.hostname:
             raise ConfigError(f"POSTROOM_OUTBOUND_URL {url!r} has no host")
@@ -67,10 +69,10 @@ class SmtpTransport:
         return cls(host=parsed.hostname, port=parsed.port or DEFAULT_PORTS[parsed.scheme], security=security,
                    username=unquote(parsed.username or ""), password=unquote(parsed.password or ""),
                    timeout=float(query.get("timeout", 60)), verify=query.get("verify", "1") not in ("0", "false"),
-                   helo=query.get("helo"))
+                   cafile=query.get("cafile"), helo=query.get("helo"))
 
     def _tls(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=self.cafile)
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
