@@ -135,6 +135,12 @@ def test_forward_to_inbox_goes_to_inbox_with_suggestions() -> None:
                                    forward_subject="Keys"), ctx(fake, contact=None))
     assert found.destination == "inbox" and found.via == "forward"
     assert found.suggestions == (1, 2)  # Jean's open conversation first, then the subject match
+    chained = s.forward_to_inbox(inp(sender="staff@acme.example", is_forward=True, forward_sender="jean@example.com",
+                                     forward_subject="Keys", references=("<m1@x>",)), ctx(fake, contact=None))
+    assert chained.destination == "inbox" and chained.suggestions == (1, 2)
+    chained = s.forward_to_inbox(inp(sender="staff@acme.example", is_forward=True, forward_sender="anna@example.com",
+                                     forward_subject="Other", in_reply_to=("<m1@x>",)), ctx(fake, contact=None))
+    assert chained.suggestions == (1, 2)  # the chain's conversation first, then Anna's open one
     assert s.forward_to_inbox(inp(is_forward=True, to_inbox=False), ctx()) is None
     assert s.forward_to_inbox(inp(), ctx()) is None
 

@@ -11,7 +11,7 @@ Nothing here touches a database: tests pass a dict-backed lookup.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -189,10 +189,18 @@ def by_token(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
 
 
 def forward_to_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
-    """A forward to inbox@ goes to the unsorted inbox: staff decide where the original belongs."""
-    if inp.is_forward and inp.to_inbox and not (inp.auto_reply or inp.bounce):
-        return _inbox(inp, ctx, "forward")
-    return None
+    """A forward to inbox@ goes to the unsorted inbox: staff decide where the original belongs.
+
+    A conversation its Message-ID chain points at is the first suggestion.
+    """
+    if not (inp.is_forward and inp.to_inbox) or inp.auto_reply or inp.bounce:
+        return None
+    found = _inbox(inp, ctx, "forward")
+    chained = by_message_ids(inp, ctx)
+    if chained is not None and chained.conversation_id is not None:
+        ranked = (chained.conversation_id, *found.suggestions)
+        found = replace(found, suggestions=tuple(dict.fromkeys(ranked))[:MAX_SUGGESTIONS])
+    return found
 
 
 def chain_ids(inp: MatchInput) -> tuple[tuple[str, str], ...]:
