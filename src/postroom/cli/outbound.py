@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -133,10 +132,8 @@ def outbound() -> None:
 def outbound_list(ctx: click.Context, status: str | None, tenant: str | None, conversation_id: int | None,
                   limit: int, as_json: bool) -> None:
     """List outbound messages, newest first."""
-    app = open_app(ctx)
-    with app.session() as session:
-        records = store.list_outbound(session, status=status, tenant=tenant, conversation_id=conversation_id,
-                                      limit=limit)
+    records = actions.list_outbound(open_app(ctx), status=status, tenant=tenant, conversation_id=conversation_id,
+                                    limit=limit)
     if as_json:
         for record in records:
             echo_json(_summary(record))
@@ -160,10 +157,7 @@ def _summary(record: store.OutboundRecord) -> dict:
 @click.pass_context
 def outbound_show(ctx: click.Context, outbound_id: int, as_json: bool, body: bool) -> None:
     """One outbound message with its recipients and every attempt."""
-    app = open_app(ctx)
-    with app.session() as session:
-        record = store.get_outbound(session, outbound_id)
-        attempts = store.attempts_of(session, outbound_id)
+    record, attempts = actions.show_outbound(open_app(ctx), outbound_id)
     if as_json:
         echo_json({**vars(record), "recipients": [vars(r) for r in record.recipients],
                    "attempts": [vars(a) for a in attempts]})
@@ -191,10 +185,5 @@ def outbound_show(ctx: click.Context, outbound_id: int, as_json: bool, body: boo
 def outbound_retry(ctx: click.Context, outbound_id: int) -> None:
     """Send a failed, bounced or unknown message again (same Message-ID and content, fresh lifetime)."""
     app = open_app(ctx)
-    with app.session() as session:
-        record = store.requeue(session, outbound_id,
-                               lifetime=timedelta(seconds=app.settings.outbound_lifetime_seconds))
-    dispatch = _dispatcher(app)
-    if dispatch:
-        dispatch([record.id])
+    record = actions.retry_outbound(app, outbound_id, dispatch=_dispatcher(app))
     click.echo(f"outbound {record.id} is queued again")

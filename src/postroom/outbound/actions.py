@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,8 @@ from postroom.outbound import compose
 from postroom.outbound.compose import Dispatch
 from postroom.outbound.model import AttachmentRef, OutboundContext, Person, QuotedMessage, Staff
 from postroom.storage import conversations, staff, tenants
-from postroom.storage.outbound import OutboundRecord
+from postroom.storage import outbound as outbound_store
+from postroom.storage.outbound import AttemptRecord, OutboundRecord
 from postroom.storage.staff import StaffUserInfo
 
 CHANNELS = ("email", "portal")
@@ -133,6 +135,28 @@ def automatic(app: App, conversation_id: int, *, kind: str, text: str = "",
         if conversations.loop_suppressed(session, conversation_id, ctx.recipient.email):
             return None
         record = compose.store(session, app, ctx, compose.render(app, ctx), tenant_id=tenant_id)
+    if dispatch is not None:
+        dispatch([record.id])
+    return record
+
+
+def list_outbound(app: App, *, status: str | None = None, tenant: str | None = None,
+                  conversation_id: int | None = None, limit: int = 100) -> list[OutboundRecord]:
+    with app.session() as session:
+        return outbound_store.list_outbound(session, status=status, tenant=tenant, conversation_id=conversation_id,
+                                            limit=limit)
+
+
+def show_outbound(app: App, outbound_id: int) -> tuple[OutboundRecord, list[AttemptRecord]]:
+    with app.session() as session:
+        return outbound_store.get_outbound(session, outbound_id), outbound_store.attempts_of(session, outbound_id)
+
+
+def retry_outbound(app: App, outbound_id: int, *, dispatch: Dispatch | None = None) -> OutboundRecord:
+    """Operator retry of a failed, bounced or unknown message: same Message-ID and content, fresh lifetime."""
+    with app.session() as session:
+        record = outbound_store.requeue(session, outbound_id,
+                                        lifetime=timedelta(seconds=app.settings.outbound_lifetime_seconds))
     if dispatch is not None:
         dispatch([record.id])
     return record
