@@ -259,3 +259,19 @@ def test_failure_keeps_the_stage_and_a_retry_records_once(app, tenant_ids, deliv
         assert (inbound.get_inbound(session, row).stage, len(conversations.list_conversations(session, "acme"))) \
             == ("done", 1)
         assert conversations.list_conversations(session, "acme")[0].message_count == 1
+
+
+def test_responder_opening_a_new_thread_each_time_is_stopped(app, tenant_ids, deliver) -> None:
+    for n in range(15):
+        deliver(make_eml(sender="Bot <bot@responder.example>", message_id=make_msgid(domain="responder.example"),
+                         subject=f"Your request #{n} was received"))
+    with app.session() as session:
+        assert len(conversations.list_conversations(session, "acme")) == 10
+        inbox = conversations.list_inbox(session, "acme")
+    assert len(inbox) == 5 and all("loop" in m.flags for m in inbox)
+
+
+def test_conversation_subject_drops_reply_prefixes(app, tenant_ids, deliver) -> None:
+    deliver(make_eml(message_id=make_msgid(domain="x.example"), subject="RE: AW: Heizung [#ZZZZZZ]"))
+    with app.session() as session:
+        assert conversations.list_conversations(session, "acme")[0].subject == "Heizung"

@@ -27,6 +27,7 @@ class FakeLookup:
     related: dict[str, int] = field(default_factory=dict)
     contacts: dict[str, int] = field(default_factory=dict)
     merged: dict[int, int] = field(default_factory=dict)
+    started: dict[int, int] = field(default_factory=dict)
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
         return self.conversations.get(conversation_id)
@@ -45,6 +46,9 @@ class FakeLookup:
 
     def live_contact(self, contact_id: int) -> int:
         return self.merged.get(contact_id, contact_id)
+
+    def conversations_started(self, contact_id: int, since: datetime) -> int:
+        return self.started.get(contact_id, 0)
 
     def _newest(self, convs) -> list[ConversationRef]:
         return sorted(convs, key=lambda c: c.last_activity_at, reverse=True)
@@ -215,6 +219,15 @@ def test_join_open_policy() -> None:
 def test_automatic_mail_never_creates() -> None:
     assert s.new_or_inbox(inp(auto_reply=True), ctx()).destination == "inbox"
     assert s.new_or_inbox(inp(bounce=True), ctx()).flags == ("bounce",)
+
+
+def test_a_contact_starting_too_many_conversations_goes_to_the_inbox() -> None:
+    fake = lookup()
+    fake.started[10] = 10
+    found = s.new_or_inbox(inp(), ctx(fake))
+    assert (found.destination, found.flags) == ("inbox", ("loop",))
+    fake.started[10] = 9
+    assert s.new_or_inbox(inp(), ctx(fake)).destination == "new"
 
 
 def test_own_mail_and_postmaster_mail_never_create() -> None:

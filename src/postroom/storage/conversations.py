@@ -156,6 +156,11 @@ class SqlLookup:
             .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(10))
         return [_ref(c) for c in rows]
 
+    def conversations_started(self, contact_id: int, since: datetime) -> int:
+        return self.session.scalar(select(func.count()).select_from(Conversation).where(
+            Conversation.tenant_id == self.tenant_id, Conversation.contact_id == contact_id,
+            Conversation.created_at >= since)) or 0
+
     def by_subject(self, key: str, limit: int) -> list[ConversationRef]:
         rows = self.session.scalars(
             select(Conversation).where(Conversation.tenant_id == self.tenant_id,
@@ -242,7 +247,8 @@ def _create_conversation(session: Session, tenant_id: int, *, subject: str, cont
         unit_ref = contact.unit_ref if contact else None
     for _ in range(5):
         conv = Conversation(
-            tenant_id=tenant_id, reference=_new_reference(session, tenant_id), subject=subject[:2000],
+            tenant_id=tenant_id, reference=_new_reference(session, tenant_id),
+            subject=(subjects.strip_prefixes(subject)[0] or subject)[:2000],
             subject_key=subjects.subject_key(subject), status="open", contact_id=contact_id, unit_ref=unit_ref,
             tags=[], flags=[], created_at=now, updated_at=now, last_activity_at=now,
             last_customer_at=now if customer else None,

@@ -71,6 +71,10 @@ class ConversationLookup(Protocol):
         """Any conversations with this subject key, newest first (inbox suggestions)."""
         ...
 
+    def conversations_started(self, contact_id: int, since: datetime) -> int:
+        """How many conversations the contact started since ``since`` (the loop breaker for new mail)."""
+        ...
+
 
 @dataclass(frozen=True)
 class MatchInput:
@@ -271,6 +275,9 @@ def new_or_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch:
         return _inbox(inp, ctx, "own-address", ("own_address",))  # our own mail came back: never a conversation
     if inp.to_postmaster_only:
         return _inbox(inp, ctx, "postmaster", ("postmaster",))
+    if ctx.contact_id is not None and \
+            ctx.lookup.conversations_started(ctx.contact_id, inp.now - ctx.policy.loop_window) >= ctx.policy.loop_max:
+        return _inbox(inp, ctx, "loop", ("loop",))  # a responder answering each mail with a new thread
     if ctx.policy.new_mail == "join_open" and ctx.contact_id is not None:
         open_ = ctx.lookup.open_for_contact(ctx.contact_id)
         if open_:
