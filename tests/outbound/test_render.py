@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from postroom.errors import PostroomError
 from postroom.outbound.addressing import references_chain, tag_subject
 from postroom.outbound.locale import LOCALES, STRINGS, normalize
 from postroom.outbound.mime import build_message, to_bytes
@@ -160,3 +161,19 @@ def test_subject_tag_and_references_helpers() -> None:
     assert tag_subject("Leak [#abc123]", "ABC123") == "Leak [#abc123]"
     chain = references_chain(tuple(f"<{i}@x>" for i in range(30)), "<p@x>")
     assert len(chain) == 20 and chain[0] == "<0@x>" and chain[-1] == "<p@x>"
+
+
+def test_a_rule_names_its_auto_reply_template(tmp_path: Path) -> None:
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "holidays.txt.j2").write_text("Hello {{ recipient.name }},\n\nWe are closed until "
+                                                       "Monday <3.\n\n-- \n{{ tenant.name }}\n")
+    renderer = Renderer(tmp_path)
+    rendered = renderer.render(context(kind="auto_reply", staff=None, template="holidays"))
+    assert rendered.text.startswith("Hello Zoë Müller,\n\nWe are closed until Monday <3.")
+    assert "Monday &lt;3." in rendered.html and "<html" in rendered.html, "HTML from the text, escaped"
+    assert rendered.subject == "Automatic reply: Leak in the <bathroom> [#7K3M9Q]"
+    assert ("Auto-Submitted", "auto-replied") in rendered.headers
+    ack = renderer.render(context(kind="auto_reply", staff=None, template="acknowledgement"))
+    assert "Thank you for your message" in ack.text
+    with pytest.raises(PostroomError, match="no template 'missing' for tenant acme"):
+        renderer.render(context(kind="auto_reply", template="missing"))

@@ -10,7 +10,7 @@ messages only: notes, status, assignee and categories never reach a template.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -125,13 +125,17 @@ def note(app: App, conversation_id: int, staff_email: str, text: str) -> int:
         return conversations.add_staff_message(session, conversation_id, user.id, kind="note", text=text.strip())
 
 
-def automatic(app: App, conversation_id: int, *, kind: str, text: str = "",
+def automatic(app: App, conversation_id: int, *, kind: str, text: str = "", template: str | None = None,
               dispatch: Dispatch | None = None) -> OutboundRecord | None:
-    """Queue an acknowledgement (``ack``) or a rule's ``auto_reply``; None while the contact is in a mail loop."""
+    """Queue an acknowledgement (``ack``) or a rule's ``auto_reply`` (``template`` = the rule's template name).
+
+    Returns None while the contact is in a mail loop.
+    """
     if kind not in ("ack", "auto_reply"):
         raise PostroomError(f"automatic mail kind {kind!r}: use ack or auto_reply")
     with app.session() as session:
         ctx, tenant_id = conversation_context(session, app, conversation_id, kind=kind, text=text)
+        ctx = replace(ctx, template=template)
         if conversations.loop_suppressed(session, conversation_id, ctx.recipient.email):
             return None
         record = compose.store(session, app, ctx, compose.render(app, ctx), tenant_id=tenant_id)

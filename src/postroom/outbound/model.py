@@ -65,7 +65,10 @@ class QuotedMessage:
 
 @dataclass(frozen=True)
 class OutboundContext:
-    """Everything a template may use for one outbound message."""
+    """Everything a template may use for one outbound message.
+
+    ``template`` names another template set than the kind's own (a rule's ``auto_reply: <name>``).
+    """
 
     kind: str
     tenant: Brand
@@ -81,6 +84,7 @@ class OutboundContext:
     attachments: tuple[AttachmentRef, ...] = ()
     history: tuple[QuotedMessage, ...] = ()
     portal_link: str | None = None
+    template: str | None = None
 
 
 @dataclass(frozen=True)

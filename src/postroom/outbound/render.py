@@ -19,14 +19,24 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import nh3
-from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    select_autoescape,
+)
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
+from postroom.errors import PostroomError
 from postroom.outbound import locale as locales
 from postroom.outbound.addressing import format_address, references_chain, tag_subject
 from postroom.outbound.model import AUTOMATIC_KINDS, KINDS, OutboundContext, Rendered, Staff
 
+TEMPLATE_ALIASES = {"acknowledgement": "ack", "acknowledgment": "ack"}
+TEXT_AS_HTML = '{% extends "_layout.html.j2" %}{% block body %}{{ text | paragraphs }}{% endblock %}'
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"(?<!^--)[ \t]+$", re.M)
 
@@ -118,11 +128,20 @@ class Renderer:
             "author": ctx.staff.name if ctx.staff else ctx.tenant.name,
             "locale": locales.normalize(ctx.tenant.locale), "t": locales.translator(ctx.tenant.locale),
         }
-        subject_line = " ".join(env.get_template(f"{ctx.kind}.subject.j2").render(values).split())
-        subject = tag_subject(subject_line, ctx.reference)
+        name = TEMPLATE_ALIASES.get(ctx.template or ctx.kind, ctx.template or ctx.kind)
+        try:
+            text_template = env.get_template(f"{name}.txt.j2")
+        except TemplateNotFound as exc:
+            raise PostroomError(f"no template {name!r} for tenant {ctx.tenant.slug}: add {name}.txt.j2 (and "
+                                f"optionally {name}.html.j2, {name}.subject.j2) to its template folder") from exc
+        subject_template = env.select_template([f"{name}.subject.j2", f"{ctx.kind}.subject.j2"])
+        subject = tag_subject(" ".join(subject_template.render(values).split()), ctx.reference)
         values["subject"] = subject
-        text = clean_text(env.get_template(f"{ctx.kind}.txt.j2").render(values))
-        html = env.get_template(f"{ctx.kind}.html.j2").render(values)
+        text = clean_text(text_template.render(values))
+        try:
+            html = env.get_template(f"{name}.html.j2").render(values)
+        except TemplateNotFound:
+            html = env.from_string(TEXT_AS_HTML).render({**values, "text": text})
         message_id = message_id or new_message_id(ctx.tenant.domain)
         return Rendered(
             kind=ctx.kind, subject=subject, text=text, html=html, message_id=message_id,
