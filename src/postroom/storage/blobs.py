@@ -6,9 +6,11 @@ a key can never point at the wrong content.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
-import tempfile
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -30,6 +32,8 @@ def _check_key(key: str) -> str:
 class BlobStore(Protocol):
     def put(self, data: bytes) -> str: ...
 
+    def put_many(self, items: Sequence[bytes]) -> list[str]: ...
+
     def get(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
@@ -41,29 +45,84 @@ class FileBlobStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root = str(self.root)
+        self._known_dirs: set[str] = set()
 
     def path_for(self, key: str) -> Path:
         key = _check_key(key)
         return self.root / key[:2] / key[2:4] / key
 
     def put(self, data: bytes) -> str:
-        key = sha256_hex(data)
-        path = self.path_for(key)
-        if path.exists():
-            return key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        return self.put_many([data])[0]
+
+    def put_many(self, items: Sequence[bytes]) -> list[str]:
+        """Store a batch durably with a few syncs in all instead of two fsyncs per blob (group commit).
+
+        Same order as ``put``, per batch: write every temp file, make the data
+        durable, rename them into place, make the directory entries durable.
+        A key therefore never names a file whose bytes could be lost, and the
+        caller commits its rows only after this returns.
+        """
+        keys = [sha256_hex(data) for data in items]
+        todo: dict[str, tuple[str, str]] = {}
+        new_dirs: set[str] = set()
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
-        return key
+            for key, data in zip(keys, items, strict=True):
+                if key in todo:
+                    continue
+                path = os.path.join(self._dir_for(key, new_dirs), key)
+                if os.path.exists(path):
+                    continue
+                tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                todo[key] = (tmp, path)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                finally:
+                    os.close(fd)
+            if not todo:
+                return keys
+            dirs = {os.path.dirname(path) for _, path in todo.values()} | new_dirs
+            self._sync([tmp for tmp, _ in todo.values()])
+            for tmp, path in todo.values():
+                os.replace(tmp, path)
+            todo.clear()
+            self._sync(sorted(dirs | {os.path.dirname(d) for d in new_dirs}))
+            self._known_dirs.update(dirs)
+        finally:
+            for tmp, _ in todo.values():
+                Path(tmp).unlink(missing_ok=True)
+        return keys
+
+    def _dir_for(self, key: str, created: set[str]) -> str:
+        """``root/ab/cd``, created if needed; new directories are noted so their entries get synced too.
+
+        A directory counts as known (no more mkdir) only once a batch has synced it.
+        """
+        key = _check_key(key)
+        top = os.path.join(self._root, key[:2])
+        leaf = os.path.join(top, key[2:4])
+        if leaf not in self._known_dirs:
+            for path in (top, leaf):
+                try:
+                    os.mkdir(path)
+                    created.add(path)
+                except FileExistsError:
+                    pass
+        return leaf
+
+    def _sync(self, paths: Sequence[str]) -> None:
+        """fsync each path, or one syncfs(2) of the store's filesystem when that is cheaper (many paths)."""
+        if len(paths) >= SYNCFS_FROM and _syncfs(self._root):
+            return
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def get(self, key: str) -> bytes:
         try:
@@ -75,12 +134,26 @@ class FileBlobStore:
         return self.path_for(key).exists()
 
 
-def _fsync_dir(path: Path) -> None:
+SYNCFS_FROM = 4
+_libc = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None
+
+
+def _syncfs(path: str) -> bool:
+    """syncfs(2) on the filesystem holding ``path``: one flush for a whole batch; False where unavailable.
+
+    Linux reports writeback errors from syncfs since 5.8 (like fsync).
+    """
+    syncfs = getattr(_libc, "syncfs", None)
+    if syncfs is None:
+        return False
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        if syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs({path}): {os.strerror(err)}")
     finally:
         os.close(fd)
+    return True
 
 
 class S3BlobStore:
@@ -109,6 +182,9 @@ class S3BlobStore:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self.client.exceptions.NoSuchKey as exc:
             raise NotFound(f"blob {key} is missing from s3://{self.bucket}/{self.prefix}") from exc
+
+    def put_many(self, items: Sequence[bytes]) -> list[str]:
+        return [self.put(data) for data in items]
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

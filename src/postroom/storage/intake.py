@@ -57,8 +57,8 @@ def store_batch(sessions: sessionmaker[Session], blobs: BlobStore, items: Sequen
     now = datetime.now(UTC)
     rows: list[dict] = []
     keys: list[list[tuple[int, str]]] = []
-    for item in items:
-        key = blobs.put(item.raw)
+    blob_keys = blobs.put_many([item.raw for item in items])
+    for item, key in zip(items, blob_keys, strict=True):
         item_keys = []
         for tenant_id, rcpts in item.tenant_rcpts.items():
             rows.append({
