@@ -25,6 +25,8 @@ from postroom.storage.tables import Base
 MAIL_DOMAIN = "mail.test"
 PG_URL = os.environ.get("POSTROOM_DATABASE_URL", "")
 BROKER_URL = os.environ.get("POSTROOM_BROKER_URL", "")
+# Redis keys of this run only, so concurrent runs on one Redis never take each other's jobs.
+BROKER_NAMESPACE = f"postroom-test-{uuid.uuid4().hex[:8]}"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
@@ -63,6 +65,7 @@ def settings(tmp_path: Path, pg_database: str | None) -> Settings:
         _truncate(pg_database)
     return Settings(
         data_dir=tmp_path / "data", database_url=pg_database or "", broker_url=BROKER_URL,
+        broker_namespace=BROKER_NAMESPACE,
         mail_domain=MAIL_DOMAIN, smtp_listen="127.0.0.1:0", http_listen="127.0.0.1:0",
         rules_dir=str(tmp_path / "rules"), worker_threads=2,
     )

@@ -48,7 +48,7 @@ class Service:
 
     def start(self) -> Service:
         self.app = App.open(self.settings)
-        broker = make_broker(self.settings.broker_url)
+        broker = make_broker(self.settings)
         broker.add_middleware(StageMetrics())
         broker.add_middleware(LogContext(inbound_tenant(self.app)))
         self.pipeline = Pipeline(self.app, broker)

@@ -26,6 +26,7 @@ class Settings:
     database_url: str = ""
     blob_url: str = ""
     broker_url: str = ""
+    broker_namespace: str = "postroom"
     mail_domain: str = "mail.localhost"
     smtp_listen: str = "127.0.0.1:2525"
     http_listen: str = "127.0.0.1:8025"

@@ -29,7 +29,7 @@ def _statuses(app):
 
 def test_ids_sent_several_times_are_processed_once(app, settings, tenant_ids, tmp_path):
     ids = _store(app, tenant_ids["acme"], tmp_path)
-    pipeline = Pipeline(app, make_broker(settings.broker_url))
+    pipeline = Pipeline(app, make_broker(settings))
     pipeline.broker.flush_all()
     try:
         pipeline.dispatch([*ids, *ids, *ids])
@@ -69,7 +69,7 @@ def test_a_failing_stage_is_retried_then_marked_failed_with_its_error(app, tenan
 
 def test_rows_stuck_by_a_broker_outage_are_swept_up(app, settings, tenant_ids, tmp_path):
     ids = _store(app, tenant_ids["acme"], tmp_path, count=2)
-    pipeline = Pipeline(app, make_broker(settings.broker_url))
+    pipeline = Pipeline(app, make_broker(settings))
     pipeline.broker.flush_all()
     try:
         pipeline.start_worker(1)

@@ -43,7 +43,7 @@ def ingest_command(ctx: click.Context, slug: str, path: Path, no_process: bool, 
     statuses: dict[str, int] = {}
     if not no_process:
         if app.settings.broker_url:
-            Pipeline(app, make_broker(app.settings.broker_url)).dispatch(result.ids)
+            Pipeline(app, make_broker(app.settings)).dispatch(result.ids)
         else:
             with click.progressbar(result.ids, label="processing", file=None if show else open("/dev/null", "w"),
                                    show_pos=True) as ids:

@@ -27,7 +27,7 @@ def _dispatcher(app: App):  # type: ignore[no-untyped-def]
     from postroom.queue.actors import Pipeline
     from postroom.queue.broker import make_broker
 
-    pipeline = Pipeline(app, make_broker(app.settings.broker_url))
+    pipeline = Pipeline(app, make_broker(app.settings))
 
     def dispatch(ids: Iterable[int]) -> None:
         pipeline.dispatch_outbound(ids)

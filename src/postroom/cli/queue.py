@@ -96,7 +96,7 @@ def show(ctx: click.Context, inbound_id: int, as_json: bool) -> None:
 def _requeue(ctx: click.Context, ids: list[int]) -> None:
     app = ctx.find_object(dict)["app"]
     if app.settings.broker_url:
-        Pipeline(app, make_broker(app.settings.broker_url)).dispatch(ids)
+        Pipeline(app, make_broker(app.settings)).dispatch(ids)
 
 
 @queue.command("retry")

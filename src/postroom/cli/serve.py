@@ -81,7 +81,7 @@ def worker(ctx: click.Context, threads: int | None, verbose: bool) -> None:
         raise click.UsageError("postroom worker needs POSTROOM_BROKER_URL (redis://… or amqp://…); "
                                "with the in-process broker, `postroom serve` runs the workers")
     app = App.open(settings)
-    broker = make_broker(settings.broker_url)
+    broker = make_broker(settings)
     broker.add_middleware(LogContext(inbound_tenant(app)))
     pipeline = Pipeline(app, broker)
     pipeline.start_worker(threads or settings.worker_threads)

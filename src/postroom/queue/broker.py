@@ -11,9 +11,12 @@ from dramatiq import Broker
 from dramatiq.brokers.stub import StubBroker
 
 from postroom.errors import ConfigError
+from postroom.settings import Settings
 
 
-def make_broker(url: str, *, namespace: str = "postroom") -> Broker:
+def make_broker(settings: Settings) -> Broker:
+    """The broker named by ``settings.broker_url``; Redis keys live under ``broker_namespace``."""
+    url = settings.broker_url
     if not url:
         broker = StubBroker()
         broker.emit_after("process_boot")
@@ -21,7 +24,7 @@ def make_broker(url: str, *, namespace: str = "postroom") -> Broker:
     if url.startswith(("redis://", "rediss://", "unix://")):
         from dramatiq.brokers.redis import RedisBroker
 
-        return RedisBroker(url=url, namespace=namespace)
+        return RedisBroker(url=url, namespace=settings.broker_namespace)
     if url.startswith(("amqp://", "amqps://")):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
