@@ -13,7 +13,7 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["postroom.parsing", "email"]):
     from parse_budget import checked_parse
 
 SEEDS = Path(__file__).resolve().parents[2] / "fixtures" / "emails"
