@@ -18,6 +18,7 @@ from postroom.logs import LogContext, inbound_tenant
 from postroom.metrics import StageMetrics
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
+from postroom.rules.routing import DataScreen
 from postroom.settings import Settings
 from postroom.storage.intake import GroupCommitter
 from postroom.web import create_app
@@ -62,7 +63,8 @@ class Service:
             self.committer = GroupCommitter(self.app.sessions, self.app.blobs)
             handler = GatewayHandler(self.app.directory, self.committer.submit, self.pipeline.dispatch,
                                      max_recipients=self.settings.max_recipients,
-                                     limits=rate_limits(self.settings))
+                                     limits=rate_limits(self.settings),
+                                     screen=DataScreen(self.settings, self.app.directory).check)
             host, port = self.settings.smtp_address
             self.gateway = Gateway(
                 handler, host, port, hostname=self.settings.mail_domain,
@@ -73,7 +75,8 @@ class Service:
             self.gateway.start()
         if self.run_http:
             host, port = self.settings.http_address
-            self.http = HttpServer(create_app(self.app, self.pipeline.dispatch), host, port)
+            api = create_app(self.app, self.pipeline.dispatch, self.pipeline.dispatch_outbound)
+            self.http = HttpServer(api, host, port)
             self.http.start()
         return self
 

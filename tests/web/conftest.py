@@ -37,8 +37,14 @@ def dispatched() -> list[int]:
 
 
 @pytest.fixture
-def client(app: App, dispatched: list[int]) -> Iterator[TestClient]:
-    with TestClient(create_app(app, dispatched.extend), raise_server_exceptions=False) as test_client:
+def dispatched_outbound() -> list[int]:
+    return []
+
+
+@pytest.fixture
+def client(app: App, dispatched: list[int], dispatched_outbound: list[int]) -> Iterator[TestClient]:
+    with TestClient(create_app(app, dispatched.extend, dispatched_outbound.extend),
+                    raise_server_exceptions=False) as test_client:
         yield test_client
 
 

@@ -61,37 +61,67 @@ def world(app: App, tenant_ids: dict[str, int]) -> dict[str, dict[str, int]]:
     return ids
 
 
-def routes(ids: dict[str, int]) -> list[tuple[str, str, dict | None]]:
-    c, m, u, o = ids["conversation"], ids["message"], ids["user"], ids["other"]
-    return [
-        ("GET", f"/api/v1/conversations/{c}", None),
-        ("PATCH", f"/api/v1/conversations/{c}", {"status": "closed"}),
-        ("POST", f"/api/v1/conversations/{c}/notes", {"user_id": u, "text": "checking with @anna"}),
-        ("GET", f"/api/v1/conversations/{c}/export.mbox", None),
-        ("GET", f"/api/v1/conversations/{c}/export.pdf", None),
-        ("GET", f"/api/v1/messages/{m}", None),
-        ("GET", f"/api/v1/messages/{m}/attachments/0", None),
-        ("POST", f"/api/v1/messages/{m}/move", {"conversation_id": o}),
-    ]
+# Every route addressing one conversation or message: (method, path template, request arguments).
+ROW_ROUTES: list[tuple[str, str, dict]] = [
+    ("GET", "/api/v1/conversations/{conversation_id}", {}),
+    ("PATCH", "/api/v1/conversations/{conversation_id}", {"json": {"status": "closed", "category": "keys"}}),
+    ("POST", "/api/v1/conversations/{conversation_id}/notes", {"json": {"user_id": "{user}", "text": "ask @anna"}}),
+    ("POST", "/api/v1/conversations/{conversation_id}/read", {"json": {"read": True}}),
+    ("POST", "/api/v1/conversations/{conversation_id}/replies",
+     {"data": {"user_id": "{user}", "text": "The keys are ready."}, "files": [("files", ("a.txt", b"x", "text/plain"))]}),
+    ("GET", "/api/v1/conversations/{conversation_id}/export.mbox", {}),
+    ("GET", "/api/v1/conversations/{conversation_id}/export.pdf", {}),
+    ("GET", "/api/v1/messages/{message_id}", {}),
+    ("POST", "/api/v1/messages/{message_id}/read", {"json": {"read": False}}),
+    ("GET", "/api/v1/messages/{message_id}/attachments/{index}", {}),
+    ("POST", "/api/v1/messages/{message_id}/move", {"json": {"conversation_id": "{other}"}}),
+]
+# Routes over the tenant's rows as a whole (lists, bulk changes): checked by test_lists_and_bulk_stay_in_tenant.
+TENANT_WIDE = {("GET", "/api/v1/conversations"), ("POST", "/api/v1/conversations/bulk"),
+               ("GET", "/api/v1/inbox"), ("GET", "/api/v1/notifications"),
+               ("POST", "/api/v1/notifications/delivered")}
+# Routes that read no stored rows (rule checks) or write only the key's own tenant's file (test_rules_...).
+NO_ROWS = {("POST", "/api/v1/rules/validate"), ("POST", "/api/v1/rules/test"), ("PUT", "/api/v1/rules")}
+
+
+def _fill(value: object, ids: dict[str, int]) -> object:
+    """Put a tenant's ids into a request template ("{user}" -> that tenant's staff user id)."""
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return ids[value[1:-1]]
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    return value
+
+
+def requests_for(ids: dict[str, int]) -> list[tuple[str, str, str, dict]]:
+    values = {"conversation_id": ids["conversation"], "message_id": ids["message"], "index": 0}
+    return [(method, template, template.format(**values), _fill(kwargs, ids)) for method, template, kwargs in ROW_ROUTES]
+
+
+def test_every_tenant_route_is_isolation_tested(client: TestClient) -> None:
+    """A new tenant route must be added to one of the tables above (or to test_tenant_api's)."""
+    from .test_tenant_api import ISOLATION, LISTS
+
+    tenant_routes = {(m.upper(), p) for p, ops in client.get("/openapi.json").json()["paths"].items()
+                     for m, op in ops.items() if {"TenantKey": []} in op.get("security", [])}
+    covered = {(m, t) for m, t, _ in ROW_ROUTES} | TENANT_WIDE | NO_ROWS | set(ISOLATION) | set(LISTS)
+    assert tenant_routes == covered
 
 
 def test_every_conversation_route_is_tenant_isolated(client: TestClient, keys: dict[str, str],
                                                     world: dict[str, dict[str, int]]) -> None:
-    tested = {(method, path) for method, path, _ in routes(world["globex"])}
-    for method, path, body in routes(world["globex"]):
-        refused = client.request(method, path, json=body, headers=auth(keys["acme"]))
-        assert refused.status_code == 404, (method, path, refused.text)
+    for method, template, url, kwargs in requests_for(world["globex"]):
+        refused = client.request(method, url, headers=auth(keys["acme"]), **kwargs)
+        assert refused.status_code == 404, (method, template, refused.text)
         assert "secret" not in refused.text and "Floor plan" not in refused.text
-    for method, path, body in routes(world["globex"]):
-        assert client.request(method, path, json=body, headers=auth(keys["globex"])).status_code in (200, 201), path
-    templated = {(m.upper(), p) for p, ops in client.get("/openapi.json").json()["paths"].items() for m in ops
-                 if p.startswith(("/api/v1/conversations/{", "/api/v1/messages/{"))}
-    assert len(templated) == len(tested)
+    for method, template, url, kwargs in requests_for(world["globex"]):
+        response = client.request(method, url, headers=auth(keys["globex"]), **kwargs)
+        assert response.status_code in (200, 201), (template, response.text)
 
 
 def test_lists_and_cross_tenant_references(client: TestClient, keys: dict[str, str],
                                            world: dict[str, dict[str, int]]) -> None:
-    listed = client.get("/api/v1/conversations", headers=auth(keys["acme"])).json()
+    listed = client.get("/api/v1/conversations", headers=auth(keys["acme"])).json()["items"]
     assert {c["id"] for c in listed} == {world["acme"]["conversation"], world["acme"]["other"]}
     assert "globex" not in str(listed)
     assert client.get("/api/v1/inbox", headers=auth(keys["acme"])).json() == []

@@ -220,10 +220,21 @@ def _attachment_rows(attachments: Sequence[Attachment]) -> list[dict]:
 
 
 def _event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
-           conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> None:
-    session.add(NotificationEvent(tenant_id=tenant_id, kind=kind, recipient_type=recipient_type,
-                                  recipient_id=recipient_id, conversation_id=conversation_id,
-                                  message_id=message_id, payload=to_jsonable(payload)))
+           conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> NotificationEvent:
+    event = NotificationEvent(tenant_id=tenant_id, kind=kind, recipient_type=recipient_type,
+                              recipient_id=recipient_id, conversation_id=conversation_id,
+                              message_id=message_id, payload=to_jsonable(payload))
+    session.add(event)
+    return event
+
+
+def add_event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
+              conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> int:
+    """Raise a notification event from outside the pipeline (e.g. an @mention); returns its id."""
+    event = _event(session, tenant_id, kind, recipient_type, recipient_id, conversation_id=conversation_id,
+                   message_id=message_id, **payload)
+    session.flush()
+    return event.id
 
 
 def _notify_responsible(session: Session, conv: Conversation, kind: str, message_id: int | None,
@@ -763,6 +774,12 @@ def _summaries(session: Session, convs: Sequence[Conversation]) -> list[Conversa
         names.get(c.contact_id, ""), c.responsible_user_id, c.responsible_team_id, c.unit_ref, tuple(c.tags or ()),
         tuple(c.flags or ()), _aware(c.created_at), _aware(c.last_activity_at), _aware(c.last_customer_at),
         _aware(c.last_staff_at), counts.get(c.id, 0)) for c in convs]
+
+
+def summaries(session: Session, conversation_ids: Sequence[int]) -> list[ConversationSummary]:
+    """Summaries in the order of ``conversation_ids`` (for queries built by other storage modules)."""
+    convs = {c.id: c for c in session.scalars(select(Conversation).where(Conversation.id.in_(list(conversation_ids))))}
+    return _summaries(session, [convs[i] for i in conversation_ids if i in convs])
 
 
 def _view(m: Message) -> MessageView:

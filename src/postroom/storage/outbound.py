@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from postroom.errors import NotFound, PostroomError
@@ -285,6 +285,14 @@ def due_for_recovery(session: Session, *, idle: timedelta = timedelta(0), now: d
         )).order_by(OutboundMessage.id)
     )
     return list(rows)
+
+
+def status_counts(session: Session) -> list[tuple[str, int]]:
+    """Rows per status over all tenants, every status present (0 included) so alerts see a steady series."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for status, count in session.execute(select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)):
+        counts[status] = count
+    return list(counts.items())
 
 
 def list_outbound(session: Session, *, status: str | None = None, tenant: str | None = None,

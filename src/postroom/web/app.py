@@ -11,7 +11,7 @@ from postroom import metrics
 from postroom.app import App
 from postroom.queue.operations import Dispatch
 from postroom.web import errors
-from postroom.web.routers import console, conversations, health, inbound_api, operator, rules
+from postroom.web.routers import console, conversations, health, inbound_api, notifications, operator, replies, rules
 from postroom.web.routers import metrics as metrics_router
 
 DESCRIPTION = """Conversations and mail of one tenant (send its API key as `Authorization: Bearer KEY`),
@@ -19,11 +19,13 @@ plus the operator API and console (operator token), health checks and Prometheus
 Errors are JSON: `{"error": {"status", "message", "fields": [{"field", "location", "message"}]}}`."""
 
 
-def create_app(app: App, dispatch: Dispatch | None = None) -> FastAPI:
-    """Build the HTTP app; ``dispatch`` re-sends retried ids to a running pipeline."""
+def create_app(app: App, dispatch: Dispatch | None = None, dispatch_outbound: Dispatch | None = None) -> FastAPI:
+    """Build the HTTP app; ``dispatch`` re-sends retried inbound ids and ``dispatch_outbound`` hands staff
+    replies to a running pipeline (without them the pipeline's sweeper picks the rows up later)."""
     api = FastAPI(title="postroom", version="1", description=DESCRIPTION)
     api.state.postroom = app
     api.state.dispatch = dispatch
+    api.state.dispatch_outbound = dispatch_outbound
     api.state.db_metrics = metrics_router.database_registry(app)
     errors.install(api)
 
@@ -36,6 +38,7 @@ def create_app(app: App, dispatch: Dispatch | None = None) -> FastAPI:
             time.perf_counter() - started)
         return response
 
-    for module in (health, metrics_router, inbound_api, conversations, rules, operator, console):
+    for module in (health, metrics_router, inbound_api, conversations, replies, notifications, rules, operator,
+                   console):
         api.include_router(module.router)
     return api

@@ -24,6 +24,10 @@ def get_dispatch(request: Request) -> Dispatch | None:
     return request.app.state.dispatch
 
 
+def get_outbound_dispatch(request: Request) -> Dispatch | None:
+    return request.app.state.dispatch_outbound
+
+
 def db_session(request: Request) -> Iterator[Session]:
     """One committed transaction per request, like one per job in the pipeline."""
     with get_app(request).session() as session:

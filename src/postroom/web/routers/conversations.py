@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from postroom.app import App
 from postroom.errors import NotFound, PostroomError
-from postroom.storage import conversations, inbound, staff
+from postroom.storage import conversation_edits, conversation_search, conversations, inbound, mentions, staff
 from postroom.storage.apikeys import Principal
+from postroom.storage.conversation_search import ConversationFilter
 from postroom.storage.conversations import ConversationSummary, MessageView
 from postroom.web import exports
 from postroom.web.auth import tenant_principal
@@ -81,17 +82,53 @@ class ConversationDetail(ConversationOut):
     messages: list[MessageOut]
 
 
+class ConversationPage(BaseModel):
+    total: int = Field(description="Conversations matching the filters, over all pages")
+    offset: int
+    limit: int
+    items: list[ConversationOut]
+
+
 class ConversationChange(BaseModel):
-    """Only the fields sent are changed; ``responsible_user_id: null`` un-assigns."""
+    """Only the fields sent are changed; ``responsible_user_id: null`` un-assigns, ``category: null`` clears."""
 
     status: ConversationStatus | None = None
+    category: str | None = Field(default=None, max_length=100)
+    subject: str | None = Field(default=None, min_length=1, max_length=2000)
     responsible_user_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     responsible_team_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+    def changes(self) -> dict[str, object]:
+        """The fields sent, as storage changes (a ``status``/``subject`` of null means: leave as is)."""
+        sent = {name: getattr(self, name) for name in self.model_fields_set}
+        return {name: value for name, value in sent.items()
+                if value is not None or name not in ("status", "subject", "ids")}
+
+
+class BulkChange(ConversationChange):
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(min_length=1, max_length=500,
+                                                                 description="Conversations to change")
+
+
+class Updated(BaseModel):
+    updated: list[int]
+
+
+class ReadIn(BaseModel):
+    read: bool = True
+
+
+class MarkedRead(BaseModel):
+    changed: int = Field(description="Messages whose read flag changed")
 
 
 class NoteIn(BaseModel):
     user_id: int = Field(ge=1, le=2**31 - 1, description="The staff user writing the note")
     text: str = Field(min_length=1, max_length=100_000)
+
+
+class NoteOut(MessageOut):
+    mentioned_user_ids: list[int] = Field(description="Staff users the note @mentions (each got a mention event)")
 
 
 class MoveIn(BaseModel):
@@ -145,13 +182,39 @@ def detail(session: Session, principal: Principal, conversation_id: int) -> Conv
     return ConversationDetail(**ConversationOut.of(summary).model_dump(), messages=[MessageOut.of(m) for m in messages])
 
 
-@router.get("/conversations", response_model=list[ConversationOut])
-def list_conversations(principal: Principal = Depends(tenant_principal), session: Session = Depends(db_session),
-                       status: ConversationStatus | None = None,
-                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[ConversationOut]:
-    """The tenant's conversations, most recently active first."""
-    return [ConversationOut.of(c) for c in conversations.list_conversations(session, principal.tenant, status=status,
-                                                                            limit=limit)]
+@router.get("/conversations", response_model=ConversationPage)
+def list_conversations(
+        principal: Principal = Depends(tenant_principal), session: Session = Depends(db_session),
+        status: ConversationStatus | None = None,
+        category: Annotated[str | None, Query(max_length=100)] = None,
+        responsible_user_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+        responsible_team_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+        unassigned: Annotated[bool | None, Query(description="true: nobody responsible; false: someone")] = None,
+        unread: Annotated[bool | None, Query(description="true: has an unread customer message")] = None,
+        unanswered: Annotated[bool | None, Query(description="true: the customer wrote after the last reply")] = None,
+        contact: Annotated[str | None, Query(max_length=320, description="The contact's e-mail address")] = None,
+        unit: Annotated[str | None, Query(max_length=200, description="Unit or project reference")] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Text in the subject or any message")] = None,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ConversationPage:
+    """The tenant's conversations matching every filter given, most recently active first, with the total."""
+    found = conversation_search.search(session, principal.tenant_id, ConversationFilter(
+        status=status, category=category, responsible_user_id=responsible_user_id,
+        responsible_team_id=responsible_team_id, unassigned=unassigned, unread=unread, unanswered=unanswered,
+        contact_email=contact, unit_ref=unit, text=q), offset=offset, limit=limit)
+    return ConversationPage(total=found.total, offset=found.offset, limit=found.limit,
+                            items=[ConversationOut.of(c) for c in found.items])
+
+
+@router.post("/conversations/bulk", response_model=Updated)
+def bulk_change(change: BulkChange, principal: Principal = Depends(tenant_principal),
+                session: Session = Depends(db_session)) -> Updated:
+    """The same status, category, subject or responsible change on many conversations: all of them or none."""
+    changes = {name: value for name, value in change.changes().items() if name != "ids"}
+    if not changes:
+        raise PostroomError("nothing to change: send status, category, subject or a responsible user/team")
+    return Updated(updated=conversation_edits.update_conversations(session, principal.tenant_id, change.ids,
+                                                                   **changes))
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationDetail)
@@ -165,23 +228,18 @@ def show_conversation(conversation_id: RowId, principal: Principal = Depends(ten
 def change_conversation(conversation_id: RowId, change: ConversationChange,
                         principal: Principal = Depends(tenant_principal),
                         session: Session = Depends(db_session)) -> ConversationDetail:
-    """Change status and/or the responsible user or team."""
-    summary, _ = own_conversation(session, principal, conversation_id)
-    sent = change.model_fields_set
-    user, team = change.responsible_user_id, change.responsible_team_id
-    if user is not None and _user_tenant(session, user) != principal.tenant_id:
-        raise PostroomError(f"no staff user {change.responsible_user_id} in this tenant")
-    if team is not None and _team_tenant(session, team) != principal.tenant_id:
-        raise PostroomError(f"no team {change.responsible_team_id} in this tenant")
-    if change.status is not None:
-        conversations.set_status(session, conversation_id, change.status)
-    if {"responsible_user_id", "responsible_team_id"} & sent:
-        conversations.assign(
-            session, conversation_id,
-            user_id=change.responsible_user_id if "responsible_user_id" in sent else summary.responsible_user_id,
-            team_id=change.responsible_team_id if "responsible_team_id" in sent else summary.responsible_team_id)
-    session.flush()
+    """Change status, category, subject and/or the responsible user or team."""
+    own_conversation(session, principal, conversation_id)
+    conversation_edits.update_conversations(session, principal.tenant_id, [conversation_id], **change.changes())
     return detail(session, principal, conversation_id)
+
+
+@router.post("/conversations/{conversation_id}/read", response_model=MarkedRead)
+def mark_conversation_read(conversation_id: RowId, mark: ReadIn, principal: Principal = Depends(tenant_principal),
+                           session: Session = Depends(db_session)) -> MarkedRead:
+    """Mark all messages of the conversation read (``{"read": false}``: unread)."""
+    own_conversation(session, principal, conversation_id)
+    return MarkedRead(changed=conversation_edits.mark_conversation_read(session, conversation_id, mark.read))
 
 
 def _user_tenant(session: Session, user_id: int) -> int | None:
@@ -191,22 +249,17 @@ def _user_tenant(session: Session, user_id: int) -> int | None:
         return None
 
 
-def _team_tenant(session: Session, team_id: int) -> int | None:
-    try:
-        return staff.get_team(session, team_id).tenant_id
-    except NotFound:
-        return None
-
-
-@router.post("/conversations/{conversation_id}/notes", response_model=MessageOut, status_code=201)
+@router.post("/conversations/{conversation_id}/notes", response_model=NoteOut, status_code=201)
 def add_note(conversation_id: RowId, note: NoteIn, principal: Principal = Depends(tenant_principal),
-             session: Session = Depends(db_session)) -> MessageOut:
-    """Add an internal note (never mailed to the customer)."""
+             session: Session = Depends(db_session)) -> NoteOut:
+    """Add an internal note (never mailed to the customer); staff it @mentions get a ``mention`` event."""
     own_conversation(session, principal, conversation_id)
     if _user_tenant(session, note.user_id) != principal.tenant_id:
         raise PostroomError(f"no staff user {note.user_id} in this tenant")
     row = conversations.add_staff_message(session, conversation_id, note.user_id, kind="note", text=note.text)
-    return MessageOut.of(conversations.get_message(session, row))
+    mentioned = mentions.notify_mentions(session, principal.tenant_id, conversation_id, row, note.user_id, note.text)
+    return NoteOut(**MessageOut.of(conversations.get_message(session, row)).model_dump(),
+                   mentioned_user_ids=mentioned)
 
 
 @router.get("/inbox", response_model=list[MessageOut])
@@ -220,6 +273,15 @@ def list_inbox(principal: Principal = Depends(tenant_principal), session: Sessio
 def show_message(message_id: RowId, principal: Principal = Depends(tenant_principal),
                  session: Session = Depends(db_session)) -> MessageOut:
     return MessageOut.of(own_message(session, principal, message_id))
+
+
+@router.post("/messages/{message_id}/read", response_model=MessageOut)
+def mark_message_read(message_id: RowId, mark: ReadIn, principal: Principal = Depends(tenant_principal),
+                      session: Session = Depends(db_session)) -> MessageOut:
+    """Mark one message read (``{"read": false}``: unread)."""
+    own_message(session, principal, message_id)
+    conversations.mark_read(session, message_id, mark.read)
+    return MessageOut.of(conversations.get_message(session, message_id))
 
 
 @router.post("/messages/{message_id}/move", response_model=Moved)

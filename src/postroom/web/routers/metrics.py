@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from postroom import metrics
 from postroom.app import App
-from postroom.storage import inbound
+from postroom.storage import inbound, outbound
 
 router = APIRouter(tags=["health"])
 
@@ -20,14 +20,18 @@ def database_registry(app: App) -> CollectorRegistry:
         with app.session() as session:
             return [(ln.stage, ln.status, ln.count, ln.oldest) for ln in inbound.summary(session)]
 
+    def outbound_shape() -> list[tuple[str, int]]:
+        with app.session() as session:
+            return outbound.status_counts(session)
+
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(metrics.DatabaseCollector(queue_shape))
+    registry.register(metrics.DatabaseCollector(queue_shape, outbound_shape))
     return registry
 
 
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
 def scrape(request: Request) -> Response:
-    """Counters of this process and queue gauges read from the database."""
+    """Counters of this process; queue and outbound gauges read from the database."""
     body = generate_latest(metrics.REGISTRY) + generate_latest(request.app.state.db_metrics)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
