@@ -8,22 +8,28 @@ and the final state is written in the same transaction as the results.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
 
 from postroom import parsing
 from postroom.app import App
 from postroom.errors import ParseFailed
 from postroom.gateway import auth
-from postroom.model import ParsedMessage, to_jsonable
+from postroom.model import Envelope, ParsedMessage, to_jsonable
 from postroom.outbound import bounces
+from postroom.outbound.compose import Dispatch
+from postroom.rules import RoutingDecision, RuleInput, Ruleset, evaluate, guard_auto_reply, routing, sending
 from postroom.storage import conversations, inbound
+from postroom.storage import routing as routing_store
 from postroom.storage.inbound import InboundRecord
 from postroom.threading import ThreadMatch
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+AUTO_REPLY_PERIOD = timedelta(hours=24)
 
 
 class RetryLater(Exception):
@@ -40,18 +46,87 @@ def parsed_summary(parsed: ParsedMessage) -> dict:
     return to_jsonable(parsed)
 
 
-def rules_stage(app: App, record: InboundRecord, parsed: ParsedMessage, match: ThreadMatch) -> Any:
-    """Hook for the routing rules (between matching and recording); None means no decision.
+@dataclass(frozen=True)
+class Routed:
+    """The rules stage's answer plus what produced it (the input and the rule set version)."""
 
-    The rules engineer evaluates the tenant's rule set here and returns a
-    ``RoutingDecision``; ``conversations.record`` applies its category, tags,
-    unit, status and responsible to a new conversation.
+    decision: RoutingDecision
+    ruleset: Ruleset
+    input: RuleInput
+
+
+def rules_stage(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage,
+                match: ThreadMatch) -> Routed | None:
+    """Evaluate the tenant's rules (between matching and recording); None when the tenant has none.
+
+    Runs in the pipeline's transaction: contact attributes and the
+    once-a-day auto-reply limit are read from the same snapshot.
     """
-    return None
+    ruleset = routing.rulebook(app.settings.resolved_rules_dir).for_tenant(record.tenant)
+    if not ruleset.rules:
+        return None
+    inp = RuleInput.from_parsed(
+        parsed, Envelope(record.mail_from, record.rcpt_tos), is_reply=match.is_reply,
+        new_conversation=match.destination == "new",
+        contact=routing_store.contact_attributes(session, match.contact_id),
+        trusted_authserv_ids=app.settings.trusted_authserv_id_list,
+    )
+    since = datetime.now(UTC) - AUTO_REPLY_PERIOD
+    decision = guard_auto_reply(evaluate(inp, ruleset), inp, lambda address: routing_store.auto_replied_since(
+        session, record.tenant_id, address, since))
+    return Routed(decision, ruleset, inp)
 
 
-def process_inbound(app: App, inbound_id: int) -> str | None:
-    """Run one inbound row through the pipeline; return its new status, or None if skipped."""
+def _refuse(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage, routed: Routed) -> tuple[
+        str, list[int]]:
+    """Discard (kept for operators, copies still forwarded) or reject afterwards (never a bounce: the
+    sender may be forged)."""
+    decision = routed.decision
+    if decision.disposition == "discard":
+        ids, why_not = sending.forward_copies(app, session, record, parsed, decision, conversation_id=None)
+        inbound.advance(session, record.id, stage="rules", status="discarded", routing=routing.summary(
+            decision, routed.ruleset, outbound=ids, forward_suppressed=why_not))
+        return "discarded", ids
+    reason = f"rejected by rule {decision.fired[-1] if decision.fired else '?'}: {decision.reject}"
+    inbound.advance(session, record.id, stage="rules", status="rejected", last_error=_db_text(reason),
+                    routing=routing.summary(decision, routed.ruleset, decided="after DATA; no bounce sent"))
+    return "rejected", []
+
+
+def _act(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
+         recorded: conversations.Recorded, routed: Routed) -> tuple[dict, list[int]]:
+    """Apply an accepted message's decision beyond the new conversation: replies, auto-reply, copies."""
+    decision = routed.decision
+    conversation_id = recorded.conversation_id
+    if conversation_id is not None and not recorded.created_conversation and not recorded.duplicate:
+        routing_store.update_conversation(session, conversation_id,
+                                          routing.conversation_update(decision, routed.ruleset))
+    suppressed = None
+    if recorded.duplicate:
+        suppressed = "message was already recorded"
+    elif recorded.suppress_auto_reply:
+        suppressed = "message is automatic or part of a mail loop"
+    elif match.via == "forward":
+        suppressed = "message forwards another one; its sender is not the customer"
+    reply_id, reply_suppressed = sending.auto_reply(app, session, record, parsed, decision,
+                                                    conversation_id=conversation_id, sender=routed.input.from_address,
+                                                    suppressed=suppressed)
+    forward_ids, forward_suppressed = ([], "message was already recorded") if recorded.duplicate else (
+        sending.forward_copies(app, session, record, parsed, decision, conversation_id=conversation_id))
+    ids = [i for i in (reply_id, *forward_ids) if i is not None]
+    summary = routing.summary(decision, routed.ruleset, outbound=ids, forward_suppressed=forward_suppressed,
+                              auto_reply_suppressed=reply_suppressed or decision.auto_reply_suppressed)
+    if reply_suppressed:
+        summary.pop("auto_reply", None)
+    return summary, ids
+
+
+def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | None = None) -> str | None:
+    """Run one inbound row through the pipeline; return its new status, or None if skipped.
+
+    ``dispatch_outbound`` gets the ids of mail the rules queued (auto-reply,
+    forwarded copies) after the commit; without it the sweeper sends them.
+    """
     with app.session() as session:
         record = inbound.claim(session, inbound_id, lease=timedelta(seconds=app.settings.processing_lease_seconds))
     if record is None:
@@ -82,17 +157,28 @@ def process_inbound(app: App, inbound_id: int) -> str | None:
                 auth_results=verdicts,
             )
         # threading -> rules -> storage -> done: one transaction, so a retry finds all of it or none of it
+        outbound_ids: list[int] = []
         with app.session() as session:
             conversations.lock_tenant(session, record.tenant_id)
             match = conversations.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
             stage = "rules"
-            decision = rules_stage(app, record, parsed, match)
-            stage = "storage"
-            conversations.record(session, record, parsed, match, decision)
-            if parsed.bounce is not None:
-                bounces.handle_bounces(session, record.tenant_id)
-            inbound.advance(session, inbound_id, stage="done", status="done")
-        return "done"
+            routed = rules_stage(app, session, record, parsed, match)
+            if routed is not None and routed.decision.disposition != "accept":
+                status, outbound_ids = _refuse(app, session, record, parsed, routed)
+            else:
+                stage = "storage"
+                recorded = conversations.record(session, record, parsed, match,
+                                                routed.decision if routed else None)
+                summary = None
+                if routed is not None:
+                    summary, outbound_ids = _act(app, session, record, parsed, match, recorded, routed)
+                if parsed.bounce is not None:
+                    bounces.handle_bounces(session, record.tenant_id)
+                status = "done"
+                inbound.advance(session, inbound_id, stage="done", status="done", routing=summary)
+        if outbound_ids and dispatch_outbound is not None:
+            dispatch_outbound(outbound_ids)
+        return status
     except Exception as exc:
         final = record.attempts >= MAX_ATTEMPTS
         with app.session() as session:

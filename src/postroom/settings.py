@@ -44,6 +44,7 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     rules_dir: str = ""
+    discard_retention_days: int = 30
     worker_threads: int = 4
     outbound_url: str = ""
     portal_webhook_url: str = ""

@@ -1,5 +1,8 @@
 """aiosmtpd handler: refuse what is not ours at RCPT, store durably at DATA.
 
+An optional ``screen`` (the tenants' reject rules, see rules/routing.py) may
+refuse a message at the end of DATA, before anything is stored.
+
 The handler answers 250 only after ``intake`` has committed the raw bytes and
 the inbound rows; any storage error becomes 451 so the sending MTA retries.
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 
@@ -42,12 +45,14 @@ class GatewayHandler:
         *,
         max_recipients: int = 100,
         limits: RateLimits | None = None,
+        screen: Callable[[IntakeItem], Awaitable[str | None]] | None = None,
     ) -> None:
         self.directory = directory
         self.submit = submit
         self.dispatch = dispatch
         self.max_recipients = max_recipients
         self.limits = limits or RateLimits.unlimited()
+        self.screen = screen
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -102,6 +107,15 @@ class GatewayHandler:
             ),
             tenant_rcpts=by_tenant,
         )
+        if self.screen is not None:
+            try:
+                refusal = await self.screen(item)
+            except Exception:  # a rules problem must never lose or refuse mail: the pipeline decides then
+                log.exception("DATA-time rules check failed; accepting")
+                refusal = None
+            if refusal is not None:
+                metrics.REFUSED.labels("rules_rejected").inc()
+                return refusal
         try:
             with metrics.INTAKE_SECONDS.time():
                 ids = await asyncio.wrap_future(self.submit(item))

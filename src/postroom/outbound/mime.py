@@ -6,6 +6,8 @@ words, folds long headers and uses CRLF, so what we build is what relays expect.
 
 from __future__ import annotations
 
+import email
+import email.policy
 from collections.abc import Callable
 from email.message import MIMEPart
 from email.policy import SMTP
@@ -41,6 +43,10 @@ def _cte(text: str) -> str:
 
 
 def _attach(msg: MIMEPart, ref: AttachmentRef, data: bytes) -> None:
+    if ref.content_type == "message/rfc822":
+        # RFC 2046 5.2.1: an attached message is 7bit/8bit, never base64, so it is added as a message
+        msg.add_attachment(email.message_from_bytes(data, policy=email.policy.default), filename=ref.filename)
+        return
     maintype, _, subtype = (ref.content_type or "application/octet-stream").partition("/")
     msg.add_attachment(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
                        filename=ref.filename)

@@ -18,7 +18,7 @@ from dramatiq import Broker, Worker
 from postroom import flow
 from postroom.app import App
 from postroom.outbound import delivery
-from postroom.storage import conversations, inbound
+from postroom.storage import conversations, inbound, routing
 from postroom.storage import outbound as outbound_store
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Pipeline:
         self._sweeper: threading.Thread | None = None
 
     def _process_inbound(self, inbound_id: int) -> None:
-        flow.process_inbound(self.app, inbound_id)
+        flow.process_inbound(self.app, inbound_id, dispatch_outbound=self.dispatch_outbound)
 
     def _deliver(self, outbound_id: int) -> None:
         """One attempt; a deferral is scheduled as a delayed message (the sweeper is the safety net)."""
@@ -92,6 +92,15 @@ class Pipeline:
             closed = conversations.autoclose(session)
         return sum(len(ids) for ids in closed.values())
 
+    def purge_discarded(self) -> int:
+        """The retention job: delete discarded inbound rows older than ``discard_retention_days``."""
+        with self.app.session() as session:
+            purged = routing.purge_discarded(
+                session, older_than=timedelta(days=self.app.settings.discard_retention_days))
+        if purged:
+            log.info("purged %s discarded inbound messages past their retention", len(purged))
+        return len(purged)
+
     def start_sweeper(self, every: float = SWEEP_EVERY) -> None:
         def loop() -> None:
             next_autoclose = time.monotonic()
@@ -106,6 +115,10 @@ class Pipeline:
                         self.autoclose()
                     except Exception as exc:
                         log.warning("auto-close job failed: %s", exc)
+                    try:
+                        self.purge_discarded()
+                    except Exception as exc:
+                        log.warning("discard purge job failed: %s", exc)
 
         self._sweeper = threading.Thread(target=loop, name="postroom-sweeper", daemon=True)
         self._sweeper.start()

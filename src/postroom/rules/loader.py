@@ -58,6 +58,14 @@ class RuleBook:
                 self._reload(slug, path, entry, stamp)
             return entry.ruleset
 
+    def peek(self, slug: str) -> Ruleset | None:
+        """The loaded rules if the file is unchanged (one ``stat``), else None: for callers that must not block
+        on reading and validating a file (the gateway's event loop), who then call ``for_tenant`` off-loop."""
+        entry = self._entries.get(slug)
+        if entry is None or _stamp(self.path_for(slug)) != entry.stamp:
+            return None
+        return entry.ruleset
+
     def errors(self, slug: str) -> tuple[str, ...]:
         """Problems with the tenant's file on disk, empty when the loaded version is current."""
         self.for_tenant(slug)

@@ -18,12 +18,15 @@ class Node:
 
     ``test`` is a plain closure (no bound-method or tree-walking overhead on
     the hot path); ``explain`` is the slower walk that also says which node
-    decided. ``where`` is ``line:col`` in the rules file.
+    decided. ``where`` is ``line:col`` in the rules file; ``fields`` names
+    the predicates the subtree reads (the gateway only decides at DATA time
+    rules that need no threading facts).
     """
 
     test: Test
     text: str
     where: str
+    fields: frozenset[str] = frozenset()
 
     def explain(self, facts: Facts) -> tuple[bool, Node]:
         """Outcome plus the node that decided it."""
@@ -35,6 +38,7 @@ class Leaf(Node):
         view, build = OPERATORS[op]
         numeric = PREDICATES[name].kind in (Kind.NUMBER, Kind.FLAG)
         label = f"{name} {param}" if param else name
+        self.fields = frozenset({name})
         self.text = f"{label} is {json.dumps(operand)}" if op == "flag" else (
             f"{label} {op} {json.dumps(operand, ensure_ascii=False)}"
         )
@@ -58,6 +62,7 @@ class Leaf(Node):
 class All(Node):
     def __init__(self, children: tuple[Node, ...], where: str) -> None:
         self.children = children
+        self.fields = frozenset().union(*(c.fields for c in children))
         self.text = f"all {len(children)} conditions matched"
         self.where = where
         tests = tuple(c.test for c in children)
@@ -78,6 +83,7 @@ class All(Node):
 class AnyOf(Node):
     def __init__(self, children: tuple[Node, ...], where: str) -> None:
         self.children = children
+        self.fields = frozenset().union(*(c.fields for c in children))
         self.text = f"none of {len(children)} conditions matched (any)"
         self.where = where
         tests = tuple(c.test for c in children)
@@ -98,6 +104,7 @@ class AnyOf(Node):
 class Not(Node):
     def __init__(self, child: Node, where: str) -> None:
         self.child = child
+        self.fields = child.fields
         self.text = f"not ({child.text})"
         self.where = where
         inner = child.test

@@ -42,6 +42,7 @@ class InboundRecord:
     message_id: str | None
     subject: str | None
     sender: str | None
+    routing: dict | None = None
 
 
 def _aware(value: datetime) -> datetime:
@@ -55,7 +56,7 @@ def _record(row: InboundMessage, slug: str) -> InboundRecord:
         mail_from=row.mail_from, rcpt_tos=tuple(row.rcpt_tos or ()), client_ip=row.client_ip, helo=row.helo,
         received_at=_aware(row.received_at), stage=row.stage, status=row.status, attempts=row.attempts,
         last_error=row.last_error, updated_at=_aware(row.updated_at), message_id=row.message_id,
-        subject=row.subject, sender=row.sender,
+        subject=row.subject, sender=row.sender, routing=row.routing,
     )
 
 

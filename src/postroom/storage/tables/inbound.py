@@ -45,3 +45,4 @@ class InboundMessage(Base):
     sender: Mapped[str | None] = mapped_column(String(512), default=None)
     parsed: Mapped[dict | None] = mapped_column(default=None)
     auth_results: Mapped[dict | None] = mapped_column(default=None)  # gateway.auth.AuthResults as JSON
+    routing: Mapped[dict | None] = mapped_column(default=None)  # rules stage: fired rules, disposition, actions

@@ -1,0 +1,115 @@
+"""Real parts for the rules-in-the-pipeline tests: a relay sink for outbound mail, a service sending to it."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import os
+import smtplib
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from postroom.service import Service
+from postroom.settings import Settings
+from postroom.storage import inbound
+from postroom.storage.inbound import InboundRecord
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Delivered:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+@dataclass
+class Sink:
+    """The outbound relay: accepts everything and keeps what it got."""
+
+    port: int
+    received: list[Delivered] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?timeout=5"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.received.append(Delivered(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 2.0.0 Ok"
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    handler = Sink(port=free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port, decode_data=False)
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+def write_rules(settings: Settings, slug: str, text: str) -> Path:
+    """Write a tenant's rules file, moving its mtime forward so a coarse clock cannot hide the change."""
+    folder = Path(settings.rules_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{slug}.yaml"
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text)
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+    return path
+
+
+@pytest.fixture
+def routed(settings: Settings, sink: Sink, tenant_ids: dict[str, int]) -> Iterator[Service]:
+    """The real service with outbound mail going to the sink."""
+    svc = Service(settings.replace(outbound_url=sink.url, outbound_backoff_ms=20, outbound_max_backoff_ms=100))
+    svc.start()
+    if settings.broker_url:
+        svc.pipeline.broker.flush_all()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def send(routed: Service) -> Iterator[Callable[..., dict]]:
+    """Send one message to the routed service over SMTP; returns smtplib's refused-recipients dict."""
+    clients: list[smtplib.SMTP] = []
+
+    def deliver(raw: bytes, *, mail_from: str = "jean@example.com",
+                rcpts: tuple[str, ...] = ("inbox@acme.mail.test",)) -> dict:
+        client = smtplib.SMTP("127.0.0.1", routed.smtp_port, timeout=10)
+        clients.append(client)
+        return client.sendmail(mail_from, list(rcpts), raw)
+
+    yield deliver
+    for client in clients:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            client.quit()
+
+
+def rows(svc: Service, status: str | None = None) -> list[InboundRecord]:
+    with svc.app.session() as session:
+        return inbound.list_inbound(session, status=status)
+
+
+def finished(svc: Service, count: int = 1) -> list[InboundRecord]:
+    """The inbound rows once ``count`` of them reached a final status (else [] to keep waiting)."""
+    found = [r for r in rows(svc) if r.status in inbound.TERMINAL]
+    return found if len(found) >= count else []
