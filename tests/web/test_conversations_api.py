@@ -68,7 +68,8 @@ ROW_ROUTES: list[tuple[str, str, dict]] = [
     ("POST", "/api/v1/conversations/{conversation_id}/notes", {"json": {"user_id": "{user}", "text": "ask @anna"}}),
     ("POST", "/api/v1/conversations/{conversation_id}/read", {"json": {"read": True}}),
     ("POST", "/api/v1/conversations/{conversation_id}/replies",
-     {"data": {"user_id": "{user}", "text": "The keys are ready."}, "files": [("files", ("a.txt", b"x", "text/plain"))]}),
+     {"data": {"user_id": "{user}", "text": "The keys are ready."},
+      "files": [("files", ("a.txt", b"x", "text/plain"))]}),
     ("GET", "/api/v1/conversations/{conversation_id}/export.mbox", {}),
     ("GET", "/api/v1/conversations/{conversation_id}/export.pdf", {}),
     ("GET", "/api/v1/messages/{message_id}", {}),
@@ -95,7 +96,8 @@ def _fill(value: object, ids: dict[str, int]) -> object:
 
 def requests_for(ids: dict[str, int]) -> list[tuple[str, str, str, dict]]:
     values = {"conversation_id": ids["conversation"], "message_id": ids["message"], "index": 0}
-    return [(method, template, template.format(**values), _fill(kwargs, ids)) for method, template, kwargs in ROW_ROUTES]
+    return [(method, template, template.format(**values), _fill(kwargs, ids))
+            for method, template, kwargs in ROW_ROUTES]
 
 
 def test_every_tenant_route_is_isolation_tested(client: TestClient) -> None:
