@@ -85,6 +85,11 @@ class Conversation(Base):
         Index("ix_conversations_tenant_contact_subject", "tenant_id", "contact_id", "subject_key"),
         Index("ix_conversations_tenant_subject", "tenant_id", "subject_key"),
         Index("ix_conversations_tenant_status_activity", "tenant_id", "status", "last_activity_at"),
+        Index("ix_conversations_tenant_activity", "tenant_id", "last_activity_at"),
+        Index("ix_conversations_tenant_category", "tenant_id", "category"),
+        Index("ix_conversations_tenant_responsible_user", "tenant_id", "responsible_user_id"),
+        Index("ix_conversations_tenant_responsible_team", "tenant_id", "responsible_team_id"),
+        Index("ix_conversations_tenant_unit", "tenant_id", "unit_ref"),
     )
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
@@ -173,7 +178,8 @@ class NotificationEvent(Base):
     """Someone must be told something: staff of a new customer message, a customer of a moved message."""
 
     __tablename__ = "notification_events"
-    __table_args__ = (Index("ix_notification_events_tenant_pending", "tenant_id", "delivered_at"),)
+    __table_args__ = (Index("ix_notification_events_tenant_pending", "tenant_id", "delivered_at"),
+                      Index("ix_notification_events_tenant_recipient", "tenant_id", "recipient_type", "recipient_id"))
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
