@@ -100,9 +100,9 @@ class ConversationChange(BaseModel):
 
     def changes(self) -> dict[str, object]:
         """The fields sent, as storage changes (a ``status``/``subject`` of null means: leave as is)."""
-        sent = {name: getattr(self, name) for name in self.model_fields_set}
-        return {name: value for name, value in sent.items()
-                if value is not None or name not in ("status", "subject", "ids")}
+        fields = set(ConversationChange.model_fields) & self.model_fields_set
+        return {name: getattr(self, name) for name in fields
+                if getattr(self, name) is not None or name not in ("status", "subject")}
 
 
 class BulkChange(ConversationChange):
@@ -210,7 +210,7 @@ def list_conversations(
 def bulk_change(change: BulkChange, principal: Principal = Depends(tenant_principal),
                 session: Session = Depends(db_session)) -> Updated:
     """The same status, category, subject or responsible change on many conversations: all of them or none."""
-    changes = {name: value for name, value in change.changes().items() if name != "ids"}
+    changes = change.changes()
     if not changes:
         raise PostroomError("nothing to change: send status, category, subject or a responsible user/team")
     return Updated(updated=conversation_edits.update_conversations(session, principal.tenant_id, change.ids,
