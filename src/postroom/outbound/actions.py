@@ -20,7 +20,7 @@ from postroom.errors import NotFound, PostroomError
 from postroom.outbound import compose
 from postroom.outbound.compose import Dispatch
 from postroom.outbound.model import AttachmentRef, OutboundContext, Person, QuotedMessage, Staff
-from postroom.storage import conversations, staff, tenants
+from postroom.storage import conversations, mentions, staff, tenants
 from postroom.storage import outbound as outbound_store
 from postroom.storage.outbound import AttemptRecord, OutboundRecord
 from postroom.storage.staff import StaffUserInfo
@@ -116,13 +116,14 @@ def reply(app: App, conversation_id: int, staff_email: str, text: str, *,
 
 
 def note(app: App, conversation_id: int, staff_email: str, text: str) -> int:
-    """Add an internal note: stored on the conversation, never sent anywhere."""
+    """Add an internal note: stored on the conversation, never sent anywhere; @mentioned staff are told."""
     if not text.strip():
         raise PostroomError("a note needs some text")
     with app.session() as session:
         summary, _ = conversations.get_conversation(session, conversation_id)
         user = _staff_user(session, summary.tenant_id, staff_email)
-        return conversations.add_staff_message(session, conversation_id, user.id, kind="note", text=text.strip())
+        row, _mentioned = mentions.add_note(session, summary.tenant_id, conversation_id, user.id, text.strip())
+        return row
 
 
 def automatic(app: App, conversation_id: int, *, kind: str, text: str = "", template: str | None = None,

@@ -76,3 +76,10 @@ def notify_mentions(session: Session, tenant_id: int, conversation_id: int, mess
                                 by_user_id=author_id, by_name=author.name if author else "",
                                 excerpt=" ".join(text.split())[:EXCERPT])
     return [u.id for u in mentioned]
+
+
+def add_note(session: Session, tenant_id: int, conversation_id: int, author_id: int,
+             text: str) -> tuple[int, list[int]]:
+    """Store an internal note and tell the staff it @mentions; (message row, mentioned user ids)."""
+    row = conversations.add_staff_message(session, conversation_id, author_id, kind="note", text=text)
+    return row, notify_mentions(session, tenant_id, conversation_id, row, author_id, text)

@@ -256,8 +256,7 @@ def add_note(conversation_id: RowId, note: NoteIn, principal: Principal = Depend
     own_conversation(session, principal, conversation_id)
     if _user_tenant(session, note.user_id) != principal.tenant_id:
         raise PostroomError(f"no staff user {note.user_id} in this tenant")
-    row = conversations.add_staff_message(session, conversation_id, note.user_id, kind="note", text=note.text)
-    mentioned = mentions.notify_mentions(session, principal.tenant_id, conversation_id, row, note.user_id, note.text)
+    row, mentioned = mentions.add_note(session, principal.tenant_id, conversation_id, note.user_id, note.text)
     return NoteOut(**MessageOut.of(conversations.get_message(session, row)).model_dump(),
                    mentioned_user_ids=mentioned)
 
