@@ -61,6 +61,7 @@ class Figures:
     duplicated: int = 0
     lost: int = 0
     reprocessed: int = 0
+    orphan_temp_files: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -240,7 +241,9 @@ class Run:
         blob_ids: Counter[str] = Counter()
         root = Path(self.settings.resolved_blob_url.removeprefix("file://"))
         for path in root.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.is_file() and ".tmp-" in path.name:
+                self.figures.orphan_temp_files += 1  # a write cut by SIGKILL before its rename: garbage, not data
+            elif path.is_file():
                 found = _MSGID.search(path.read_bytes())
                 if found:
                     blob_ids[found.group(1).decode()] += 1
@@ -260,7 +263,11 @@ class Run:
         self.figures.stored = sum(1 for m in self.acked if blob_ids[m] >= 1 and row_ids[m] >= 1 and done_ids[m] >= 1)
         self.figures.lost = len(self.acked) - self.figures.stored
         every = set(blob_ids) | set(row_ids)
-        self.figures.duplicated = sum(1 for m in every if blob_ids[m] > 1 or row_ids[m] > 1 or done_ids[m] > 1)
+        duplicated = sorted(m for m in every if blob_ids[m] > 1 or row_ids[m] > 1 or done_ids[m] > 1)
+        self.figures.duplicated = len(duplicated)
+        for mid in duplicated[:5]:
+            self.figures.notes.append(f"duplicate {mid}: {blob_ids[mid]} blobs, {row_ids[mid]} rows, "
+                                      f"{done_ids[mid]} done rows")
         stray = every - set(self.messages)
         if stray:
             self.figures.notes.append(f"{len(stray)} stored items are not messages this run sent")
@@ -307,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         mid_send = figures.kills - figures.stage_kills
         print(f"kills {figures.kills} (mid-send {mid_send}, mid-stage {figures.stage_kills}); "
               f"rows in processing at the kills: {figures.rows_processing_at_kills}; "
-              f"rows processed more than once after a kill (idempotent re-run): {figures.reprocessed}")
+              f"rows processed more than once after a kill (idempotent re-run): {figures.reprocessed}; "
+              f"blob temp files left by killed writes: {figures.orphan_temp_files}")
         for note in figures.notes:
             print(f"note: {note}")
         if args.keep:

@@ -184,6 +184,8 @@ def main() -> int:
         f"| lost | {crashed.get('lost', '?')} |",
         f"| rows in processing at the kills | {crashed.get('rows_processing_at_kills', '?')} |",
         f"| rows re-run after a kill (idempotent) | {crashed.get('reprocessed', '?')} |",
+        f"| blob temp files left by writes cut by a kill (never renamed into place) | "
+        f"{crashed.get('orphan_temp_files', '?')} |",
         f"| wall time | {crashed.get('wall', '?')} s |",
         "",
         f"Last line: `{crashed['last_line']}` (exit {crashed['exit']}).",
