@@ -1,13 +1,19 @@
 """Assemble and run postroom's parts: storage, pipeline workers, SMTP gateway.
 
 ``postroom serve`` and the end-to-end tests both use ``Service``, so what is
-tested is what runs.
+tested is what runs. ``SmtpProcesses`` adds gateway processes on the same
+port (SO_REUSEPORT) so receiving is not capped by one interpreter's GIL.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
 import ssl
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from postroom.app import App
@@ -41,6 +47,9 @@ class Service:
     run_smtp: bool = True
     run_workers: bool = True
     run_http: bool = True
+    reuse_port: bool = False
+    migrate: bool = True
+    dispatch: Callable[[Iterable[int]], None] | None = None  # where accepted ids go; default this pipeline
     app: App = field(init=False)
     pipeline: Pipeline = field(init=False)
     committer: GroupCommitter | None = field(default=None, init=False)
@@ -48,7 +57,7 @@ class Service:
     http: HttpServer | None = field(default=None, init=False)
 
     def start(self) -> Service:
-        self.app = App.open(self.settings)
+        self.app = App.open(self.settings, migrate=self.migrate)
         broker = make_broker(self.settings)
         broker.add_middleware(StageMetrics())
         broker.add_middleware(LogContext(inbound_tenant(self.app)))
@@ -61,7 +70,7 @@ class Service:
             self.pipeline.start_sweeper()
         if self.run_smtp:
             self.committer = GroupCommitter(self.app.sessions, self.app.blobs)
-            handler = GatewayHandler(self.app.directory, self.committer.submit, self.pipeline.dispatch,
+            handler = GatewayHandler(self.app.directory, self.committer.submit, self.dispatch or self.pipeline.dispatch,
                                      max_recipients=self.settings.max_recipients,
                                      limits=rate_limits(self.settings),
                                      screen=DataScreen(self.settings, self.app.directory).check)
@@ -71,6 +80,7 @@ class Service:
                 data_size_limit=self.settings.max_message_size,
                 max_connections_per_ip=self.settings.max_connections_per_ip,
                 timeout=self.settings.smtp_timeout, tls_context=tls_context(self.settings),
+                reuse_port=self.reuse_port,
             )
             self.gateway.start()
         if self.run_http:
@@ -99,3 +109,76 @@ class Service:
             self.committer.close()
         self.pipeline.stop()
         self.app.close()
+
+
+def _smtp_process(settings: Settings, ids: multiprocessing.Queue | None, ready: multiprocessing.Queue) -> None:
+    """Body of one extra gateway process: SMTP only, no workers, no HTTP, no migrations."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    relay = (lambda batch: ids.put(list(batch))) if ids is not None else None
+    service = Service(settings, run_workers=False, run_http=False, reuse_port=True, migrate=False,
+                      dispatch=relay).start()
+    ready.put(os.getpid())
+    stop.wait()
+    service.stop()
+
+
+class SmtpProcesses:
+    """``count`` extra gateway processes listening on the same port as the main one (SO_REUSEPORT).
+
+    Each has its own event loop and group committer; SQLite (WAL, BEGIN
+    IMMEDIATE, busy timeout) or PostgreSQL serialises their commits. With the
+    in-process broker the ids they accept are relayed to ``dispatch`` (the main
+    process's pipeline), so the workers run once, in the main process; with
+    Redis or RabbitMQ they enqueue directly.
+    """
+
+    def __init__(self, settings: Settings, count: int, dispatch: Callable[[Iterable[int]], None] | None) -> None:
+        self.settings = settings
+        self.count = count
+        self.dispatch = dispatch
+        self.pids: list[int] = []
+        self._ctx = multiprocessing.get_context("spawn")  # the parent already runs threads: never fork it
+        self._ids: multiprocessing.Queue | None = None
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._relay: threading.Thread | None = None
+
+    def start(self, timeout: float = 60.0) -> SmtpProcesses:
+        ready: multiprocessing.Queue = self._ctx.Queue()
+        if self.dispatch is not None and not self.settings.broker_url:
+            self._ids = self._ctx.Queue()
+            self._relay = threading.Thread(target=self._relay_ids, name="postroom-smtp-relay", daemon=True)
+            self._relay.start()
+        for n in range(self.count):
+            proc = self._ctx.Process(target=_smtp_process, args=(self.settings, self._ids, ready),
+                                     name=f"postroom-smtp-{n + 1}", daemon=True)
+            proc.start()
+            self._procs.append(proc)
+        try:
+            self.pids = [ready.get(timeout=timeout) for _ in self._procs]
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{self.count} extra SMTP process(es) did not start within {timeout:.0f} s") from None
+        return self
+
+    def _relay_ids(self) -> None:
+        assert self._ids is not None and self.dispatch is not None
+        while (batch := self._ids.get()) is not None:
+            self.dispatch(batch)
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in self._procs:
+            proc.join(20)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self._procs.clear()
+        if self._ids is not None:
+            self._ids.put(None)
+            if self._relay is not None:
+                self._relay.join(10)

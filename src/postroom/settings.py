@@ -34,6 +34,7 @@ class Settings:
     max_recipients: int = 100
     max_connections_per_ip: int = 20
     smtp_timeout: int = 300
+    smtp_processes: int = 1
     rate_ip_per_minute: int = 1200
     rate_ip_burst: int = 600
     rate_sender_per_minute: int = 300

@@ -12,7 +12,7 @@ from postroom.cli.common import settings_of
 from postroom.logs import LogContext, configure, inbound_tenant
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
-from postroom.service import Service
+from postroom.service import Service, SmtpProcesses
 from postroom.settings import redact_url
 
 
@@ -49,15 +49,27 @@ def init(ctx: click.Context) -> None:
 
 @click.command()
 @click.option("--no-workers", is_flag=True, help="Only receive; leave processing to `postroom worker`.")
+@click.option("--smtp-processes", type=click.IntRange(min=1), default=None,
+              help="Gateway processes sharing the SMTP port (default POSTROOM_SMTP_PROCESSES, 1).")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
-def serve(ctx: click.Context, no_workers: bool, verbose: bool) -> None:
+def serve(ctx: click.Context, no_workers: bool, smtp_processes: int | None, verbose: bool) -> None:
     """Run the SMTP gateway, the HTTP API and console (and, with the in-process broker, the workers)."""
     _logging(ctx, verbose)
     settings = settings_of(ctx)
-    service = Service(settings, run_workers=not no_workers).start()
+    processes = smtp_processes or settings.smtp_processes
+    service = Service(settings, run_workers=not no_workers, reuse_port=processes > 1).start()
     host, port = settings.smtp_address
-    click.echo(f"postroom listening: smtp://{host}:{service.smtp_port} for *.{settings.mail_domain}", err=True)
+    extra: SmtpProcesses | None = None
+    if processes > 1:
+        try:
+            extra = SmtpProcesses(settings.replace(smtp_listen=f"{host}:{service.smtp_port}"), processes - 1,
+                                  service.pipeline.dispatch).start()
+        except BaseException:
+            service.stop()
+            raise
+    click.echo(f"postroom listening: smtp://{host}:{service.smtp_port} for *.{settings.mail_domain}"
+               f" ({processes} process{'es' if processes > 1 else ''})", err=True)
     click.echo(f"HTTP API {service.http_url}/docs  console {service.http_url}/console  "
                f"metrics {service.http_url}/metrics", err=True)
     click.echo(f"database {redact_url(settings.resolved_database_url)}  "
@@ -66,6 +78,8 @@ def serve(ctx: click.Context, no_workers: bool, verbose: bool) -> None:
     try:
         _wait_for_signal()
     finally:
+        if extra is not None:
+            extra.stop()
         service.stop()
 
 

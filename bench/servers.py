@@ -1,0 +1,102 @@
+"""Start the servers the benchmarks compare, each in its own process, and stop them again."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+POSTROOM = str(VENV_BIN / "postroom")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_smtp(port: int, timeout: float = 30.0) -> None:
+    """Wait until something on ``port`` greets with 220."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                if sock.recv(512).startswith(b"220"):
+                    sock.sendall(b"QUIT\r\n")
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"no SMTP server came up on port {port}")
+
+
+def wait_for_banner(proc: subprocess.Popen) -> None:
+    """``postroom serve`` prints its banner once every gateway process listens; then drain its stderr."""
+    seen = b""
+    while b"postroom listening" not in seen:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError(f"postroom serve exited: {seen.decode(errors='replace')}")
+        seen += line
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def sink() -> Iterator[int]:
+    """aiosmtpd with a handler that drops the mail."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.sink", str(port)], cwd=BENCH.parent,
+                            stdout=subprocess.DEVNULL)
+    try:
+        wait_for_smtp(port)
+        yield port
+    finally:
+        _stop(proc)
+
+
+def postroom_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, POSTROOM_DATA_DIR=str(data_dir), POSTROOM_SMTP_LISTEN=f"127.0.0.1:{port}",
+               POSTROOM_MAIL_DOMAIN="mail.test", POSTROOM_MAX_CONNECTIONS_PER_IP="200",
+               POSTROOM_HTTP_LISTEN="127.0.0.1:0", POSTROOM_RATE_IP_PER_MINUTE="0", POSTROOM_RATE_SENDER_PER_MINUTE="0")
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def postroom(*, processes: int = 1, workers: bool = False, env: dict[str, str] | None = None,
+             data_dir: Path | None = None) -> Iterator[tuple[int, Path]]:
+    """``postroom serve`` on the embedded default (SQLite + blob folder) in a fresh temp data dir."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="postroom-bench-", dir=data_dir) as tmp:
+        data = Path(tmp) / "data"
+        penv = postroom_env(data, port, **(env or {}))
+        subprocess.run([POSTROOM, "tenant", "add", "acme"], env=penv, check=True, stdout=subprocess.DEVNULL)
+        cmd = [POSTROOM, "serve"]
+        if not workers:
+            cmd.append("--no-workers")
+        if processes > 1:
+            cmd += ["--smtp-processes", str(processes)]
+        proc = subprocess.Popen(cmd, env=penv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_banner(proc)
+            wait_for_smtp(port)
+            yield port, data
+        finally:
+            _stop(proc)

@@ -1,0 +1,122 @@
+"""Several gateway processes on one port: each accepts connections and stores mail; the pipeline runs once.
+
+Runs the real ``postroom serve --smtp-processes 3`` and finds, through
+/proc, which process owns the server side of every client connection.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postroom.app import App
+from postroom.settings import Settings
+from postroom.storage import inbound
+from postroom.testing import make_eml, wait_until
+
+PROCESSES = 3
+CONNECTIONS = 30
+
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _greets(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            return sock.recv(100).startswith(b"220")
+    except OSError:
+        return False
+
+
+def _descendants(pid: int) -> set[int]:
+    found = {pid}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found |= _descendants(int(child))
+    return found
+
+
+def _owner(server_port: int, client_port: int, pids: set[int]) -> int:
+    """The pid holding the server end of the 127.0.0.1 connection from ``client_port``."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if fields[3] == "01" and (local, remote) == (server_port, client_port):
+            inode = fields[9]
+    assert inode is not None, f"no server socket for client port {client_port}"
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    raise AssertionError(f"no process owns socket inode {inode}")
+
+
+@pytest.fixture
+def serve(settings: Settings, tenant_ids: dict[str, int]) -> Iterator[tuple[int, int]]:
+    port = _free_port()
+    env = dict(os.environ, POSTROOM_DATA_DIR=str(settings.data_dir), POSTROOM_DATABASE_URL=settings.database_url,
+               POSTROOM_BROKER_URL=settings.broker_url, POSTROOM_MAIL_DOMAIN=settings.mail_domain,
+               POSTROOM_SMTP_LISTEN=f"127.0.0.1:{port}", POSTROOM_HTTP_LISTEN="127.0.0.1:0",
+               POSTROOM_RULES_DIR=settings.rules_dir, POSTROOM_WORKER_THREADS="2",
+               POSTROOM_MAX_CONNECTIONS_PER_IP=str(CONNECTIONS))
+    cli = Path(sys.executable).parent / "postroom"
+    proc = subprocess.Popen([str(cli), "serve", "--smtp-processes", str(PROCESSES)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        banner = b""
+        while b"postroom listening" not in banner:  # printed once every gateway process is ready
+            line = proc.stderr.readline()
+            assert line, f"postroom serve exited: {banner.decode(errors='replace')}"
+            banner += line
+        assert _greets(port)
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe from filling up
+        yield proc.pid, port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_every_process_accepts_and_stores_and_the_pipeline_runs_once(serve: tuple[int, int], app: App) -> None:
+    pid, port = serve
+    pids = _descendants(pid)
+    clients = [smtplib.SMTP("127.0.0.1", port, timeout=20) for _ in range(CONNECTIONS)]
+    owners = [_owner(port, client.sock.getsockname()[1], pids) for client in clients]
+    assert len(set(owners)) == PROCESSES, f"connections per process: {[owners.count(p) for p in set(owners)]}"
+    sent = {}
+    for n, client in enumerate(clients):
+        raw = make_eml(subject=f"reuseport {n}", to="inbox@acme.mail.test")
+        client.sendmail("jean@example.com", ["inbox@acme.mail.test"], raw)
+        sent[f"reuseport {n}"] = raw
+        client.quit()
+
+    def all_done() -> list[inbound.InboundRecord] | None:
+        with app.session() as session:
+            rows = inbound.list_inbound(session, limit=1000)
+        return rows if len(rows) == CONNECTIONS and all(r.status == "done" for r in rows) else None
+
+    rows = wait_until(all_done, timeout=90, interval=0.2)
+    assert {r.subject: app.blobs.get(r.sha256) for r in rows} == sent
+    assert all(r.attempts == 1 for r in rows)  # claimed and processed once, by the one set of workers
+    time.sleep(0.5)
+    with app.session() as session:
+        assert len(inbound.list_inbound(session, limit=1000)) == CONNECTIONS
