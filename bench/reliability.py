@@ -212,7 +212,10 @@ def main() -> int:
         "",
         *_counts_table(suites),
         "",
-        f"Overall: {'all promises held' if ok else 'SOME CHECK FAILED (see above)'}.",
+        "Overall: " + ("all promises held." if ok else "not all held: " + "; ".join(filter(None, [
+            "" if crashed.get("ok") else "crash test",
+            f"atheris found {', '.join(fuzzed['kinds'])} in the parser" if fuzzed["crashes"] else "",
+            *[f"{file} failed" for file, c in suites.items() if c.get("failed")]])) + "."),
         "",
     ]
     MD.write_text("\n".join(lines))
