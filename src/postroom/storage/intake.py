@@ -1,9 +1,10 @@
 """Durable intake: raw bytes to the blob store and inbound rows to the database.
 
-Concurrent SMTP sessions hand their message to one writer thread that takes
-whatever has queued up, writes every blob (fsynced) and then inserts every
-row in a single transaction: many sessions share one commit (group commit),
-which is what lets a durable gateway keep pace with a non-durable sink.
+Concurrent SMTP sessions hand their message to a writer that takes whatever
+has queued up, makes every blob durable with a few syncs and then inserts
+every row in a single transaction: many sessions share one commit (group
+commit), which is what lets a durable gateway keep pace with a non-durable
+sink. Blob syncing and row commits run as a two-stage pipeline.
 A message is acknowledged only when its future resolves; any failure in its
 batch fails the future, so the SMTP layer answers 451 and the client retries.
 """
@@ -52,12 +53,12 @@ def _insert(session: Session, rows: list[dict]) -> None:
     session.execute(stmt, rows)
 
 
-def store_batch(sessions: sessionmaker[Session], blobs: BlobStore, items: Sequence[IntakeItem]) -> list[list[int]]:
-    """Store every item durably in one transaction; return the row ids of each item."""
+def insert_rows(sessions: sessionmaker[Session], items: Sequence[IntakeItem],
+                blob_keys: Sequence[str]) -> list[list[int]]:
+    """Insert the rows of items whose blobs are already durable, in one transaction; return each item's ids."""
     now = datetime.now(UTC)
     rows: list[dict] = []
     keys: list[list[tuple[int, str]]] = []
-    blob_keys = blobs.put_many([item.raw for item in items])
     for item, key in zip(items, blob_keys, strict=True):
         item_keys = []
         for tenant_id, rcpts in item.tenant_rcpts.items():
@@ -84,16 +85,35 @@ def store_batch(sessions: sessionmaker[Session], blobs: BlobStore, items: Sequen
     return [[found[k] for k in item_keys] for item_keys in keys]
 
 
+def store_batch(sessions: sessionmaker[Session], blobs: BlobStore, items: Sequence[IntakeItem]) -> list[list[int]]:
+    """Store every item durably: blobs synced first, then all rows in one transaction; return each item's ids."""
+    return insert_rows(sessions, items, blobs.put_many([item.raw for item in items]))
+
+
+Pending = tuple[IntakeItem, "Future[list[int]]"]
+
+
 class GroupCommitter:
-    """One writer thread; ``submit`` returns a future of the item's row ids."""
+    """Two writer threads in a pipeline; ``submit`` returns a future of the item's row ids.
+
+    The blob thread takes whatever has queued up and makes its blobs durable
+    (FileBlobStore.put_many: a few syncs per batch); the row thread inserts
+    the rows of every batch whose blobs are durable in one transaction. So a
+    row is never committed before its blob, and while one batch commits its
+    rows the next one is already syncing its blobs; when the database is the
+    slower stage, its transactions simply grow.
+    """
 
     def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, max_batch: int = MAX_BATCH) -> None:
         self.sessions = sessions
         self.blobs = blobs
         self.max_batch = max_batch
-        self._queue: queue.Queue[tuple[IntakeItem, Future[list[int]]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="postroom-intake", daemon=True)
-        self._thread.start()
+        self._queue: queue.Queue[Pending | None] = queue.Queue()
+        self._stored: queue.Queue[list[tuple[IntakeItem, Future[list[int]], str]] | None] = queue.Queue()
+        self._blob_thread = threading.Thread(target=self._run_blobs, name="postroom-intake-blobs", daemon=True)
+        self._row_thread = threading.Thread(target=self._run_rows, name="postroom-intake-rows", daemon=True)
+        self._blob_thread.start()
+        self._row_thread.start()
 
     def submit(self, item: IntakeItem) -> Future[list[int]]:
         future: Future[list[int]] = Future()
@@ -102,16 +122,16 @@ class GroupCommitter:
 
     def close(self) -> None:
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._blob_thread.join(timeout=30)
+        self._row_thread.join(timeout=30)
 
-    def _take_batch(self) -> tuple[list[tuple[IntakeItem, Future[list[int]]]], bool]:
-        first = self._queue.get()
-        if first is None:
-            return [], True
+    @staticmethod
+    def _drain(source: queue.Queue, first: object, limit: int) -> tuple[list, bool]:
+        """``first`` plus whatever else is waiting (up to ``limit``); True if the stop marker came."""
         batch = [first]
-        while len(batch) < self.max_batch:
+        while len(batch) < limit:
             try:
-                nxt = self._queue.get_nowait()
+                nxt = source.get_nowait()
             except queue.Empty:
                 break
             if nxt is None:
@@ -119,24 +139,49 @@ class GroupCommitter:
             batch.append(nxt)
         return batch, False
 
-    def _run(self) -> None:
+    def _run_blobs(self) -> None:
         stop = False
         while not stop:
-            batch, stop = self._take_batch()
-            if batch:
-                self._commit(batch)
+            first = self._queue.get()
+            if first is None:
+                break
+            batch, stop = self._drain(self._queue, first, self.max_batch)
+            self._stored.put(self._write_blobs(batch))
+        self._stored.put(None)
 
-    def _commit(self, batch: list[tuple[IntakeItem, Future[list[int]]]]) -> None:
+    def _write_blobs(self, batch: list[Pending]) -> list[tuple[IntakeItem, Future[list[int]], str]]:
         try:
-            results = store_batch(self.sessions, self.blobs, [item for item, _ in batch])
+            keys = self.blobs.put_many([item.raw for item, _ in batch])
+            return [(item, future, key) for (item, future), key in zip(batch, keys, strict=True)]
+        except Exception as exc:
+            if len(batch) == 1:
+                log.error("intake failed, message not acknowledged: %s", exc)
+                batch[0][1].set_exception(exc)
+                return []
+            # One bad item must not cost the others their acknowledgement: retry one by one.
+            return [done for one in batch for done in self._write_blobs([one])]
+
+    def _run_rows(self) -> None:
+        stop = False
+        while not stop:
+            first = self._stored.get()
+            if first is None:
+                break
+            ready, stop = self._drain(self._stored, first, 64)
+            batch = [entry for stored in ready for entry in stored]
+            if batch:
+                self._insert_rows(batch)
+
+    def _insert_rows(self, batch: list[tuple[IntakeItem, Future[list[int]], str]]) -> None:
+        try:
+            results = insert_rows(self.sessions, [item for item, _, _ in batch], [key for _, _, key in batch])
         except Exception as exc:
             if len(batch) == 1:
                 log.error("intake failed, message not acknowledged: %s", exc)
                 batch[0][1].set_exception(exc)
                 return
-            # One bad item must not cost the others their acknowledgement: retry one by one.
             for one in batch:
-                self._commit([one])
+                self._insert_rows([one])
             return
-        for (_, future), ids in zip(batch, results, strict=True):
+        for (_, future, _), ids in zip(batch, results, strict=True):
             future.set_result(ids)
