@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -74,15 +75,30 @@ async def _connection(host: str, port: int, rcpt: bytes, bodies: list[bytes], re
     writer.close()
 
 
+_MESSAGE_ID = re.compile(rb"^Message-ID:[^\r]*\r\n", re.IGNORECASE | re.MULTILINE)
+
+
+def wire_form(raw: bytes, unique: str) -> bytes:
+    """A stored message as DATA bytes: CRLF lines, dot-stuffed, with a fresh Message-ID."""
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if not raw.endswith(b"\r\n"):
+        raw += b"\r\n"
+    header = b"Message-ID: <%s@bench.example.com>\r\n" % unique.encode()
+    raw = _MESSAGE_ID.sub(lambda _: header, raw, count=1) if _MESSAGE_ID.search(raw) else header + raw
+    raw = raw.replace(b"\r\n.", b"\r\n..")
+    return b"." + raw if raw.startswith(b".") else raw
+
+
 async def _client(host: str, port: int, rcpt: str, size: int, counts: list[int], offset: int,
-                  barrier: mp.Barrier) -> Result:  # type: ignore[valid-type]
+                  corpus: list[bytes] | None, barrier: mp.Barrier) -> Result:  # type: ignore[valid-type]
     template = make_body(size)
     seq = offset
     plans: list[list[bytes]] = []
     for count in counts:
         bodies = []
         for _ in range(count):
-            bodies.append(template % f"{os.getpid()}.{seq}.{time.time_ns()}".encode())
+            unique = f"{os.getpid()}.{seq}.{time.time_ns()}"
+            bodies.append(wire_form(corpus[seq % len(corpus)], unique) if corpus else template % unique.encode())
             seq += 1
         plans.append(bodies)
     latencies: list[float] = []
@@ -108,9 +124,13 @@ def _process(args: tuple, barrier: mp.Barrier, out: mp.Queue) -> None:  # type: 
         out.put(RuntimeError(f"load client failed: {exc!r}"))
 
 
-def run_load(host: str, port: int, *, messages: int, connections: int, size: int,
-             rcpt: str = "inbox@acme.mail.test", processes: int = 2) -> dict[str, float]:
-    """Send ``messages`` of ``size`` bytes over ``connections``; return rate and latency figures."""
+def run_load(host: str, port: int, *, messages: int, connections: int, size: int = 4096,
+             rcpt: str = "inbox@acme.mail.test", processes: int = 2,
+             corpus: list[bytes] | None = None) -> dict[str, float]:
+    """Send ``messages`` of ``size`` bytes (or taken in turn from ``corpus``) over ``connections``.
+
+    Returns rate and latency figures.
+    """
     processes = max(1, min(processes, connections))
     per_conn = [messages // connections + (1 if i < messages % connections else 0) for i in range(connections)]
     groups = [per_conn[i::processes] for i in range(processes)]
@@ -118,7 +138,7 @@ def run_load(host: str, port: int, *, messages: int, connections: int, size: int
     barrier = ctx.Barrier(processes)
     offsets = [sum(sum(g) for g in groups[:i]) for i in range(processes)]
     out: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_process, args=((host, port, rcpt, size, g, off), barrier, out))
+    procs = [ctx.Process(target=_process, args=((host, port, rcpt, size, g, off, corpus), barrier, out))
              for g, off in zip(groups, offsets, strict=True)]
     for proc in procs:
         proc.start()

@@ -49,7 +49,7 @@ def wait_for_banner(proc: subprocess.Popen) -> None:
     threading.Thread(target=proc.stderr.read, daemon=True).start()
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(20)
@@ -68,7 +68,7 @@ def sink() -> Iterator[int]:
         wait_for_smtp(port)
         yield port
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def postroom_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
@@ -99,4 +99,4 @@ def postroom(*, processes: int = 1, workers: bool = False, env: dict[str, str] |
             wait_for_smtp(port)
             yield port, data
         finally:
-            _stop(proc)
+            stop_process(proc)
