@@ -60,17 +60,18 @@ def atheris_run(seconds: int) -> dict:
     budget = _module(RELIABILITY / "parse_budget.py")
     inputs, runs, found = 0, 0, {}
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as corpus:
         while (left := seconds - (time.monotonic() - started)) > 2 and runs < 30:
             runs += 1
             result = subprocess.run([sys.executable, str(RELIABILITY / "fuzz_parse_atheris.py"),
                                      f"-max_total_time={int(left)}", "-timeout=10", "-rss_limit_mb=2048",
-                                     "-print_final_stats=1", f"-artifact_prefix={tmp}/", f"-seed={runs}"],
+                                     "-print_final_stats=1", f"-artifact_prefix={tmp}/", f"-seed={runs}",
+                                     corpus, str(ROOT / "fixtures" / "emails")],
                                     capture_output=True, text=True)
             executed = re.findall(r"stat::number_of_executed_units:\s*(\d+)", result.stderr) or \
                 re.findall(r"#(\d+)\s", result.stderr)[-1:]
             inputs += int(executed[-1]) if executed else 0
-        for crash_file in Path(tmp).glob("*"):
+        for crash_file in Path(tmp).glob("*"):  # crash inputs only: new corpus entries go to ``corpus``
             raw = crash_file.read_bytes()
             try:
                 budget.checked_parse(raw, seconds=10)

@@ -1,4 +1,4 @@
-"""atheris harness for ``postroom.parsing.parse`` (run with libFuzzer flags, e.g. -max_total_time=60).
+"""atheris harness for ``postroom.parsing.parse`` (libFuzzer flags, e.g. -max_total_time=60, then directories).
 
 Any exception other than ParseFailed, a ParseHung past the time bound, or
 libFuzzer's own -timeout / -rss_limit_mb is a crash and exits non-zero.
@@ -24,10 +24,11 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    args = list(sys.argv)
-    if SEEDS.is_dir() and not any(not a.startswith("-") for a in args[1:]):
-        args.append(str(SEEDS))  # fixtures are the seed corpus (read only: new inputs stay in memory)
-    atheris.Setup(args, test_one_input)
+    """Usage: fuzz_parse_atheris.py [libFuzzer flags] CORPUS_DIR [SEED_DIR...]; libFuzzer writes new inputs
+    into CORPUS_DIR (it exits the process itself, so the caller owns that directory)."""
+    if not any(not a.startswith("-") for a in sys.argv[1:]):
+        sys.exit(f"usage: {sys.argv[0]} [libFuzzer flags] CORPUS_DIR [SEED_DIR...]  (seeds: {SEEDS})")
+    atheris.Setup(list(sys.argv), test_one_input)
     atheris.Fuzz()
 
 
