@@ -2,7 +2,7 @@
 
     apt-get update && apt-get install -y postfix     # Debian: Postfix and its load tool smtp-source
     .venv/bin/python bench/peers.py [--messages 5000] [--sessions 20] [--runs 3] [--sizes 4096,65536]
-                                    [--smtp-processes 2]
+                                    [--smtp-processes 1]
 
 This script installs nothing. It needs root (Postfix's master drops privileges
 to the ``postfix`` user), configures a private Postfix instance in a temp
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="4096,65536")
-    parser.add_argument("--smtp-processes", type=int, default=2)
+    parser.add_argument("--smtp-processes", type=int, default=1)
     args = parser.parse_args()
     for tool in ("postfix", "smtp-source"):
         if shutil.which(tool) is None:
