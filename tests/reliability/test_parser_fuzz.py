@@ -154,17 +154,12 @@ def test_hard_cases_are_bounded_in_time_and_memory() -> None:
     assert over == []
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="parser being rewritten: a NUL in an RFC 2047 charset makes codecs.lookup raise "
-                          "ValueError('embedded null character') in parsing/mime.py _codec (found by atheris)")
 @pytest.mark.parametrize("raw", [b"From: a@example.com\r\nSubject: =?utf\x00-8?q?a?=\r\n\r\nbody",
                                  b"From: =?x\x00?b?YQ==?= <a@example.com>\r\n\r\nb"])
 def test_nul_in_encoded_word_charset(raw: bytes) -> None:
     checked_parse(raw, seconds=5)
 
 
-@pytest.mark.xfail(strict=False, reason="until the parser fix lands, atheris usually finds the NUL-charset ValueError "
-                                        "(test_nul_in_encoded_word_charset) within seconds")
 def test_atheris_bounded_run(tmp_path: Path) -> None:
     """A few seconds of coverage-guided fuzzing (bench/reliability.py runs it longer)."""
     harness = Path(__file__).with_name("fuzz_parse_atheris.py")

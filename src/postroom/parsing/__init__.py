@@ -137,6 +137,7 @@ class _Builder:
         value = ", ".join(_FOLD.sub(" ", v) for v in values)
         if any("\udc80" <= c <= "\udcff" for c in value):
             value = mime.guess_decode(value.encode("utf-8", errors="surrogateescape"))
+        value = value.replace("\x00", "\ufffd")
         return tuple(
             Address(mime.decode_header_value(a.name), a.address) if "=?" in a.name else a
             for a in addresses.parse_list(value)

@@ -100,7 +100,7 @@ def _codec(charset: str | None) -> str | None:
         return None
     try:
         found = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL inside the charset name
         return None
     return _SUPERSETS.get(found, found)
 
@@ -183,7 +183,14 @@ def _raw_bytes(value: str) -> bytes:
 
 
 def decode_header_value(value: str | None) -> str:
-    """A header's text: RFC 2047 words and raw 8-bit bytes decoded, unfolded."""
+    """A header's text: RFC 2047 words and raw 8-bit bytes decoded, unfolded, without NULs.
+
+    A NUL is never meaningful in a header and no database text column takes it.
+    """
+    return _decode_header_value(value).replace("\x00", "\ufffd")
+
+
+def _decode_header_value(value: str | None) -> str:
     if not value:
         return ""
     value = _FOLD.sub(" ", str(value)).replace("\r", "").replace("\n", "")
@@ -235,8 +242,8 @@ def part_bytes(part: Message) -> bytes:
 
 
 def part_text(part: Message) -> str:
-    """Decoded text of a text/* part with charset repair."""
-    return decode_bytes(part_bytes(part), charset(part))
+    """Decoded text of a text/* part with charset repair; NULs become U+FFFD as in headers."""
+    return decode_bytes(part_bytes(part), charset(part)).replace("\x00", "\ufffd")
 
 
 def content_type(part: Message) -> str:
