@@ -8,7 +8,7 @@ and the final state is written in the same transaction as the results.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from postroom.model import Envelope, ParsedMessage, to_jsonable
 from postroom.outbound import bounces
 from postroom.outbound.compose import Dispatch
 from postroom.rules import RoutingDecision, RuleInput, Ruleset, evaluate, guard_auto_reply, routing, sending
-from postroom.storage import conversations, inbound
+from postroom.storage import conversations, inbound, staff
 from postroom.storage import routing as routing_store
 from postroom.storage.inbound import InboundRecord
 from postroom.threading import ThreadMatch
@@ -53,6 +53,25 @@ class Routed:
     decision: RoutingDecision
     ruleset: Ruleset
     input: RuleInput
+
+
+def vet_staff_forward(session: Session, record: InboundRecord, parsed: ParsedMessage, verdicts: dict,
+                      match: ThreadMatch) -> tuple[ThreadMatch, dict]:
+    """A forward to inbox@ is trusted only from a staff address with passing, aligned authentication.
+
+    Anything else still lands in the unsorted inbox (nothing is lost) but is
+    flagged ``quarantine`` so staff review it before trusting the recovered
+    original; the verdict and its reason are kept with the auth results.
+    """
+    if match.via != "forward":
+        return match, verdicts
+    staff_addresses = [u.email for u in staff.list_users(session, record.tenant_id) if u.active]
+    verdict = auth.assess_staff_forward(parsed.sender.address if parsed.sender else None, staff_addresses,
+                                        auth.AuthResults.from_jsonable(verdicts))
+    verdicts = {**verdicts, "staff_forward": {"verdict": verdict.verdict, "reason": verdict.reason}}
+    if verdict.verdict == "trusted":
+        return match, verdicts
+    return replace(match, flags=(*match.flags, "quarantine")), verdicts
 
 
 def rules_stage(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage,
@@ -138,7 +157,7 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
                                      dnsfunc=auth.system_dns if app.settings.dkim_verify else None).to_jsonable()
         try:
             parsed = parsing.parse(raw, record.received_at)
-        except (ParseFailed, parsing.ParseFailed) as exc:
+        except ParseFailed as exc:
             with app.session() as session:
                 inbound.advance(session, inbound_id, stage="parsing", status="parse_failed",
                                 last_error=_db_text(str(exc)), auth_results=verdicts)
@@ -161,6 +180,9 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
         with app.session() as session:
             conversations.lock_tenant(session, record.tenant_id)
             match = conversations.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
+            match, vetted = vet_staff_forward(session, record, parsed, verdicts, match)
+            if vetted is not verdicts:
+                conversations.set_inbound_stage(session, inbound_id, stage, auth_results=vetted)
             stage = "rules"
             routed = rules_stage(app, session, record, parsed, match)
             if routed is not None and routed.decision.disposition != "accept":
