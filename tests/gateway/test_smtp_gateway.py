@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import threading
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,24 @@ def test_restart_reenqueues_unfinished_rows_and_finishes_each_once(settings, ten
         assert sorted(r.subject for r in final) == ["waiting 0", "waiting 1", "waiting 2"]
     finally:
         restarted.stop()
+
+
+def test_a_hanging_broker_does_not_stall_smtp_sessions(settings, tenant_ids):
+    release = threading.Event()
+    handed_over: list[int] = []
+
+    def hanging_dispatch(ids):
+        handed_over.extend(ids)
+        release.wait(30)
+
+    svc = Service(settings, run_workers=False, dispatch=hanging_dispatch).start()
+    try:
+        client = smtplib.SMTP("127.0.0.1", svc.smtp_port, timeout=5)
+        for n in range(3):
+            assert client.sendmail(SENDER, ["inbox@acme.mail.test"], make_eml(subject=f"while stuck {n}")) == {}
+        client.quit()
+        assert len(rows(svc)) == 3
+        wait_until(lambda: len(handed_over) == 3)
+    finally:
+        release.set()
+        svc.stop()

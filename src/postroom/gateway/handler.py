@@ -124,7 +124,8 @@ class GatewayHandler:
             metrics.REFUSED.labels("store_failed").inc()
             return STORE_FAILED
         metrics.ACCEPTED.inc()
-        self.dispatch(ids)
+        # Off the event loop: a broker that hangs must not stall SMTP sessions (the row is already the record).
+        asyncio.get_running_loop().run_in_executor(None, self.dispatch, ids)
         return f"250 2.0.0 Ok: queued as {','.join(map(str, ids))}"
 
 
