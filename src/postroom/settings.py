@@ -54,7 +54,6 @@ class Settings:
     outbound_backoff_ms: int = 60_000
     outbound_max_backoff_ms: int = 4_000_000
     outbound_lease_seconds: int = 600
-    secret_key: str = field(default="", repr=False)
     operator_token: str = field(default="", repr=False)
     log_format: str = "text"
 
