@@ -4,6 +4,7 @@ POSTROOM_BROKER_URL (in-process when empty), a running Service, tenants."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import smtplib
 import uuid
@@ -115,10 +116,8 @@ def smtp(service: Service) -> Callable[[], smtplib.SMTP]:
 
     yield connect
     for client in opened:
-        try:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
             client.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
 
 
 @pytest.fixture

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -28,6 +32,26 @@ def make_eml(*, sender: str = "Jean Dupont <jean@example.com>", to: str = "inbox
         msg[name] = value
     msg.set_content(body)
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Received:
+    """One message a test SMTP relay or sink got: envelope and exact bytes."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
 
 
 def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 0.05) -> T:

@@ -21,18 +21,13 @@ import pytest
 from postroom.app import App
 from postroom.settings import Settings
 from postroom.storage import inbound
-from postroom.testing import make_eml, wait_until
+from postroom.testing import free_port, make_eml, wait_until
 
 PROCESSES = 3
 CONNECTIONS = 30
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _greets(port: int) -> bool:
@@ -72,7 +67,7 @@ def _owner(server_port: int, client_port: int, pids: set[int]) -> int:
 
 @pytest.fixture
 def serve(settings: Settings, tenant_ids: dict[str, int]) -> Iterator[tuple[int, int]]:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, POSTROOM_DATA_DIR=str(settings.data_dir), POSTROOM_DATABASE_URL=settings.database_url,
                POSTROOM_BROKER_URL=settings.broker_url, POSTROOM_MAIL_DOMAIN=settings.mail_domain,
                POSTROOM_SMTP_LISTEN=f"127.0.0.1:{port}", POSTROOM_HTTP_LISTEN="127.0.0.1:0",

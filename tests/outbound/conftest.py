@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import http.server
 import os
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,23 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from postroom.app import App
 from postroom.settings import Settings
 from postroom.storage import staff
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    data: bytes
-
-    @property
-    def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+from postroom.testing import Received, free_port
 
 
 @dataclass

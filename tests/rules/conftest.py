@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import email
-import email.policy
 import os
 import smtplib
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -21,23 +17,7 @@ from postroom.service import Service
 from postroom.settings import Settings
 from postroom.storage import inbound
 from postroom.storage.inbound import InboundRecord
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Delivered:
-    mail_from: str
-    rcpt_tos: list[str]
-    data: bytes
-
-    @property
-    def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+from postroom.testing import Received, free_port
 
 
 @dataclass
@@ -45,14 +25,14 @@ class Sink:
     """The outbound relay: accepts everything and keeps what it got."""
 
     port: int
-    received: list[Delivered] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}?timeout=5"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.received.append(Delivered(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 2.0.0 Ok"
 
 

@@ -12,7 +12,6 @@ import base64
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,19 +23,14 @@ from postroom.app import App
 from postroom.settings import Settings, load_settings, redact_url
 from postroom.storage import tenants
 from postroom.storage.tables import InboundMessage, Tenant
-from postroom.testing import RedisProcess, make_eml, wait_until
+from postroom.testing import RedisProcess, free_port, make_eml, wait_until
 
-SECRET_KEY = "sk-token-key-9f8e7d6c5b4a"
+OPERATOR_TOKEN = "op-token-9f8e7d6c5b4a"
 WEBHOOK_SECRET = "whsec-3c2b1a0f9e8d"
 REDIS_PASSWORD = "redis-pw-77aa66bb"
 PG_PASSWORD = "pg-pw-55cc44dd"
 SMTP_PASSWORD = "smtp-pw-33ee22ff"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_no_secret_in_logs_or_banner(settings: Settings, tmp_path: Path) -> None:
@@ -44,13 +38,13 @@ def test_no_secret_in_logs_or_banner(settings: Settings, tmp_path: Path) -> None
     database_url = settings.database_url
     if database_url:  # PostgreSQL here accepts any password, so one can be set to see whether it leaks
         database_url = make_url(database_url).set(password=PG_PASSWORD).render_as_string(hide_password=False)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "POSTROOM_DATA_DIR": str(settings.data_dir), "POSTROOM_MAIL_DOMAIN": "mail.test",
            "POSTROOM_SMTP_LISTEN": f"127.0.0.1:{port}", "POSTROOM_HTTP_LISTEN": "127.0.0.1:0",
            "POSTROOM_DATABASE_URL": database_url, "POSTROOM_BROKER_URL": redis.url,
-           "POSTROOM_SECRET_KEY": SECRET_KEY, "POSTROOM_PORTAL_WEBHOOK_SECRET": WEBHOOK_SECRET}
+           "POSTROOM_OPERATOR_TOKEN": OPERATOR_TOKEN, "POSTROOM_PORTAL_WEBHOOK_SECRET": WEBHOOK_SECRET}
     configured = load_settings(environ=env)
-    assert configured.secret_key == SECRET_KEY and configured.broker_url == redis.url
+    assert configured.operator_token == OPERATOR_TOKEN and configured.broker_url == redis.url
     app = App.open(configured)
     with app.session() as session:
         tenants.add_tenant(session, "acme")
@@ -82,10 +76,10 @@ def test_no_secret_in_logs_or_banner(settings: Settings, tmp_path: Path) -> None
         app.close()
     written = log_file.read_text(errors="replace")
     assert "postroom listening" in written and "broker redis://:***@" in written
-    for secret in (SECRET_KEY, WEBHOOK_SECRET, REDIS_PASSWORD, PG_PASSWORD, SMTP_PASSWORD, tenant_secret, plain,
+    for secret in (OPERATOR_TOKEN, WEBHOOK_SECRET, REDIS_PASSWORD, PG_PASSWORD, SMTP_PASSWORD, tenant_secret, plain,
                    base64.b64encode(SMTP_PASSWORD.encode()).decode()):
         assert secret not in written, f"a secret reached the log: {secret[:6]}…"
-    for secret in (SECRET_KEY, WEBHOOK_SECRET):
+    for secret in (OPERATOR_TOKEN, WEBHOOK_SECRET):
         assert secret not in repr(configured)
 
 
