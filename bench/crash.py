@@ -40,7 +40,7 @@ from sqlalchemy import create_engine, text
 from postroom.app import App
 from postroom.settings import load_settings
 from postroom.storage import tenants
-from postroom.testing import make_eml
+from postroom.testing import free_port, make_eml
 
 MAIL_DOMAIN = "mail.test"
 RCPT = f"inbox@acme.{MAIL_DOMAIN}"
@@ -73,11 +73,6 @@ class Figures:
         return (f"acknowledged {self.acknowledged}, stored {self.stored}, "
                 f"duplicated {self.duplicated}, lost {self.lost}")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from postroom.outbound.mime import build_message, to_bytes
 from postroom.outbound.model import OutboundContext, Person, Staff
 from postroom.settings import Settings
 from postroom.storage import tenants
+from postroom.testing import free_port
 
 SINK = """
 import asyncio, sys
@@ -45,11 +45,6 @@ c.stop()
 TEXT = ("Hello {name},\n\nThank you for your message about the leak in unit {n}. Our plumber will come on "
         "Tuesday between 9:00 and 11:00; please make sure someone can open the door.\n\nKind regards")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_sink(port: int) -> subprocess.Popen:
