@@ -231,7 +231,7 @@ class Run:
         self.figures.notes.append(f"rows still unfinished after {self.args.settle} s")
 
     def count(self) -> None:
-        """Count by Message-ID over blob files, inbound rows (via their blob) and processed rows."""
+        """Count by Message-ID over blobs (files and blob_data rows), inbound rows (via their blob), processed rows."""
         app = App.open(self.settings, migrate=False)
         blob_ids: Counter[str] = Counter()
         root = Path(self.settings.resolved_blob_url.removeprefix("file://"))
@@ -240,6 +240,11 @@ class Run:
                 self.figures.orphan_temp_files += 1  # a write cut by SIGKILL before its rename: garbage, not data
             elif path.is_file():
                 found = _MSGID.search(path.read_bytes())
+                if found:
+                    blob_ids[found.group(1).decode()] += 1
+        with self.engine.connect() as conn:  # small messages are stored in the database (tiered_blobs)
+            for (data,) in conn.execute(text("SELECT data FROM blob_data")):
+                found = _MSGID.search(bytes(data))
                 if found:
                     blob_ids[found.group(1).decode()] += 1
         row_ids: Counter[str] = Counter()

@@ -15,13 +15,14 @@ from postroom.storage.blobs import BlobStore, open_blob_store
 from postroom.storage.db import make_engine, session_factory, session_scope
 from postroom.storage.migrate import upgrade
 from postroom.storage.tenants import load_directory
+from postroom.storage.tiered_blobs import TieredBlobStore
 
 DIRECTORY_TTL = 5.0
 
 
 @dataclass
 class App:
-    """Settings, database, blob store and a cached tenant directory."""
+    """Settings, database, blob store (small blobs in the database, see tiered_blobs) and a cached tenant directory."""
 
     settings: Settings
     engine: Engine
@@ -37,8 +38,8 @@ class App:
         engine = make_engine(settings.resolved_database_url)
         if migrate:
             upgrade(engine)
-        return cls(settings=settings, engine=engine, sessions=session_factory(engine),
-                   blobs=open_blob_store(settings.resolved_blob_url))
+        blobs = TieredBlobStore(engine, open_blob_store(settings.resolved_blob_url), settings.inline_blob_max)
+        return cls(settings=settings, engine=engine, sessions=session_factory(engine), blobs=blobs)
 
     def session(self):  # type: ignore[no-untyped-def]
         """``with app.session() as s:`` one committed transaction."""
@@ -55,4 +56,6 @@ class App:
             return self._directory
 
     def close(self) -> None:
+        if isinstance(self.blobs, TieredBlobStore):
+            self.blobs.close()
         self.engine.dispose()

@@ -31,6 +31,7 @@ class Settings:
     smtp_listen: str = "127.0.0.1:2525"
     http_listen: str = "127.0.0.1:8025"
     max_message_size: int = 25 * 1024 * 1024
+    inline_blob_max: int = 128 * 1024
     max_recipients: int = 100
     max_connections_per_ip: int = 20
     smtp_timeout: int = 300

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import smtplib
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -128,9 +127,10 @@ def test_a_retried_delivery_of_the_same_bytes_is_stored_once(service, smtp):
 
 
 def test_unwritable_blob_store_answers_451_and_keeps_no_row(service, smtp):
-    raw = make_eml(subject="blob store will fail")
+    """A message too large for the database tier, so it must go through the (broken) file store."""
+    raw = make_eml(subject="blob store will fail", body="0123456789abcdef\n" * (service.settings.inline_blob_max // 16))
     key = sha256_hex(raw)
-    blocker = Path(service.app.blobs.root) / key[:2]  # type: ignore[attr-defined]
+    blocker = service.settings.data_dir / "blobs" / key[:2]
     blocker.write_bytes(b"a file where the blob folder should be")
     with pytest.raises(smtplib.SMTPDataError) as refused:
         smtp().sendmail(SENDER, ["inbox@acme.mail.test"], raw)

@@ -103,8 +103,10 @@ def _blob_files(root: Path) -> list[Path]:
 
 
 def test_blob_store_unwritable_answers_451_and_stores_nothing(service: Service) -> None:
-    """The blob's shard directory is blocked by a file, so the real write fails with an OS error."""
-    raw = make_eml(message_id="<blocked@example.com>")
+    """The blob's shard directory is blocked by a file, so the real write fails with an OS error.
+
+    The message is too large for the database tier (tiered_blobs), so it goes through the file store."""
+    raw = make_eml(message_id="<blocked@example.com>", body="0123456789abcdef\n" * 20_000)
     key = sha256_hex(raw)
     root = service.app.settings.data_dir / "blobs"
     (root / key[:2]).write_bytes(b"not a directory")

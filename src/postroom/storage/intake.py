@@ -1,10 +1,11 @@
 """Durable intake: raw bytes to the blob store and inbound rows to the database.
 
 Concurrent SMTP sessions hand their message to a writer that takes whatever
-has queued up, makes every blob durable with a few syncs and then inserts
-every row in a single transaction: many sessions share one commit (group
-commit), which is what lets a durable gateway keep pace with a non-durable
-sink. Blob syncing and row commits run as a two-stage pipeline.
+has queued up, makes every large blob durable with a few syncs and then
+inserts every small blob (see tiered_blobs) and every row in a single
+transaction: many sessions share one commit (group commit), which is what
+lets a durable gateway keep pace with a non-durable sink. Blob syncing and
+row commits run as a two-stage pipeline.
 A message is acknowledged only when its future resolves; any failure in its
 batch fails the future, so the SMTP layer answers 451 and the client retries.
 """
@@ -30,6 +31,7 @@ from postroom.model import Envelope
 from postroom.storage.blobs import BlobStore
 from postroom.storage.db import session_scope
 from postroom.storage.tables import InboundMessage
+from postroom.storage.tiered_blobs import TieredBlobStore
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +91,39 @@ class WriterQueue:
             self._fd = None
 
 
-def insert_rows(sessions: sessionmaker[Session], items: Sequence[IntakeItem],
-                blob_keys: Sequence[str]) -> list[list[int]]:
-    """Insert the rows of items whose blobs are already durable, in one transaction; return each item's ids."""
+def _inline_store(blobs: BlobStore) -> TieredBlobStore | None:
+    return blobs if isinstance(blobs, TieredBlobStore) and blobs.inline_max else None
+
+
+def insert_rows(sessions: sessionmaker[Session], items: Sequence[IntakeItem], blob_keys: Sequence[str | None],
+                inline: TieredBlobStore | None = None) -> list[list[int]]:
+    """Insert the rows of items in one transaction; return each item's ids.
+
+    An item with a key has its blob durable already (file/S3 store); an item
+    whose key is None is small: its blob goes into ``blob_data`` in this same
+    transaction, so the one commit makes blob and rows durable together.
+    """
     now = datetime.now(UTC)
+    small = [item.raw for item, key in zip(items, blob_keys, strict=True) if key is None]
+    if small and inline is None:
+        raise ValueError("items without a stored blob need a TieredBlobStore")
     rows: list[dict] = []
     keys: list[list[tuple[int, str]]] = []
-    for item, key in zip(items, blob_keys, strict=True):
-        item_keys = []
-        for tenant_id, rcpts in item.tenant_rcpts.items():
-            rows.append({
-                "tenant_id": tenant_id, "sha256": key, "size": len(item.raw), "source": item.source,
-                "mail_from": item.envelope.mail_from, "rcpt_tos": list(rcpts),
-                "client_ip": item.envelope.peer, "helo": item.envelope.helo[:255],
-                "received_at": item.envelope.received_at or now, "stage": "parsing", "status": "pending",
-                "attempts": 0, "updated_at": now,
-            })
-            item_keys.append((tenant_id, key))
-        keys.append(item_keys)
     with session_scope(sessions) as session:
+        small_keys = iter(inline.add_inline(session, small) if inline is not None and small else ())
+        for item, stored_key in zip(items, blob_keys, strict=True):
+            key = stored_key if stored_key is not None else next(small_keys)
+            item_keys = []
+            for tenant_id, rcpts in item.tenant_rcpts.items():
+                rows.append({
+                    "tenant_id": tenant_id, "sha256": key, "size": len(item.raw), "source": item.source,
+                    "mail_from": item.envelope.mail_from, "rcpt_tos": list(rcpts),
+                    "client_ip": item.envelope.peer, "helo": item.envelope.helo[:255],
+                    "received_at": item.envelope.received_at or now, "stage": "parsing", "status": "pending",
+                    "attempts": 0, "updated_at": now,
+                })
+                item_keys.append((tenant_id, key))
+            keys.append(item_keys)
         if rows:
             _insert(session, rows)
         wanted = {k for item_keys in keys for k in item_keys}
@@ -122,30 +138,39 @@ def insert_rows(sessions: sessionmaker[Session], items: Sequence[IntakeItem],
 
 
 def store_batch(sessions: sessionmaker[Session], blobs: BlobStore, items: Sequence[IntakeItem]) -> list[list[int]]:
-    """Store every item durably: blobs synced first, then all rows in one transaction; return each item's ids."""
-    return insert_rows(sessions, items, blobs.put_many([item.raw for item in items]))
+    """Store every item durably: large blobs synced first, then small blobs and all rows in one transaction."""
+    inline = _inline_store(blobs)
+    large = [n for n, item in enumerate(items) if inline is None or not inline.inlines(item.raw)]
+    keys: list[str | None] = [None] * len(items)
+    for n, key in zip(large, blobs.put_many([items[n].raw for n in large]), strict=True):
+        keys[n] = key
+    return insert_rows(sessions, items, keys, inline)
 
 
 Pending = tuple[IntakeItem, "Future[list[int]]"]
+Stored = tuple[IntakeItem, "Future[list[int]]", str | None]  # key None: a small blob, inserted with its rows
 
 
 class GroupCommitter:
     """Two writer threads in a pipeline; ``submit`` returns a future of the item's row ids.
 
-    The blob thread takes whatever has queued up and makes its blobs durable
-    (FileBlobStore.put_many: a few syncs per batch); the row thread inserts
-    the rows of every batch whose blobs are durable in one transaction. So a
-    row is never committed before its blob, and while one batch commits its
-    rows the next one is already syncing its blobs; when the database is the
-    slower stage, its transactions simply grow.
+    The blob thread takes whatever has queued up; small messages (see
+    tiered_blobs) pass straight on, large ones are made durable in the file/S3
+    store first (FileBlobStore.put_many: a few syncs per batch). The row
+    thread inserts the small blobs and the rows of every batch handed on in
+    one transaction: one commit, one sync point for a small message, and a row
+    is never committed before its blob. While one batch commits, the next
+    large batch is already syncing; when the database is the slower stage, its
+    transactions simply grow.
     """
 
     def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, max_batch: int = MAX_BATCH) -> None:
         self.sessions = sessions
         self.blobs = blobs
+        self.inline = _inline_store(blobs)
         self.max_batch = max_batch
         self._queue: queue.Queue[Pending | None] = queue.Queue()
-        self._stored: queue.Queue[list[tuple[IntakeItem, Future[list[int]], str]] | None] = queue.Queue()
+        self._stored: queue.Queue[list[Stored] | None] = queue.Queue()
         self._writers = WriterQueue(sessions)
         self._blob_thread = threading.Thread(target=self._run_blobs, name="postroom-intake-blobs", daemon=True)
         self._row_thread = threading.Thread(target=self._run_rows, name="postroom-intake-rows", daemon=True)
@@ -184,10 +209,20 @@ class GroupCommitter:
             if first is None:
                 break
             batch, stop = self._drain(self._queue, first, self.max_batch)
-            self._stored.put(self._write_blobs(batch))
+            small: list[Stored] = []
+            large: list[Pending] = []
+            for item, future in batch:
+                if self.inline is not None and self.inline.inlines(item.raw):
+                    small.append((item, future, None))
+                else:
+                    large.append((item, future))
+            if small:  # nothing to sync first: straight on to the row commit
+                self._stored.put(small)
+            if large:
+                self._stored.put(self._write_blobs(large))
         self._stored.put(None)
 
-    def _write_blobs(self, batch: list[Pending]) -> list[tuple[IntakeItem, Future[list[int]], str]]:
+    def _write_blobs(self, batch: list[Pending]) -> list[Stored]:
         try:
             keys = self.blobs.put_many([item.raw for item, _ in batch])
             return [(item, future, key) for (item, future), key in zip(batch, keys, strict=True)]
@@ -210,10 +245,11 @@ class GroupCommitter:
             if batch:
                 self._insert_rows(batch)
 
-    def _insert_rows(self, batch: list[tuple[IntakeItem, Future[list[int]], str]]) -> None:
+    def _insert_rows(self, batch: list[Stored]) -> None:
         try:
             with self._writers.turn():
-                results = insert_rows(self.sessions, [item for item, _, _ in batch], [key for _, _, key in batch])
+                results = insert_rows(self.sessions, [item for item, _, _ in batch], [key for _, _, key in batch],
+                                      self.inline)
         except Exception as exc:
             if len(batch) == 1:
                 log.error("intake failed, message not acknowledged: %s", exc)
