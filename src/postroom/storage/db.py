@@ -2,29 +2,132 @@
 
 SQLite runs in WAL mode with synchronous=FULL so that a commit is on disk
 before postroom acknowledges anything; PostgreSQL is durable by default.
+Only the inbound pipeline opts into synchronous=NORMAL (``pipeline_scope``):
+its work is re-derived from the durable inbound row after a crash.
+
+SQLite has one writer at a time. Writers of one process queue on a lock
+(and processes on a ``flock`` next to the database) before ``BEGIN
+IMMEDIATE``, because SQLite's own busy handler sleeps 1, 2, 5 … 100 ms
+between attempts and a waiter then loses far more time than a commit takes.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+WRITE_WAIT = 30.0  # seconds, like busy_timeout: a writer that waits longer fails as "database is locked"
+READ_ONLY = "postroom_read_only"
+SYNCHRONOUS = "postroom_synchronous"
+
+
+class WriterTurn:
+    """The write lock of one SQLite file in this process: a thread lock, then a flock shared with other processes."""
+
+    _by_path: weakref.WeakValueDictionary[str, WriterTurn] = weakref.WeakValueDictionary()
+    _guard = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self._lock = threading.Lock()
+        self._fd = os.open(f"{path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __del__(self) -> None:
+        os.close(self._fd)
+
+    @classmethod
+    def of(cls, path: str) -> WriterTurn:
+        path = os.path.realpath(path)
+        with cls._guard:
+            turn = cls._by_path.get(path)
+            if turn is None:
+                turn = cls._by_path[path] = cls(path)
+            return turn
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + WRITE_WAIT
+        if not self._lock.acquire(timeout=WRITE_WAIT):
+            raise sqlite3.OperationalError("database is locked (no writer turn in this process)")
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._lock.release()
+                    raise sqlite3.OperationalError("database is locked (no writer turn between processes)") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+
+class QueuedConnection(sqlite3.Connection):
+    """A sqlite3 connection that gives its writer turn back as soon as its transaction ends, however it ends."""
+
+    turn: WriterTurn | None = None
+    holding: bool = False
+
+    def take_turn(self) -> None:
+        if self.turn is not None and not self.holding:
+            self.turn.acquire()
+            self.holding = True
+
+    def end_turn(self) -> None:
+        if self.holding and not self.in_transaction:
+            self.holding = False
+            assert self.turn is not None
+            self.turn.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.end_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.end_turn()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.holding:
+                self.holding = False
+                assert self.turn is not None
+                self.turn.release()
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create an engine with the pragmas and pooling postroom relies on."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30,
+                                                  "factory": QueuedConnection})
+        path = engine.url.database
+        turn = WriterTurn.of(path) if path and path != ":memory:" and not path.startswith("file:") else None
+        event.listen(engine, "connect", lambda dbapi_conn, _record: _sqlite_connect(dbapi_conn, turn))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_connect(dbapi_conn: QueuedConnection, turn: WriterTurn | None) -> None:
     dbapi_conn.isolation_level = None
+    dbapi_conn.turn = turn
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
@@ -33,9 +136,29 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
-    """Take the write lock at BEGIN so concurrent writers queue instead of failing on upgrade."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    """Take the write lock at BEGIN (queued) so writers never fail on upgrade; pure reads begin deferred.
+
+    The synchronous level is per connection, so it is set for every
+    transaction: FULL unless the session asked for NORMAL.
+    """
+    options = conn.get_execution_options()
+    dbapi_conn = conn.connection.dbapi_connection
+    synchronous = options.get(SYNCHRONOUS, "FULL")
+    if getattr(dbapi_conn, "postroom_synchronous", "FULL") != synchronous:
+        conn.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+        dbapi_conn.postroom_synchronous = synchronous
+    if options.get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+        return
+    if isinstance(dbapi_conn, QueuedConnection):
+        dbapi_conn.take_turn()
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if isinstance(dbapi_conn, QueuedConnection):
+            dbapi_conn.end_turn()
+        raise
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -43,9 +166,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Commit on success, roll back on any error (one transaction per job)."""
-    session = factory()
+def session_scope(factory: sessionmaker[Session], **bind_options: object) -> Iterator[Session]:
+    """Commit on success, roll back on any error (one transaction per job).
+
+    ``bind_options`` are engine execution options for this transaction only
+    (``READ_ONLY``, ``SYNCHRONOUS``; see ``read_scope`` and ``pipeline_scope``).
+    """
+    session = factory(bind=_with_options(factory.kw["bind"], bind_options)) if bind_options else factory()
     try:
         yield session
         session.commit()
@@ -54,3 +181,39 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def read_scope(factory: sessionmaker[Session]) -> AbstractContextManager[Session]:
+    """A transaction that only reads: on SQLite it begins deferred, so it neither takes nor waits for the write lock.
+
+    Writing in it would fail with SQLITE_BUSY under contention: use ``session_scope`` for that.
+    """
+    return session_scope(factory, **{READ_ONLY: True})
+
+
+def pipeline_scope(factory: sessionmaker[Session]) -> AbstractContextManager[Session]:
+    """A write transaction of the inbound pipeline: on SQLite its commit does not wait for fsync (synchronous=NORMAL).
+
+    Safe because (1) in WAL mode a NORMAL commit survives the process being
+    killed (kill -9 never loses it; only an OS crash or power loss can), and
+    what such a crash loses is only a suffix of the log: every FULL commit
+    after it (intake, outbound delivery phases, staff actions) syncs the whole
+    log, this one included. (2) What the pipeline writes is re-derived from
+    the inbound row, which intake committed with FULL, so a lost pipeline
+    commit is redone by the recovery sweep; outbound mail it queued is only
+    sent after a delivery phase's FULL commit, which makes it durable first.
+    """
+    return session_scope(factory, **{SYNCHRONOUS: "NORMAL"})
+
+
+_option_engines: weakref.WeakKeyDictionary[Engine, dict[tuple, Engine]] = weakref.WeakKeyDictionary()
+
+
+def _with_options(engine: Engine, options: dict[str, object]) -> Engine:
+    """One option engine per (engine, options), sharing the engine's pool."""
+    key = tuple(sorted(options.items()))
+    cache = _option_engines.setdefault(engine, {})
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = engine.execution_options(**options)
+    return found
