@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
 from postroom.errors import ConfigError, NotFound
+
+log = logging.getLogger(__name__)
+TEMP_MAX_AGE = 60.0
 
 
 def sha256_hex(data: bytes) -> str:
@@ -40,13 +45,53 @@ class BlobStore(Protocol):
 
 
 class FileBlobStore:
-    """Blobs under ``root/ab/cd/<sha256>``, written to a temp file, fsynced, then renamed."""
+    """Blobs under ``root/ab/cd/<sha256>``, written to a temp file, fsynced, then renamed.
+
+    Opening the store starts a background sweep (``sweeper``) of temp files
+    that writes killed before their rename left behind; in the background
+    because a large store has up to 65,536 shard folders to list, and a CLI
+    command must not wait for that.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._root = str(self.root)
         self._known_dirs: set[str] = set()
+        self.sweeper = threading.Thread(target=self._sweep_quietly, name="postroom-blob-sweep", daemon=True)
+        self.sweeper.start()
+
+    def sweep_temp(self, older_than: float = TEMP_MAX_AGE) -> int:
+        """Delete ``*.tmp-*`` files older than ``older_than`` seconds; return how many.
+
+        A temp file is only ever named by its writer, so one untouched for a
+        minute belongs to a write that was killed (its message never got a
+        250): garbage. Younger ones may be another process's write in flight.
+        """
+        cutoff = time.time() - older_than
+        removed = 0
+        for top in _subdirs(self._root):
+            for leaf in _subdirs(top):
+                with os.scandir(leaf) as entries:
+                    for entry in entries:
+                        if ".tmp-" not in entry.name or not entry.is_file(follow_symlinks=False):
+                            continue
+                        try:
+                            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                                os.unlink(entry.path)
+                                removed += 1
+                        except FileNotFoundError:
+                            pass
+        return removed
+
+    def _sweep_quietly(self) -> None:
+        try:
+            removed = self.sweep_temp()
+        except OSError as exc:
+            log.warning("could not sweep blob temp files in %s: %s", self._root, exc)
+            return
+        if removed:
+            log.info("removed %s blob temp files left by killed writes in %s", removed, self._root)
 
     def path_for(self, key: str) -> Path:
         key = _check_key(key)
@@ -132,6 +177,12 @@ class FileBlobStore:
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).exists()
+
+
+def _subdirs(path: str) -> list[str]:
+    """The two-hex-digit shard folders in ``path`` (anything else is not the store's)."""
+    with os.scandir(path) as entries:
+        return [e.path for e in entries if len(e.name) == 2 and e.is_dir(follow_symlinks=False)]
 
 
 SYNCFS_FROM = 4
