@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from postroom import parsing
+from postroom import logs, parsing
 from postroom.app import App
 from postroom.errors import ParseFailed
 from postroom.gateway import auth
@@ -23,6 +23,7 @@ from postroom.outbound.compose import Dispatch
 from postroom.rules import RoutingDecision, RuleInput, Ruleset, evaluate, guard_auto_reply, routing, sending
 from postroom.storage import conversations, inbound, staff
 from postroom.storage import routing as routing_store
+from postroom.storage.db import pipeline_scope
 from postroom.storage.inbound import InboundRecord
 from postroom.threading import ThreadMatch
 
@@ -96,19 +97,19 @@ def rules_stage(app: App, session: Session, record: InboundRecord, parsed: Parse
     return Routed(decision, ruleset, inp)
 
 
-def _refuse(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage, routed: Routed) -> tuple[
-        str, list[int]]:
+def _refuse(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage, routed: Routed,
+            row: dict) -> tuple[str, list[int]]:
     """Discard (kept for operators, copies still forwarded) or reject afterwards (never a bounce: the
-    sender may be forged)."""
+    sender may be forged). ``row`` holds the parsed columns written with the final status."""
     decision = routed.decision
     if decision.disposition == "discard":
         ids, why_not = sending.forward_copies(app, session, record, parsed, decision, conversation_id=None)
         inbound.advance(session, record.id, stage="rules", status="discarded", routing=routing.summary(
-            decision, routed.ruleset, outbound=ids, forward_suppressed=why_not))
+            decision, routed.ruleset, outbound=ids, forward_suppressed=why_not), **row)
         return "discarded", ids
     reason = f"rejected by rule {decision.fired[-1] if decision.fired else '?'}: {decision.reject}"
     inbound.advance(session, record.id, stage="rules", status="rejected", last_error=_db_text(reason),
-                    routing=routing.summary(decision, routed.ruleset, decided="after DATA; no bounce sent"))
+                    routing=routing.summary(decision, routed.ruleset, decided="after DATA; no bounce sent"), **row)
     return "rejected", []
 
 
@@ -140,17 +141,36 @@ def _act(app: App, session: Session, record: InboundRecord, parsed: ParsedMessag
     return summary, ids
 
 
+def _row_values(parsed: ParsedMessage, verdicts: dict) -> dict:
+    """The inbound row's parsed columns, written in the same UPDATE as its final (or error) status."""
+    return {"message_id": _db_text((parsed.message_id or "")[:998]) or None, "subject": _db_text(parsed.subject),
+            "sender": _db_text(parsed.sender.address) if parsed.sender else None, "parsed": parsed_summary(parsed),
+            "auth_results": verdicts}
+
+
 def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | None = None) -> str | None:
     """Run one inbound row through the pipeline; return its new status, or None if skipped.
 
-    ``dispatch_outbound`` gets the ids of mail the rules queued (auto-reply,
-    forwarded copies) after the commit; without it the sweeper sends them.
+    Two write transactions per message: the claim (lease + attempt count, so
+    a poison message stops after MAX_ATTEMPTS even if it kills the worker),
+    and threading -> rules -> storage -> status in one, so a retry finds all
+    of it or none of it. Both commit with synchronous=NORMAL on SQLite (see
+    ``storage.db.pipeline_scope``). ``dispatch_outbound`` gets the ids of mail
+    the rules queued (auto-reply, forwarded copies) after the commit; without
+    it the sweeper sends them.
     """
-    with app.session() as session:
+    with pipeline_scope(app.sessions) as session:
         record = inbound.claim(session, inbound_id, lease=timedelta(seconds=app.settings.processing_lease_seconds))
     if record is None:
         return None
+    with logs.bound(tenant=record.tenant):
+        return _run(app, record, dispatch_outbound)
+
+
+def _run(app: App, record: InboundRecord, dispatch_outbound: Dispatch | None) -> str:
+    inbound_id = record.id
     stage = "parsing"
+    row: dict = {}
     try:
         raw = app.blobs.get(record.sha256)
         verdicts = auth.authenticate(raw, trusted_authserv_ids=app.settings.trusted_authserv_id_list,
@@ -158,35 +178,26 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
         try:
             parsed = parsing.parse(raw, record.received_at)
         except ParseFailed as exc:
-            with app.session() as session:
+            with pipeline_scope(app.sessions) as session:
                 inbound.advance(session, inbound_id, stage="parsing", status="parse_failed",
                                 last_error=_db_text(str(exc)), auth_results=verdicts)
             log.warning("inbound %s could not be parsed: %s", inbound_id, exc)
             return "parse_failed"
         forwarded = parsed.forward.attachments if parsed.forward else ()
-        for attachment in (*parsed.attachments, *forwarded):
-            if attachment.data:
-                app.blobs.put(attachment.data)
+        attachments = [a.data for a in (*parsed.attachments, *forwarded) if a.data]
+        if attachments:
+            app.blobs.put_many(attachments)
         stage = "threading"
-        with app.session() as session:
-            conversations.set_inbound_stage(
-                session, inbound_id, stage,
-                message_id=_db_text((parsed.message_id or "")[:998]) or None, subject=_db_text(parsed.subject),
-                sender=_db_text(parsed.sender.address) if parsed.sender else None, parsed=parsed_summary(parsed),
-                auth_results=verdicts,
-            )
-        # threading -> rules -> storage -> done: one transaction, so a retry finds all of it or none of it
+        row = _row_values(parsed, verdicts)
         outbound_ids: list[int] = []
-        with app.session() as session:
+        with pipeline_scope(app.sessions) as session:
             conversations.lock_tenant(session, record.tenant_id)
             match = conversations.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
-            match, vetted = vet_staff_forward(session, record, parsed, verdicts, match)
-            if vetted is not verdicts:
-                conversations.set_inbound_stage(session, inbound_id, stage, auth_results=vetted)
+            match, row["auth_results"] = vet_staff_forward(session, record, parsed, verdicts, match)
             stage = "rules"
             routed = rules_stage(app, session, record, parsed, match)
             if routed is not None and routed.decision.disposition != "accept":
-                status, outbound_ids = _refuse(app, session, record, parsed, routed)
+                status, outbound_ids = _refuse(app, session, record, parsed, routed, row)
             else:
                 stage = "storage"
                 recorded = conversations.record(session, record, parsed, match,
@@ -197,15 +208,15 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
                 if parsed.bounce is not None:
                     bounces.handle_bounces(session, record.tenant_id)
                 status = "done"
-                inbound.advance(session, inbound_id, stage="done", status="done", routing=summary)
+                inbound.advance(session, inbound_id, stage="done", status="done", routing=summary, **row)
         if outbound_ids and dispatch_outbound is not None:
             dispatch_outbound(outbound_ids)
         return status
     except Exception as exc:
         final = record.attempts >= MAX_ATTEMPTS
-        with app.session() as session:
+        with pipeline_scope(app.sessions) as session:
             inbound.record_error(session, inbound_id, f"{type(exc).__name__}: {exc}", final=final)
-            conversations.set_inbound_stage(session, inbound_id, stage)
+            conversations.set_inbound_stage(session, inbound_id, stage, **row)
         if final:
             log.error("inbound %s failed after %s attempts: %s", inbound_id, record.attempts, exc)
             return "failed"

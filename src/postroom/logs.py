@@ -36,8 +36,27 @@ def bound(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+class Lazy:
+    """A context value looked up only when a log line is written (most jobs write none), then kept."""
+
+    _unset = object()
+
+    def __init__(self, lookup: Callable[[], Any]) -> None:
+        self._lookup = lookup
+        self._value: Any = self._unset
+
+    def get(self) -> Any:
+        if self._value is self._unset:
+            try:
+                self._value = self._lookup()
+            except Exception:
+                self._value = None
+        return self._value
+
+
 def context_of(record: logging.LogRecord) -> dict[str, Any]:
-    fields = dict(_context.get())
+    fields = {k: v.get() if isinstance(v, Lazy) else v for k, v in _context.get().items()
+              if not isinstance(v, Lazy) or v.get() is not None}
     fields.update({key: getattr(record, key) for key in CONTEXT_KEYS if getattr(record, key, None) is not None})
     return fields
 
@@ -79,7 +98,12 @@ def configure(log_format: str = "text", *, verbose: bool = False) -> None:
 
 
 class LogContext(Middleware):
-    """Bind the job's id (and its tenant, via ``tenant_of``) for the log lines of one broker job."""
+    """Bind the job's id (and its tenant, via ``tenant_of``) for the log lines of one broker job.
+
+    The tenant is looked up lazily, on the first line the job logs: a lookup
+    per job was a database transaction per message for lines rarely written
+    (the pipeline binds the tenant itself from its claim).
+    """
 
     def __init__(self, tenant_of: Callable[[str, int], str | None] | None = None) -> None:
         self.tenant_of = tenant_of
@@ -92,12 +116,8 @@ class LogContext(Middleware):
             return
         fields: dict[str, Any] = {key: message.args[0]}
         if self.tenant_of is not None:
-            try:
-                tenant = self.tenant_of(queue, message.args[0])
-            except Exception:
-                tenant = None
-            if tenant:
-                fields["tenant"] = tenant
+            tenant_of, job_id = self.tenant_of, message.args[0]
+            fields["tenant"] = Lazy(lambda: tenant_of(queue, job_id))
         self._tokens[message.message_id] = _context.set({**_context.get(), **fields})
 
     def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
@@ -110,13 +130,17 @@ class LogContext(Middleware):
 
 
 def inbound_tenant(app: Any) -> Callable[[str, int], str | None]:
-    """A ``tenant_of`` for ``LogContext`` that reads the inbound row's tenant (outbound jobs: none yet)."""
+    """A ``tenant_of`` for ``LogContext`` that reads the inbound row's tenant (outbound jobs: none yet).
+
+    A read-only transaction: it may run while this thread holds SQLite's write lock (a line logged mid-job).
+    """
     from postroom.storage import inbound
+    from postroom.storage.db import read_scope
 
     def tenant_of(queue: str, job_id: int) -> str | None:
         if queue != "inbound":
             return None
-        with app.session() as session:
+        with read_scope(app.sessions) as session:
             return inbound.get_inbound(session, int(job_id)).tenant
 
     return tenant_of

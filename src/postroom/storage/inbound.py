@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
@@ -51,13 +51,22 @@ def _aware(value: datetime) -> datetime:
 
 
 def _record(row: InboundMessage, slug: str) -> InboundRecord:
+    return _record_of({name: getattr(row, name) for name in _NAMES}, slug)
+
+
+def _record_of(v: dict, slug: str) -> InboundRecord:
     return InboundRecord(
-        id=row.id, tenant_id=row.tenant_id, tenant=slug, sha256=row.sha256, size=row.size, source=row.source,
-        mail_from=row.mail_from, rcpt_tos=tuple(row.rcpt_tos or ()), client_ip=row.client_ip, helo=row.helo,
-        received_at=_aware(row.received_at), stage=row.stage, status=row.status, attempts=row.attempts,
-        last_error=row.last_error, updated_at=_aware(row.updated_at), message_id=row.message_id,
-        subject=row.subject, sender=row.sender, routing=row.routing,
+        id=v["id"], tenant_id=v["tenant_id"], tenant=slug, sha256=v["sha256"], size=v["size"], source=v["source"],
+        mail_from=v["mail_from"], rcpt_tos=tuple(v["rcpt_tos"] or ()), client_ip=v["client_ip"], helo=v["helo"],
+        received_at=_aware(v["received_at"]), stage=v["stage"], status=v["status"], attempts=v["attempts"],
+        last_error=v["last_error"], updated_at=_aware(v["updated_at"]), message_id=v["message_id"],
+        subject=v["subject"], sender=v["sender"], routing=v["routing"],
     )
+
+
+_NAMES = ("id", "tenant_id", "sha256", "size", "source", "mail_from", "rcpt_tos", "client_ip", "helo", "received_at",
+          "stage", "status", "attempts", "last_error", "updated_at", "message_id", "subject", "sender", "routing")
+_COLUMNS = tuple(getattr(InboundMessage, name) for name in _NAMES)
 
 
 def get_inbound(session: Session, inbound_id: int) -> InboundRecord:
@@ -69,28 +78,43 @@ def get_inbound(session: Session, inbound_id: int) -> InboundRecord:
     return _record(*found)
 
 
+_CLAIM = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("inbound_id"))
+    .where(or_(InboundMessage.status.in_(RUNNABLE),
+               (InboundMessage.status == "processing") & (InboundMessage.lease_until < bindparam("now"))))
+    .values(status="processing", lease_until=bindparam("lease_until"), attempts=InboundMessage.attempts + 1,
+            updated_at=bindparam("now"))
+    .returning(*_COLUMNS, select(Tenant.slug).where(Tenant.id == InboundMessage.tenant_id).scalar_subquery())
+    .execution_options(synchronize_session=False)
+)
+
+
 def claim(session: Session, inbound_id: int, now: datetime | None = None,
           lease: timedelta = LEASE) -> InboundRecord | None:
-    """Take the row for processing, or None if it is finished or leased by a live worker."""
+    """Take the row for processing, or None if it is finished or leased by a live worker.
+
+    One prebuilt ``UPDATE … RETURNING`` (the tenant's slug from a subquery):
+    the claim is on every message's path, so it costs one statement and no
+    statement building, not an update plus a join.
+    """
     now = now or datetime.now(UTC)
-    result = session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == inbound_id)
-        .where(or_(InboundMessage.status.in_(RUNNABLE),
-                   (InboundMessage.status == "processing") & (InboundMessage.lease_until < now)))
-        .values(status="processing", lease_until=now + lease, attempts=InboundMessage.attempts + 1,
-                updated_at=now)
-    )
-    if result.rowcount != 1:
+    found = session.execute(_CLAIM, {"inbound_id": inbound_id, "now": now, "lease_until": now + lease}).first()
+    if found is None:
         return None
-    return get_inbound(session, inbound_id)
+    *values, slug = found
+    return _record_of(dict(zip(_NAMES, values, strict=True)), slug)
 
 
 def advance(session: Session, inbound_id: int, *, stage: str, status: str, **values: object) -> None:
-    """Move the row to ``stage``/``status`` and set any extra columns (message_id, parsed...)."""
+    """Move the row to ``stage``/``status`` and set any extra columns (message_id, parsed...).
+
+    Executed without ORM session synchronisation: no verb keeps inbound rows loaded in the session.
+    """
     session.execute(
         update(InboundMessage).where(InboundMessage.id == inbound_id)
         .values(stage=stage, status=status, lease_until=None, updated_at=datetime.now(UTC), **values)
+        .execution_options(synchronize_session=False)
     )
 
 
