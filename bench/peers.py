@@ -2,7 +2,7 @@
 
     apt-get update && apt-get install -y postfix     # Debian: Postfix and its load tool smtp-source
     .venv/bin/python bench/peers.py [--messages 5000] [--sessions 20] [--runs 3] [--sizes 4096,65536]
-                                    [--smtp-processes 1]
+                                    [--smtp-processes 1] [--baseline-env POSTROOM_X=1,...]
 
 This script installs nothing. It needs root (Postfix's master drops privileges
 to the ``postfix`` user), configures a private Postfix instance in a temp
@@ -12,6 +12,8 @@ load (``-d``: several messages per session, like bench/ingest.py) against
 Postfix, the aiosmtpd sink and postroom (``postroom serve --no-workers`` on
 the embedded default, ``--smtp-processes`` gateway processes). Each size and
 server is run ``--runs`` times, interleaved; the table shows the medians.
+``--baseline-env`` adds "baseline", postroom with those settings, to the same
+rounds (an interleaved A/B, e.g. POSTROOM_INLINE_BLOB_MAX=0).
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="4096,65536")
     parser.add_argument("--smtp-processes", type=int, default=1)
+    parser.add_argument("--baseline-env", default="", help="also run postroom with these KEY=VALUE settings")
     args = parser.parse_args()
     for tool in ("postfix", "smtp-source"):
         if shutil.which(tool) is None:
@@ -130,10 +133,14 @@ def main() -> None:
 
     servers = {"postfix": postfix, "aiosmtpd sink": sink,
                "postroom": lambda: postroom(processes=args.smtp_processes)}
+    baseline = dict(kv.split("=", 1) for kv in args.baseline_env.split(",") if kv)
+    if baseline:
+        servers["baseline"] = lambda: postroom(processes=args.smtp_processes, env=baseline)
     sizes = [int(s) for s in args.sizes.split(",")]
     medians: dict[tuple[str, int], float] = {}
     print(f"smtp-source -d, {args.messages} msgs, {args.sessions} sessions, {args.runs} runs each (median); "
-          f"postroom: embedded default, workers off, {args.smtp_processes} SMTP process(es)")
+          f"postroom: embedded default, workers off, {args.smtp_processes} SMTP process(es)"
+          + (f"; baseline: postroom with {baseline}" if baseline else ""))
     for size in sizes:
         rates: dict[str, list[float]] = {name: [] for name in servers}
         for _ in range(args.runs):
