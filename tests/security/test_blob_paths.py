@@ -10,12 +10,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from postroom.app import App
 from postroom.service import Service
 from postroom.storage.blobs import FileBlobStore
-from postroom.storage.tables import InboundMessage
+from postroom.storage.tables import BlobData, InboundMessage
 from postroom.testing import wait_until
 
 HOSTILE_NAMES = [
@@ -53,7 +53,9 @@ def test_hostile_attachment_names_stay_inside_the_blob_store(service: Service, a
     assert wait_until(processed, timeout=20) == "done"
     blob_root = data_dir / "blobs"
     stored = [p for p in blob_root.rglob("*") if p.is_file()]
-    assert len(stored) == 1 + len(HOSTILE_NAMES), "the raw message plus one blob per attachment"
+    assert len(stored) == len(HOSTILE_NAMES), "one blob per attachment (the small raw message is in blob_data)"
+    with app.session() as session:
+        assert session.scalar(select(func.count()).select_from(BlobData)) == 1
     for path in stored:
         relative = path.relative_to(blob_root).as_posix()
         assert _BLOB_PATH.match(relative), relative
