@@ -82,8 +82,11 @@ class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (
         UniqueConstraint("tenant_id", "reference"),
-        Index("ix_conversations_tenant_contact_subject", "tenant_id", "contact_id", "subject_key"),
-        Index("ix_conversations_tenant_subject", "tenant_id", "subject_key"),
+        # threading lookups (storage.conversations.SqlLookup): equality columns, then the activity they sort by
+        Index("ix_conversations_tenant_contact_subject_activity", "tenant_id", "contact_id", "subject_key",
+              "last_activity_at"),
+        Index("ix_conversations_tenant_subject_activity", "tenant_id", "subject_key", "last_activity_at"),
+        Index("ix_conversations_tenant_contact_activity", "tenant_id", "contact_id", "last_activity_at"),
         Index("ix_conversations_tenant_status_activity", "tenant_id", "status", "last_activity_at"),
         Index("ix_conversations_tenant_activity", "tenant_id", "last_activity_at"),
         Index("ix_conversations_tenant_category", "tenant_id", "category"),
