@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import CursorResult, Executable, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,10 +32,11 @@ from postroom.storage.tables import (
     MessageBounce,
     NotificationEvent,
     Tenant,
+    TenantDomain,
     ThreadRef,
 )
 from postroom.storage.tables.conversations import STATUSES
-from postroom.storage.tenants import tenant_secret
+from postroom.storage.tenants import TenantCache, tenant_changed, tenant_secret
 from postroom.threading import references as refs
 from postroom.threading import subjects, tokens
 from postroom.threading.policy import SETTINGS_KEY, ThreadingPolicy
@@ -43,6 +44,9 @@ from postroom.threading.strategies import ConversationRef, MatchInput, ThreadMat
 
 MAX_THREAD_REFS = 12
 KINDS = ("email", "note", "portal")
+_conversations = Conversation.__table__.c
+_messages = Message.__table__.c
+_thread_refs = ThreadRef.__table__.c
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -50,14 +54,49 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+def _core(session: Session, stmt: Executable) -> CursorResult:
+    """A Core statement on the session's connection: rows without ORM entity loading (the hot lookups).
+
+    Pending ORM changes are flushed first, as ``session.execute`` would autoflush them.
+    """
+    session.flush()
+    return session.connection().execute(stmt)
+
+
 # --- tenant policy -------------------------------------------------------------------------------------------
 
 
-def threading_policy(session: Session, tenant_id: int) -> ThreadingPolicy:
-    tenant = session.get(Tenant, tenant_id)
-    if tenant is None:
+@dataclass(frozen=True)
+class ThreadingTenant:
+    """What threading reads about a tenant for every message (cached in ``_threading_tenants``)."""
+
+    slug: str
+    secret: bytes
+    domains: tuple[str, ...]
+    policy: ThreadingPolicy
+
+
+def _load_threading_tenant(session: Session, tenant_id: int) -> ThreadingTenant:
+    tenants_c, domains_c = Tenant.__table__.c, TenantDomain.__table__.c
+    row = _core(session, select(tenants_c.slug, tenants_c.secret, tenants_c.settings)
+                .where(tenants_c.id == tenant_id)).first()
+    if row is None:
         raise NotFound(f"no tenant {tenant_id}")
-    return ThreadingPolicy.from_settings(tenant.settings)
+    domains = tuple(_core(session, select(domains_c.domain).where(domains_c.tenant_id == tenant_id)
+                          .order_by(domains_c.id)).scalars())
+    return ThreadingTenant(row.slug, bytes.fromhex(row.secret), domains, ThreadingPolicy.from_settings(row.settings))
+
+
+_threading_tenants: TenantCache[ThreadingTenant] = TenantCache(_load_threading_tenant)
+
+
+def threading_tenant(session: Session, tenant_id: int) -> ThreadingTenant:
+    """Slug, secret, custom domains and threading policy; see ``TenantCache`` for how fresh."""
+    return _threading_tenants.get(session, tenant_id)
+
+
+def threading_policy(session: Session, tenant_id: int) -> ThreadingPolicy:
+    return threading_tenant(session, tenant_id).policy
 
 
 def set_threading_settings(session: Session, slug: str, **changes: Any) -> ThreadingPolicy:
@@ -68,6 +107,7 @@ def set_threading_settings(session: Session, slug: str, **changes: Any) -> Threa
     policy = ThreadingPolicy.from_settings(tenant.settings).updated(**changes)
     tenant.settings = {**(tenant.settings or {}), SETTINGS_KEY: policy.as_settings()}
     session.flush()
+    tenant_changed(session, tenant.id)
     return policy
 
 
@@ -86,99 +126,95 @@ def set_inbound_stage(session: Session, inbound_id: int, stage: str, **values: o
 # --- the threading lookup ------------------------------------------------------------------------------------
 
 
-def _ref(c: Conversation) -> ConversationRef:
+_REF_COLUMNS = (_conversations.id, _conversations.contact_id, _conversations.status, _conversations.subject_key,
+                _conversations.reference, _conversations.last_activity_at)
+
+
+def _ref(c: Any) -> ConversationRef:
+    """From a Conversation or a row of ``_REF_COLUMNS``."""
     return ConversationRef(c.id, c.contact_id, c.status, c.subject_key, c.reference,
                            _aware(c.last_activity_at) or datetime.now(UTC))
 
 
 class SqlLookup:
-    """``ConversationLookup`` over one tenant's rows: every query is filtered by tenant and uses an index."""
+    """``ConversationLookup`` over one tenant's rows: every query is filtered by tenant and uses an index.
+
+    Core statements (``_core``): these run several times per inbound message.
+    """
 
     def __init__(self, session: Session, tenant_id: int) -> None:
         self.session = session
         self.tenant_id = tenant_id
 
+    def _refs(self, *where: Any, limit: int) -> list[ConversationRef]:
+        rows = _core(self.session, select(*_REF_COLUMNS).where(_conversations.tenant_id == self.tenant_id, *where)
+                     .order_by(_conversations.last_activity_at.desc(), _conversations.id.desc()).limit(limit))
+        return [_ref(r) for r in rows]
+
     def conversation(self, conversation_id: int) -> ConversationRef | None:
-        c = self.session.get(Conversation, conversation_id)
-        return _ref(c) if c is not None and c.tenant_id == self.tenant_id else None
+        found = self._refs(_conversations.id == conversation_id, limit=1)
+        return found[0] if found else None
 
     def by_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
-        rows = self.session.execute(
-            select(Message.message_id, Message.conversation_id)
-            .where(Message.tenant_id == self.tenant_id, Message.message_id.in_(list(ids)),
-                   Message.conversation_id.is_not(None)))
+        rows = _core(self.session, select(_messages.message_id, _messages.conversation_id)
+                     .where(_messages.tenant_id == self.tenant_id, _messages.message_id.in_(list(ids)),
+                            _messages.conversation_id.is_not(None)))
         return {mid: cid for mid, cid in rows}
 
     def by_related_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
-        rows = self.session.execute(
-            select(ThreadRef.ref, Message.conversation_id)
-            .join(Message, Message.id == ThreadRef.message_id)
-            .where(ThreadRef.tenant_id == self.tenant_id, ThreadRef.ref.in_(list(ids)),
-                   Message.conversation_id.is_not(None))
-            .order_by(Message.id.desc()))
+        rows = _core(self.session, select(_thread_refs.ref, _messages.conversation_id)
+                     .join_from(ThreadRef.__table__, Message.__table__, _messages.id == _thread_refs.message_id)
+                     .where(_thread_refs.tenant_id == self.tenant_id, _thread_refs.ref.in_(list(ids)),
+                            _messages.conversation_id.is_not(None))
+                     .order_by(_messages.id.desc()))
         found: dict[str, int] = {}
         for ref, cid in rows:
             found.setdefault(ref, cid)
         return found
 
     def by_reference(self, reference: str) -> ConversationRef | None:
-        c = self.session.scalar(select(Conversation).where(Conversation.tenant_id == self.tenant_id,
-                                                           Conversation.reference == reference.upper()))
-        return _ref(c) if c is not None else None
+        found = self._refs(_conversations.reference == reference.upper(), limit=1)
+        return found[0] if found else None
 
     def contact_by_address(self, address: str) -> int | None:
         return contacts.contact_for_address(self.session, self.tenant_id, address)
 
     def live_contact(self, contact_id: int) -> int:
+        merged_c = Contact.__table__.c
         for _ in range(10):
-            merged = self.session.scalar(select(Contact.merged_into_id).where(Contact.id == contact_id))
+            merged = _core(self.session, select(merged_c.merged_into_id).where(merged_c.id == contact_id)).scalar()
             if merged is None:
                 break
             contact_id = merged
         return contact_id
 
     def recent_by_subject(self, contact_id: int, key: str, since: datetime) -> list[ConversationRef]:
-        rows = self.session.scalars(
-            select(Conversation).where(Conversation.tenant_id == self.tenant_id,
-                                       Conversation.contact_id == contact_id, Conversation.subject_key == key[:500],
-                                       Conversation.last_activity_at >= since)
-            .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(5))
-        return [_ref(c) for c in rows]
+        return self._refs(_conversations.contact_id == contact_id, _conversations.subject_key == key[:500],
+                          _conversations.last_activity_at >= since, limit=5)
 
     def open_for_contact(self, contact_id: int) -> list[ConversationRef]:
-        rows = self.session.scalars(
-            select(Conversation).where(Conversation.tenant_id == self.tenant_id,
-                                       Conversation.contact_id == contact_id, Conversation.status != "closed")
-            .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(10))
-        return [_ref(c) for c in rows]
+        return self._refs(_conversations.contact_id == contact_id, _conversations.status != "closed", limit=10)
 
     def conversations_started(self, contact_id: int, since: datetime) -> int:
-        return self.session.scalar(select(func.count()).select_from(Conversation).where(
-            Conversation.tenant_id == self.tenant_id, Conversation.contact_id == contact_id,
-            Conversation.created_at >= since)) or 0
+        return _core(self.session, select(func.count()).select_from(Conversation.__table__).where(
+            _conversations.tenant_id == self.tenant_id, _conversations.contact_id == contact_id,
+            _conversations.created_at >= since)).scalar() or 0
 
     def by_subject(self, key: str, limit: int) -> list[ConversationRef]:
-        rows = self.session.scalars(
-            select(Conversation).where(Conversation.tenant_id == self.tenant_id,
-                                       Conversation.subject_key == key[:500])
-            .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(limit))
-        return [_ref(c) for c in rows]
+        return self._refs(_conversations.subject_key == key[:500], limit=limit)
 
 
 def match_inbound(session: Session, inbound: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
                   now: datetime | None = None) -> ThreadMatch:
-    """The threading stage for one inbound row: tenant secret, policy and domains, then ``match``."""
-    tenant = session.get(Tenant, inbound.tenant_id)
-    if tenant is None:
-        raise NotFound(f"no tenant {inbound.tenant_id}")
-    domains = [f"{tenant.slug}.{mail_domain}".lower(), *(d.domain for d in tenant.domains)]
+    """The threading stage for one inbound row: tenant secret, policy and domains (cached), then ``match``."""
+    tenant = threading_tenant(session, inbound.tenant_id)
+    domains = [f"{tenant.slug}.{mail_domain}".lower(), *tenant.domains]
     inp = MatchInput.from_parsed(parsed, inbound.rcpt_tos, now=now or datetime.now(UTC), tenant_domains=domains)
-    return match(inp, SqlLookup(session, tenant.id), secret=bytes.fromhex(tenant.secret),
-                 policy=ThreadingPolicy.from_settings(tenant.settings))
+    return match(inp, SqlLookup(session, inbound.tenant_id), secret=tenant.secret, policy=tenant.policy)
 
 
 # --- recording an inbound message ----------------------------------------------------------------------------
@@ -207,8 +243,8 @@ class Recorded:
 def _new_reference(session: Session, tenant_id: int) -> str:
     for _ in range(20):
         reference = "".join(secrets.choice(subjects.REFERENCE_ALPHABET) for _ in range(subjects.REFERENCE_LENGTH))
-        taken = session.scalar(select(Conversation.id).where(Conversation.tenant_id == tenant_id,
-                                                             Conversation.reference == reference))
+        taken = _core(session, select(_conversations.id).where(_conversations.tenant_id == tenant_id,
+                                                               _conversations.reference == reference)).first()
         if taken is None:
             return reference
     raise PostroomError("could not find a free conversation reference")
@@ -274,18 +310,20 @@ def _create_conversation(session: Session, tenant_id: int, *, subject: str, cont
     raise PostroomError("could not create a conversation (reference collisions)")
 
 
-def _existing(session: Session, tenant_id: int, inbound_id: int, message_id: str | None) -> Message | None:
-    found = session.scalar(select(Message).where(Message.inbound_id == inbound_id))
+def _existing(session: Session, tenant_id: int, inbound_id: int, message_id: str | None) -> Any:
+    """The stored message (``id``, ``conversation_id``, ``flags``) of this inbound row or Message-ID, if any."""
+    columns = (_messages.id, _messages.conversation_id, _messages.flags)
+    found = _core(session, select(*columns).where(_messages.inbound_id == inbound_id)).first()
     if found is None and message_id:
-        found = session.scalar(select(Message).where(Message.tenant_id == tenant_id,
-                                                     Message.message_id == message_id))
+        found = _core(session, select(*columns).where(_messages.tenant_id == tenant_id,
+                                                      _messages.message_id == message_id)).first()
     return found
 
 
 def _loop_count(session: Session, conversation_id: int, sender: str, since: datetime) -> int:
-    return session.scalar(select(func.count()).select_from(Message).where(
-        Message.conversation_id == conversation_id, Message.author_email == sender, Message.direction == "in",
-        Message.created_at >= since)) or 0
+    return _core(session, select(func.count()).select_from(Message.__table__).where(
+        _messages.conversation_id == conversation_id, _messages.author_email == sender, _messages.direction == "in",
+        _messages.created_at >= since)).scalar() or 0
 
 
 def _add_thread_refs(session: Session, tenant_id: int, message_row: int, ids: Sequence[str]) -> None:

@@ -1,12 +1,18 @@
-"""Tenant verbs: create tenants, their aliases and custom domains; build the directory."""
+"""Tenant verbs: create tenants, their aliases and custom domains; build the directory; per-tenant caches."""
 
 from __future__ import annotations
 
 import re
 import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,6 +22,58 @@ from postroom.storage.tables import Tenant, TenantAlias, TenantDomain
 
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 RESERVED_LOCAL_PARTS = frozenset({"inbox", "postmaster", "abuse"})
+CACHE_TTL_SECONDS = 2.0
+T = TypeVar("T")
+_caches: list[TenantCache] = []
+
+
+class TenantCache(Generic[T]):
+    """Per-database, per-tenant values the pipeline reads for every message but that rarely change.
+
+    A change made in this process drops the entry at once (and again after its
+    commit, see ``tenant_changed``); a change made by another process (the CLI
+    while ``serve`` runs) is seen within ``ttl`` seconds. Keyed by engine, so a
+    new database (tests) never sees another one's rows.
+    """
+
+    def __init__(self, load: Callable[[Session, int], T], *, ttl: float = CACHE_TTL_SECONDS) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._entries: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, T]]] = weakref.WeakKeyDictionary()
+        self._generation = 0
+        self._lock = threading.Lock()
+        _caches.append(self)
+
+    def get(self, session: Session, tenant_id: int) -> T:
+        engine = session.get_bind()
+        entries = self._entries.get(engine)  # type: ignore[arg-type]
+        hit = entries.get(tenant_id) if entries is not None else None
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        generation = self._generation
+        value = self._load(session, tenant_id)
+        with self._lock:
+            if generation == self._generation:  # nothing changed while we read: the value is current
+                self._entries.setdefault(engine, {})[tenant_id] = (now + self._ttl, value)  # type: ignore[index]
+        return value
+
+    def invalidate(self, tenant_id: int) -> None:
+        with self._lock:
+            self._generation += 1
+            for entries in self._entries.values():
+                entries.pop(tenant_id, None)
+
+
+def tenant_changed(session: Session, tenant_id: int) -> None:
+    """Drop every cached value of the tenant now and once the change commits (readers in between saw the old)."""
+
+    def drop(*_: object) -> None:
+        for cache in _caches:
+            cache.invalidate(tenant_id)
+
+    drop()
+    event.listen(session, "after_commit", drop, once=True)
 
 
 @dataclass(frozen=True)
@@ -93,6 +151,7 @@ def add_domain(session: Session, slug: str, domain: str) -> TenantInfo:
         session.flush()
     except IntegrityError as exc:
         raise PostroomError(f"domain {domain!r} already belongs to a tenant") from exc
+    tenant_changed(session, tenant.id)
     return _info(tenant)
 
 
