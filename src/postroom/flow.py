@@ -8,6 +8,7 @@ and the final state is written in the same transaction as the results.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 AUTO_REPLY_PERIOD = timedelta(hours=24)
+AUTH_HEADERS = (b"dkim-signature", b"authentication-results")
+_HEADER_END = re.compile(rb"\n\r?\n")
 
 
 class RetryLater(Exception):
@@ -66,8 +69,8 @@ def vet_staff_forward(session: Session, record: InboundRecord, parsed: ParsedMes
     """
     if match.via != "forward":
         return match, verdicts
-    staff_addresses = [u.email for u in staff.list_users(session, record.tenant_id) if u.active]
-    verdict = auth.assess_staff_forward(parsed.sender.address if parsed.sender else None, staff_addresses,
+    verdict = auth.assess_staff_forward(parsed.sender.address if parsed.sender else None,
+                                        staff.active_addresses(session, record.tenant_id),
                                         auth.AuthResults.from_jsonable(verdicts))
     verdicts = {**verdicts, "staff_forward": {"verdict": verdict.verdict, "reason": verdict.reason}}
     if verdict.verdict == "trusted":
@@ -141,6 +144,22 @@ def _act(app: App, session: Session, record: InboundRecord, parsed: ParsedMessag
     return summary, ids
 
 
+def authenticate(app: App, raw: bytes) -> dict:
+    """The message's authentication verdicts, as kept on the inbound row.
+
+    Mail whose header block names neither DKIM-Signature nor
+    Authentication-Results has nothing to verify or trust (every verdict is
+    "none"), so its headers are not parsed a second time.
+    """
+    head = raw[:1_000_000]
+    end = _HEADER_END.search(head)
+    block = (head[:end.start()] if end else head).lower()
+    if not any(name in block for name in AUTH_HEADERS):
+        return auth.AuthResults().to_jsonable()
+    return auth.authenticate(raw, trusted_authserv_ids=app.settings.trusted_authserv_id_list,
+                             dnsfunc=auth.system_dns if app.settings.dkim_verify else None).to_jsonable()
+
+
 def _row_values(parsed: ParsedMessage, verdicts: dict) -> dict:
     """The inbound row's parsed columns, written in the same UPDATE as its final (or error) status."""
     return {"message_id": _db_text((parsed.message_id or "")[:998]) or None, "subject": _db_text(parsed.subject),
@@ -173,8 +192,7 @@ def _run(app: App, record: InboundRecord, dispatch_outbound: Dispatch | None) ->
     row: dict = {}
     try:
         raw = app.blobs.get(record.sha256)
-        verdicts = auth.authenticate(raw, trusted_authserv_ids=app.settings.trusted_authserv_id_list,
-                                     dnsfunc=auth.system_dns if app.settings.dkim_verify else None).to_jsonable()
+        verdicts = authenticate(app, raw)
         try:
             parsed = parsing.parse(raw, record.received_at)
         except ParseFailed as exc:

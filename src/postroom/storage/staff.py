@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
 from postroom.storage.tables import StaffUser, Team, TeamMember, Tenant
+from postroom.storage.tenants import TenantCache, tenant_changed
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ def add_user(session: Session, tenant: str | int, *, email: str, name: str, sign
             session.flush()
     except IntegrityError as exc:
         raise PostroomError(f"a staff user {email} already exists for this tenant") from exc
+    tenant_changed(session, tenant_id)
     return _info(session, user)
 
 
@@ -77,6 +79,7 @@ def update_user(session: Session, user_id: int, **changes: object) -> StaffUserI
             raise PostroomError(f"cannot change {name!r} of a staff user")
         setattr(user, name, value)
     session.flush()
+    tenant_changed(session, user.tenant_id)
     return _info(session, user)
 
 
@@ -98,6 +101,21 @@ def list_users(session: Session, tenant: str | int) -> list[StaffUserInfo]:
     tenant_id = _tenant_id(session, tenant)
     users = session.scalars(select(StaffUser).where(StaffUser.tenant_id == tenant_id).order_by(StaffUser.email))
     return [_info(session, u) for u in users]
+
+
+def _load_active_addresses(session: Session, tenant_id: int) -> frozenset[str]:
+    users = StaffUser.__table__.c
+    session.flush()
+    return frozenset(session.connection().execute(
+        select(users.email).where(users.tenant_id == tenant_id, users.active.is_(True))).scalars())
+
+
+_active_addresses: TenantCache[frozenset[str]] = TenantCache(_load_active_addresses)
+
+
+def active_addresses(session: Session, tenant_id: int) -> frozenset[str]:
+    """The e-mail addresses of the tenant's active staff (the staff-forward check; cached, see ``TenantCache``)."""
+    return _active_addresses.get(session, tenant_id)
 
 
 def add_team(session: Session, tenant: str | int, name: str, *, email: str | None = None,
