@@ -1,7 +1,7 @@
 """End to end: a realistic mix of mail over SMTP, from first byte to every row processed (issue 9).
 
     .venv/bin/python bench/pipeline.py [--messages 2000] [--connections 20] [--workers 2]
-                                       [--smtp-processes 1] [--skip-pg]
+                                       [--smtp-processes 1] [--skip-pg] [--cpu 0]
 
 The mix is every fixtures/emails/*.eml (replies from Gmail/Outlook/Apple/...,
 forwards, attachments, HTML, auto-replies, bounces), each sent with a fresh
@@ -13,6 +13,11 @@ outside a terminal state; the SMTP-only rate of the same run is shown too.
    plus ``--workers`` separate ``postroom worker`` processes, on a scratch
    database and a Redis namespace of its own.
 Target (issue 9): at least 300 msgs/s end to end on the embedded default.
+
+``--cpu N`` first prints the pipeline's own CPU per message: N messages of the
+mix stored with ``postroom.gateway.ingest`` (no SMTP), then
+``flow.process_inbound`` over them in one thread (the first 40 warm up).
+For an A/B, run it with ``PYTHONPATH=<other checkout>/src`` in turns.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import sys
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse  # noqa: E402
+import mailbox  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -37,6 +44,11 @@ from bench.loadgen import run_load  # noqa: E402
 from bench.servers import POSTROOM, free_port, postroom_env, stop_process, wait_for_banner, wait_for_smtp  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
+from postroom import flow  # noqa: E402
+from postroom.app import App  # noqa: E402
+from postroom.gateway.ingest import inbox_address_of, ingest  # noqa: E402
+from postroom.settings import Settings  # noqa: E402
+from postroom.storage import tenants  # noqa: E402
 from postroom.storage.inbound import TERMINAL  # noqa: E402
 from postroom.storage.tables import InboundMessage  # noqa: E402
 
@@ -47,6 +59,36 @@ REDIS_URL = os.environ.get("POSTROOM_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 
 def corpus() -> list[bytes]:
     return [path.read_bytes() for path in sorted(FIXTURES.glob("*.eml"))]
+
+
+WARM_UP = 40
+_MESSAGE_ID = re.compile(rb"^Message-ID:[^\n]*\n", re.IGNORECASE | re.MULTILINE)
+
+
+def pipeline_cpu(messages: int, mix: list[bytes]) -> None:
+    """CPU per message of ``flow.process_inbound`` alone (one thread, embedded default, no SMTP)."""
+    with tempfile.TemporaryDirectory(prefix="postroom-bench-cpu-") as tmp:
+        app = App.open(Settings(data_dir=Path(tmp) / "data", mail_domain="mail.test"))
+        with app.session() as session:
+            tenant_id = tenants.add_tenant(session, "acme").id
+        box = mailbox.mbox(Path(tmp) / "mix.mbox")
+        for i in range(messages + WARM_UP):
+            raw = _MESSAGE_ID.sub(b"", mix[i % len(mix)], count=1)
+            box.add(b"Message-ID: <%s@bench.example.com>\n%s" % (uuid.uuid4().hex.encode(), raw))
+        box.flush()
+        ids = sorted(ingest(app.sessions, app.blobs, tenant_id=tenant_id, path=Path(tmp) / "mix.mbox",
+                            inbox_address=inbox_address_of("acme", "mail.test")).ids)
+        for row in ids[:WARM_UP]:
+            flow.process_inbound(app, row)
+        statuses: Counter[str | None] = Counter()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for row in ids[WARM_UP:]:
+            statuses[flow.process_inbound(app, row)] += 1
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        app.close()
+    n = len(ids) - WARM_UP
+    print(f"{'pipeline alone (1 thread, no SMTP)':<34} CPU {1000 * cpu / n:.2f} ms/msg, wall {1000 * wall / n:.2f} "
+          f"ms/msg ({n} msgs; statuses {dict(statuses)})", flush=True)
 
 
 @contextmanager
@@ -123,10 +165,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="postroom worker processes (PostgreSQL + Redis)")
     parser.add_argument("--smtp-processes", type=int, default=1)
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--cpu", type=int, default=0, metavar="N",
+                        help="first measure the pipeline's CPU per message over N messages (no SMTP)")
     args = parser.parse_args()
     mix = corpus()
     print(f"{args.messages} msgs over {args.connections} connections, mix of {len(mix)} fixture messages "
           f"(avg {sum(map(len, mix)) / len(mix) / 1024:.1f} KiB), {args.smtp_processes} SMTP process(es)")
+    if args.cpu:
+        pipeline_cpu(args.cpu, mix)
     with deployment(database_url="", broker_url="", workers=0, smtp_processes=args.smtp_processes) as (port, db):
         measure("embedded (SQLite, in-process)", port, db, messages=args.messages, connections=args.connections,
                 mix=mix)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, func, select, text, update
+from sqlalchemy import CursorResult, Executable, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,13 +54,13 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _core(session: Session, stmt: Executable) -> CursorResult:
-    """A Core statement on the session's connection: rows without ORM entity loading (the hot lookups).
+def _core(session: Session, stmt: Executable, params: Any = None) -> CursorResult:
+    """A Core statement on the session's connection: no ORM entity loading or unit of work (the hot paths).
 
     Pending ORM changes are flushed first, as ``session.execute`` would autoflush them.
     """
     session.flush()
-    return session.connection().execute(stmt)
+    return session.connection().execute(stmt, params)
 
 
 # --- tenant policy -------------------------------------------------------------------------------------------
@@ -256,21 +256,19 @@ def _attachment_rows(attachments: Sequence[Attachment]) -> list[dict]:
 
 
 def _event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
-           conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> NotificationEvent:
-    event = NotificationEvent(tenant_id=tenant_id, kind=kind, recipient_type=recipient_type,
-                              recipient_id=recipient_id, conversation_id=conversation_id,
-                              message_id=message_id, payload=to_jsonable(payload))
-    session.add(event)
-    return event
+           conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> int:
+    """Insert one notification event (a Core insert: events are written, never read back here); its id."""
+    return _core(session, insert(NotificationEvent.__table__).values(
+        tenant_id=tenant_id, kind=kind, recipient_type=recipient_type, recipient_id=recipient_id,
+        conversation_id=conversation_id, message_id=message_id, payload=to_jsonable(payload),
+    )).inserted_primary_key[0]
 
 
 def add_event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
               conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> int:
     """Raise a notification event from outside the pipeline (e.g. an @mention); returns its id."""
-    event = _event(session, tenant_id, kind, recipient_type, recipient_id, conversation_id=conversation_id,
-                   message_id=message_id, **payload)
-    session.flush()
-    return event.id
+    return _event(session, tenant_id, kind, recipient_type, recipient_id, conversation_id=conversation_id,
+                  message_id=message_id, **payload)
 
 
 def _notify_responsible(session: Session, conv: Conversation, kind: str, message_id: int | None,
@@ -327,8 +325,10 @@ def _loop_count(session: Session, conversation_id: int, sender: str, since: date
 
 
 def _add_thread_refs(session: Session, tenant_id: int, message_row: int, ids: Sequence[str]) -> None:
-    for ref in list(dict.fromkeys(ids))[:MAX_THREAD_REFS]:
-        session.add(ThreadRef(tenant_id=tenant_id, ref=ref, message_id=message_row))
+    rows = [{"tenant_id": tenant_id, "ref": ref, "message_id": message_row}
+            for ref in list(dict.fromkeys(ids))[:MAX_THREAD_REFS]]
+    if rows:
+        _core(session, insert(ThreadRef.__table__), rows)
 
 
 def _apply_decision(conv: Conversation, decision: Any, session: Session) -> None:
@@ -402,7 +402,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
 
     in_reply_to = refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to)
     references = refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references)
-    message = Message(
+    values = dict(
         tenant_id=tenant_id, conversation_id=conv.id if conv else None, direction="in", kind="email",
         author_contact_id=author_contact,
         author_name=(forward.sender.name if forward and forward.sender else sender_name)[:200],
@@ -421,8 +421,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     )
     try:
         with session.begin_nested():
-            session.add(message)
-            session.flush()
+            message_row: int = _core(session, insert(Message.__table__), values).inserted_primary_key[0]
     except IntegrityError:
         # the same Message-ID was stored by a concurrent worker: one message
         found = _existing(session, tenant_id, inbound.id, mid)
@@ -430,14 +429,14 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
             raise
         return Recorded(found.id, found.conversation_id, "conversation" if found.conversation_id else "inbox",
                         duplicate=True, flags=tuple(found.flags or ()))
-    _add_thread_refs(session, tenant_id, message.id, [*in_reply_to, *reversed(references)])
+    _add_thread_refs(session, tenant_id, message_row, [*in_reply_to, *reversed(references)])
 
     reopened = notified = False
     if conv is not None:
         if loop and "loop" not in (conv.flags or []):
             conv.flags = sorted({*(conv.flags or []), "loop"})
             _event(session, tenant_id, "loop_detected", "operator", None, conversation_id=conv.id,
-                   message_id=message.id, sender=sender, reference=conv.reference)
+                   message_id=message_row, sender=sender, reference=conv.reference)
         if not automatic and not loop:
             if conv.status == "closed":
                 conv.status, conv.closed_at, reopened = "open", None, True
@@ -445,19 +444,19 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
                 conv.status = "open"
             conv.last_activity_at = now
             conv.last_customer_at = now
-            _notify_responsible(session, conv, "new_conversation" if created else "customer_message", message.id,
+            _notify_responsible(session, conv, "new_conversation" if created else "customer_message", message_row,
                                 reopened=reopened, foreign_sender="foreign_sender" in flags)
             notified = True
         conv.updated_at = now
     elif not automatic:
-        _event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message.id, via=match.via)
+        _event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message_row, via=match.via)
         notified = True
     if parsed.bounce is not None and parsed.bounce.original_message_id:
         record_bounce(session, tenant_id, parsed.bounce.original_message_id, permanent=parsed.bounce.permanent,
                       temporary=parsed.bounce.temporary, status=parsed.bounce.status,
-                      bounce_message_row=message.id)
+                      bounce_message_row=message_row)
     session.flush()
-    return Recorded(message.id, conv.id if conv else None, "conversation" if conv else "inbox",
+    return Recorded(message_row, conv.id if conv else None, "conversation" if conv else "inbox",
                     created_conversation=created, reopened=reopened, notified=notified, loop=loop,
                     flags=tuple(sorted(set(flags))))
 
