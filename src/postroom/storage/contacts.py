@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,12 +45,17 @@ def get_contact(session: Session, contact_id: int) -> ContactInfo:
                        contact.merged_into_id)
 
 
+_addresses = ContactAddress.__table__.c
+_CONTACT_FOR_ADDRESS = select(_addresses.contact_id).where(_addresses.tenant_id == bindparam("tenant_id"),
+                                                           _addresses.address == bindparam("address"))
+
+
 def contact_for_address(session: Session, tenant_id: int, address: str) -> int | None:
-    """A Core statement on the session's connection (after flushing, as a query would): it runs for every message."""
-    columns = ContactAddress.__table__.c
+    """A prebuilt Core statement on the session's connection (after flushing, as a query would): every message
+    asks this at least once."""
     session.flush()
-    return session.connection().execute(select(columns.contact_id).where(
-        columns.tenant_id == tenant_id, columns.address == normalize_address(address))).scalar()
+    return session.connection().execute(_CONTACT_FOR_ADDRESS, {"tenant_id": tenant_id,
+                                                               "address": normalize_address(address)}).scalar()
 
 
 def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "") -> int:
@@ -60,9 +65,8 @@ def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "
         raise PostroomError("a contact needs an e-mail address")
     found = contact_for_address(session, tenant_id, address)
     if found is not None:
-        contact = session.get(Contact, found)
-        if contact is not None and not contact.name and name:
-            contact.name = name[:200]
+        if name:
+            _fill_name(session, found, name[:200])
         return found
     contact = Contact(tenant_id=tenant_id, name=(name or "")[:200])
     try:
@@ -78,6 +82,21 @@ def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "
             raise
         return found
     return contact.id
+
+
+_contacts = Contact.__table__.c
+_FILL_NAME = (update(Contact.__table__).where(_contacts.id == bindparam("contact_id"),
+                                              or_(_contacts.name == "", _contacts.name.is_(None)))
+              .values(name=bindparam("new_name")))
+
+
+def _fill_name(session: Session, contact_id: int, name: str) -> None:
+    """Name a nameless contact: one Core UPDATE that matches nothing for named ones (most), instead of loading
+    the contact; a copy already loaded in the session is refreshed."""
+    if session.connection().execute(_FILL_NAME, {"contact_id": contact_id, "new_name": name}).rowcount:
+        loaded = session.identity_map.get(session.identity_key(Contact, contact_id))
+        if loaded is not None:
+            session.expire(loaded, ["name"])
 
 
 def add_contact_address(session: Session, contact_id: int, address: str) -> ContactInfo:

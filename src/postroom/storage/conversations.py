@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, func, insert, select, text, update
+from sqlalchemy import CursorResult, Executable, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -128,6 +128,38 @@ def set_inbound_stage(session: Session, inbound_id: int, stage: str, **values: o
 
 _REF_COLUMNS = (_conversations.id, _conversations.contact_id, _conversations.status, _conversations.subject_key,
                 _conversations.reference, _conversations.last_activity_at)
+# Prebuilt statements with bound parameters for the lookups every message makes: building a select costs
+# several times what executing a cached one does.
+_tenant = bindparam("tenant_id")
+_newest = (_conversations.last_activity_at.desc(), _conversations.id.desc())
+_REFS = select(*_REF_COLUMNS).where(_conversations.tenant_id == _tenant)
+_CONVERSATION = _REFS.where(_conversations.id == bindparam("id"))
+_BY_REFERENCE = _REFS.where(_conversations.reference == bindparam("reference"))
+_RECENT_BY_SUBJECT = _REFS.where(
+    _conversations.contact_id == bindparam("contact_id"), _conversations.subject_key == bindparam("key"),
+    _conversations.last_activity_at >= bindparam("since")).order_by(*_newest).limit(5)
+_OPEN_FOR_CONTACT = _REFS.where(_conversations.contact_id == bindparam("contact_id"),
+                                _conversations.status != "closed").order_by(*_newest).limit(10)
+_BY_MESSAGE_IDS = select(_messages.message_id, _messages.conversation_id).where(
+    _messages.tenant_id == _tenant, _messages.message_id.in_(bindparam("ids", expanding=True)),
+    _messages.conversation_id.is_not(None))
+_BY_RELATED_IDS = (
+    select(_thread_refs.ref, _messages.conversation_id)
+    .join_from(ThreadRef.__table__, Message.__table__, _messages.id == _thread_refs.message_id)
+    .where(_thread_refs.tenant_id == _tenant, _thread_refs.ref.in_(bindparam("ids", expanding=True)),
+           _messages.conversation_id.is_not(None))
+    .order_by(_messages.id.desc()))
+_MERGED_INTO = select(Contact.__table__.c.merged_into_id).where(Contact.__table__.c.id == bindparam("id"))
+_STARTED = select(func.count()).select_from(Conversation.__table__).where(
+    _conversations.tenant_id == _tenant, _conversations.contact_id == bindparam("contact_id"),
+    _conversations.created_at >= bindparam("since"))
+_STORED_COLUMNS = (_messages.id, _messages.conversation_id, _messages.flags)
+_STORED_FOR_INBOUND = select(*_STORED_COLUMNS).where(_messages.inbound_id == bindparam("inbound_id"))
+_STORED_WITH_MESSAGE_ID = select(*_STORED_COLUMNS).where(_messages.tenant_id == _tenant,
+                                                         _messages.message_id == bindparam("message_id"))
+_LOOP_COUNT = select(func.count()).select_from(Message.__table__).where(
+    _messages.conversation_id == bindparam("conversation_id"), _messages.author_email == bindparam("sender"),
+    _messages.direction == "in", _messages.created_at >= bindparam("since"))
 
 
 def _ref(c: Any) -> ConversationRef:
@@ -146,66 +178,54 @@ class SqlLookup:
         self.session = session
         self.tenant_id = tenant_id
 
-    def _refs(self, *where: Any, limit: int) -> list[ConversationRef]:
-        rows = _core(self.session, select(*_REF_COLUMNS).where(_conversations.tenant_id == self.tenant_id, *where)
-                     .order_by(_conversations.last_activity_at.desc(), _conversations.id.desc()).limit(limit))
-        return [_ref(r) for r in rows]
+    def _refs(self, stmt: Executable, **params: Any) -> list[ConversationRef]:
+        return [_ref(r) for r in _core(self.session, stmt, {"tenant_id": self.tenant_id, **params})]
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
-        found = self._refs(_conversations.id == conversation_id, limit=1)
+        found = self._refs(_CONVERSATION, id=conversation_id)
         return found[0] if found else None
 
     def by_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
-        rows = _core(self.session, select(_messages.message_id, _messages.conversation_id)
-                     .where(_messages.tenant_id == self.tenant_id, _messages.message_id.in_(list(ids)),
-                            _messages.conversation_id.is_not(None)))
+        rows = _core(self.session, _BY_MESSAGE_IDS, {"tenant_id": self.tenant_id, "ids": list(ids)})
         return {mid: cid for mid, cid in rows}
 
     def by_related_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
-        rows = _core(self.session, select(_thread_refs.ref, _messages.conversation_id)
-                     .join_from(ThreadRef.__table__, Message.__table__, _messages.id == _thread_refs.message_id)
-                     .where(_thread_refs.tenant_id == self.tenant_id, _thread_refs.ref.in_(list(ids)),
-                            _messages.conversation_id.is_not(None))
-                     .order_by(_messages.id.desc()))
         found: dict[str, int] = {}
-        for ref, cid in rows:
+        for ref, cid in _core(self.session, _BY_RELATED_IDS, {"tenant_id": self.tenant_id, "ids": list(ids)}):
             found.setdefault(ref, cid)
         return found
 
     def by_reference(self, reference: str) -> ConversationRef | None:
-        found = self._refs(_conversations.reference == reference.upper(), limit=1)
+        found = self._refs(_BY_REFERENCE, reference=reference.upper())
         return found[0] if found else None
 
     def contact_by_address(self, address: str) -> int | None:
         return contacts.contact_for_address(self.session, self.tenant_id, address)
 
     def live_contact(self, contact_id: int) -> int:
-        merged_c = Contact.__table__.c
         for _ in range(10):
-            merged = _core(self.session, select(merged_c.merged_into_id).where(merged_c.id == contact_id)).scalar()
+            merged = _core(self.session, _MERGED_INTO, {"id": contact_id}).scalar()
             if merged is None:
                 break
             contact_id = merged
         return contact_id
 
     def recent_by_subject(self, contact_id: int, key: str, since: datetime) -> list[ConversationRef]:
-        return self._refs(_conversations.contact_id == contact_id, _conversations.subject_key == key[:500],
-                          _conversations.last_activity_at >= since, limit=5)
+        return self._refs(_RECENT_BY_SUBJECT, contact_id=contact_id, key=key[:500], since=since)
 
     def open_for_contact(self, contact_id: int) -> list[ConversationRef]:
-        return self._refs(_conversations.contact_id == contact_id, _conversations.status != "closed", limit=10)
+        return self._refs(_OPEN_FOR_CONTACT, contact_id=contact_id)
 
     def conversations_started(self, contact_id: int, since: datetime) -> int:
-        return _core(self.session, select(func.count()).select_from(Conversation.__table__).where(
-            _conversations.tenant_id == self.tenant_id, _conversations.contact_id == contact_id,
-            _conversations.created_at >= since)).scalar() or 0
+        return _core(self.session, _STARTED, {"tenant_id": self.tenant_id, "contact_id": contact_id,
+                                              "since": since}).scalar() or 0
 
     def by_subject(self, key: str, limit: int) -> list[ConversationRef]:
-        return self._refs(_conversations.subject_key == key[:500], limit=limit)
+        return self._refs(_REFS.where(_conversations.subject_key == key[:500]).order_by(*_newest).limit(limit))
 
 
 def match_inbound(session: Session, inbound: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
@@ -310,18 +330,15 @@ def _create_conversation(session: Session, tenant_id: int, *, subject: str, cont
 
 def _existing(session: Session, tenant_id: int, inbound_id: int, message_id: str | None) -> Any:
     """The stored message (``id``, ``conversation_id``, ``flags``) of this inbound row or Message-ID, if any."""
-    columns = (_messages.id, _messages.conversation_id, _messages.flags)
-    found = _core(session, select(*columns).where(_messages.inbound_id == inbound_id)).first()
+    found = _core(session, _STORED_FOR_INBOUND, {"inbound_id": inbound_id}).first()
     if found is None and message_id:
-        found = _core(session, select(*columns).where(_messages.tenant_id == tenant_id,
-                                                      _messages.message_id == message_id)).first()
+        found = _core(session, _STORED_WITH_MESSAGE_ID, {"tenant_id": tenant_id, "message_id": message_id}).first()
     return found
 
 
 def _loop_count(session: Session, conversation_id: int, sender: str, since: datetime) -> int:
-    return _core(session, select(func.count()).select_from(Message.__table__).where(
-        _messages.conversation_id == conversation_id, _messages.author_email == sender, _messages.direction == "in",
-        _messages.created_at >= since)).scalar() or 0
+    return _core(session, _LOOP_COUNT, {"conversation_id": conversation_id, "sender": sender,
+                                        "since": since}).scalar() or 0
 
 
 def _add_thread_refs(session: Session, tenant_id: int, message_row: int, ids: Sequence[str]) -> None:
