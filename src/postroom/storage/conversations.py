@@ -291,7 +291,7 @@ def add_event(session: Session, tenant_id: int, kind: str, recipient_type: str, 
                   message_id=message_id, **payload)
 
 
-def _notify_responsible(session: Session, conv: Conversation, kind: str, message_id: int | None,
+def _notify_responsible(session: Session, conv: Any, kind: str, message_id: int | None,
                         **payload: Any) -> None:
     """One event for the responsible user, else the team, else the tenant (unassigned)."""
     if conv.responsible_user_id is not None:
@@ -328,6 +328,77 @@ def _create_conversation(session: Session, tenant_id: int, *, subject: str, cont
     raise PostroomError("could not create a conversation (reference collisions)")
 
 
+@dataclass
+class _Thread:
+    """The fields of the recorded message's conversation that ``record`` reads or changes.
+
+    Read and written with Core statements (no ORM load or unit of work per message); ``changes`` go out in one
+    UPDATE at the end.
+    """
+
+    id: int
+    tenant_id: int
+    reference: str
+    status: str
+    flags: list
+    responsible_user_id: int | None
+    responsible_team_id: int | None
+    changes: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, **values: Any) -> None:
+        for name, value in values.items():
+            if hasattr(self, name):
+                setattr(self, name, value)
+        self.changes.update(values)
+
+
+_THREAD_COLUMNS = (_conversations.id, _conversations.tenant_id, _conversations.reference, _conversations.status,
+                   _conversations.flags, _conversations.responsible_user_id, _conversations.responsible_team_id)
+_THREAD = select(*_THREAD_COLUMNS).where(_conversations.id == bindparam("id"))
+_UNIT_REF = select(Contact.__table__.c.unit_ref).where(Contact.__table__.c.id == bindparam("id"))
+
+
+def _load_thread(session: Session, conversation_id: int | None, tenant_id: int) -> _Thread:
+    row = _core(session, _THREAD, {"id": conversation_id}).first()
+    if row is None or row.tenant_id != tenant_id:
+        raise PostroomError(f"conversation {conversation_id} is not one of tenant {tenant_id}'s")
+    return _Thread(row.id, row.tenant_id, row.reference, row.status, list(row.flags or []), row.responsible_user_id,
+                   row.responsible_team_id)
+
+
+def _new_thread(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
+                decision: Any) -> _Thread:
+    """A new customer conversation with the rules' decision applied, inserted with Core (see ``_Thread``)."""
+    unit_ref = _core(session, _UNIT_REF, {"id": contact_id}).scalar() if contact_id is not None else None
+    values: dict[str, Any] = dict(
+        tenant_id=tenant_id, subject=(subjects.strip_prefixes(subject)[0] or subject)[:2000],
+        subject_key=subjects.subject_key(subject), status="open", contact_id=contact_id, unit_ref=unit_ref,
+        tags=[], flags=[], created_at=now, updated_at=now, last_activity_at=now, last_customer_at=now,
+        responsible_user_id=None, responsible_team_id=None,
+    )
+    _apply_decision(values, decision, session)
+    for _ in range(5):
+        values["reference"] = _new_reference(session, tenant_id)
+        try:
+            with session.begin_nested():
+                conversation_id = _core(session, insert(Conversation.__table__), values).inserted_primary_key[0]
+        except IntegrityError:
+            continue
+        return _Thread(conversation_id, tenant_id, values["reference"], values["status"], list(values["flags"]),
+                       values["responsible_user_id"], values["responsible_team_id"])
+    raise PostroomError("could not create a conversation (reference collisions)")
+
+
+def _save_thread(session: Session, thread: _Thread) -> None:
+    """Write ``thread.changes``; a copy of the conversation already loaded in the session is refreshed."""
+    if not thread.changes:
+        return
+    _core(session, update(Conversation.__table__).where(_conversations.id == thread.id).values(**thread.changes))
+    loaded = session.identity_map.get(session.identity_key(Conversation, thread.id))
+    if loaded is not None:
+        session.expire(loaded)
+
+
 def _existing(session: Session, tenant_id: int, inbound_id: int, message_id: str | None) -> Any:
     """The stored message (``id``, ``conversation_id``, ``flags``) of this inbound row or Message-ID, if any."""
     found = _core(session, _STORED_FOR_INBOUND, {"inbound_id": inbound_id}).first()
@@ -348,26 +419,26 @@ def _add_thread_refs(session: Session, tenant_id: int, message_row: int, ids: Se
         _core(session, insert(ThreadRef.__table__), rows)
 
 
-def _apply_decision(conv: Conversation, decision: Any, session: Session) -> None:
-    """The rules stage's answer for a new conversation: category, tags, unit, status, responsible."""
+def _apply_decision(conv: dict[str, Any], decision: Any, session: Session) -> None:
+    """The rules stage's answer for a new conversation's values: category, tags, unit, status, responsible."""
     if decision is None:
         return
     if getattr(decision, "category", None):
-        conv.category = decision.category
+        conv["category"] = decision.category
     if getattr(decision, "tags", None):
-        conv.tags = sorted({*conv.tags, *decision.tags})
+        conv["tags"] = sorted({*conv["tags"], *decision.tags})
     if getattr(decision, "unit", None):
-        conv.unit_ref = decision.unit
+        conv["unit_ref"] = decision.unit
     if getattr(decision, "status", None) in STATUSES:
-        conv.status = decision.status
+        conv["status"] = decision.status
     assign = getattr(decision, "assign", None)
     if assign is not None:
         if assign.kind == "user":
-            user = staff.user_by_email(session, conv.tenant_id, assign.value)
-            conv.responsible_user_id = user.id if user else conv.responsible_user_id
+            user = staff.user_by_email(session, conv["tenant_id"], assign.value)
+            conv["responsible_user_id"] = user.id if user else conv["responsible_user_id"]
         elif assign.kind == "team":
-            team = staff.team_by_name(session, conv.tenant_id, assign.value)
-            conv.responsible_team_id = team.id if team else conv.responsible_team_id
+            team = staff.team_by_name(session, conv["tenant_id"], assign.value)
+            conv["responsible_team_id"] = team.id if team else conv["responsible_team_id"]
 
 
 def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
@@ -400,16 +471,14 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     elif sender:
         author_contact = contacts.contact_for_address(session, tenant_id, sender)
 
-    conv: Conversation | None = None
+    conv: _Thread | None = None
     created = False
     if match.destination == "new":
-        conv = _create_conversation(session, tenant_id, subject=parsed.subject, contact_id=author_contact, now=now)
-        _apply_decision(conv, decision, session)
+        conv = _new_thread(session, tenant_id, subject=parsed.subject, contact_id=author_contact, now=now,
+                           decision=decision)
         created = True
     elif match.destination == "conversation":
-        conv = session.get(Conversation, match.conversation_id)
-        if conv is None or conv.tenant_id != tenant_id:
-            raise PostroomError(f"conversation {match.conversation_id} is not one of tenant {tenant_id}'s")
+        conv = _load_thread(session, match.conversation_id, tenant_id)
 
     loop = False
     if conv is not None and not created and sender:
@@ -450,21 +519,22 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
 
     reopened = notified = False
     if conv is not None:
-        if loop and "loop" not in (conv.flags or []):
-            conv.flags = sorted({*(conv.flags or []), "loop"})
+        if loop and "loop" not in conv.flags:
+            conv.set(flags=sorted({*conv.flags, "loop"}))
             _event(session, tenant_id, "loop_detected", "operator", None, conversation_id=conv.id,
                    message_id=message_row, sender=sender, reference=conv.reference)
         if not automatic and not loop:
             if conv.status == "closed":
-                conv.status, conv.closed_at, reopened = "open", None, True
+                conv.set(status="open", closed_at=None)
+                reopened = True
             elif conv.status == "awaiting_feedback":
-                conv.status = "open"
-            conv.last_activity_at = now
-            conv.last_customer_at = now
+                conv.set(status="open")
+            conv.set(last_activity_at=now, last_customer_at=now)
             _notify_responsible(session, conv, "new_conversation" if created else "customer_message", message_row,
                                 reopened=reopened, foreign_sender="foreign_sender" in flags)
             notified = True
-        conv.updated_at = now
+        conv.set(updated_at=now)
+        _save_thread(session, conv)
     elif not automatic:
         _event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message_row, via=match.via)
         notified = True
