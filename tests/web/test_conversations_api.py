@@ -207,3 +207,17 @@ def test_rules_validate_test_and_upload(client: TestClient, app: App, keys: dict
     tested = client.post("/api/v1/rules/test", json={"rules": good.decode(), "message": eml},
                          headers=auth(keys["acme"])).json()
     assert tested["valid"] is True and "Invoices to finance" in str(tested)
+
+
+def test_nul_characters_are_refused_with_422_naming_the_field(client: TestClient, keys: dict[str, str],
+                                                             world: dict[str, dict[str, int]]) -> None:
+    acme, key = world["acme"], auth(keys["acme"])
+    listed = client.get("/api/v1/conversations", params={"category": "keys\x00", "q": "ok"}, headers=key)
+    assert listed.status_code == 422
+    assert [(f["field"], f["location"]) for f in listed.json()["error"]["fields"]] == [("category", "query")]
+    noted = client.post(f"/api/v1/conversations/{acme['conversation']}/notes",
+                        json={"user_id": acme["user"], "text": "nul \x00 inside"}, headers=key)
+    assert noted.status_code == 422 and noted.json()["error"]["fields"][0]["location"] == "body"
+    fine = client.post(f"/api/v1/conversations/{acme['conversation']}/notes",
+                       json={"user_id": acme["user"], "text": "still works"}, headers=key)
+    assert fine.status_code == 201

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from postroom.errors import NotFound, PostroomError
@@ -58,7 +59,28 @@ def _field_errors(exc: RequestValidationError) -> list[FieldError]:
     return fields
 
 
+def nul_fields(request: Request, body: bytes) -> list[FieldError]:
+    """Query parameters and JSON body text carrying a NUL: no database text column can store one."""
+    fields = [FieldError(field=name, location="query", message="must not contain NUL characters")
+              for name, value in request.query_params.multi_items() if "\x00" in value]
+    if request.headers.get("content-type", "").startswith("application/json") and b"\\u0000" in body:
+        fields.append(FieldError(field="body", location="body", message="must not contain NUL characters"))
+    return fields
+
+
 def install(api: FastAPI) -> None:
+    @api.middleware("http")
+    async def refuse_nul(request: Request, call_next):  # type: ignore[no-untyped-def]
+        fields = nul_fields(request, await request.body())
+        if fields:
+            return error_response(422, "invalid request: NUL characters are not allowed", fields)
+        return await call_next(request)
+
+    @api.exception_handler(DataError)
+    async def unstorable(_: Request, exc: DataError) -> JSONResponse:
+        log.warning("refused a value the database cannot store: %s", exc.orig)
+        return error_response(422, "a value was refused by the database (too large or not storable text)")
+
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         fields = _field_errors(exc)
