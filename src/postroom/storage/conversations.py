@@ -157,6 +157,8 @@ _STORED_COLUMNS = (_messages.id, _messages.conversation_id, _messages.flags)
 _STORED_FOR_INBOUND = select(*_STORED_COLUMNS).where(_messages.inbound_id == bindparam("inbound_id"))
 _STORED_WITH_MESSAGE_ID = select(*_STORED_COLUMNS).where(_messages.tenant_id == _tenant,
                                                          _messages.message_id == bindparam("message_id"))
+_INSERT_EVENT = insert(NotificationEvent.__table__)
+_INSERT_MESSAGE = insert(Message.__table__)
 _LOOP_COUNT = select(func.count()).select_from(Message.__table__).where(
     _messages.conversation_id == bindparam("conversation_id"), _messages.author_email == bindparam("sender"),
     _messages.direction == "in", _messages.created_at >= bindparam("since"))
@@ -278,7 +280,7 @@ def _attachment_rows(attachments: Sequence[Attachment]) -> list[dict]:
 def _event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
            conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> int:
     """Insert one notification event (a Core insert: events are written, never read back here); its id."""
-    return _core(session, insert(NotificationEvent.__table__).values(
+    return _core(session, _INSERT_EVENT, dict(
         tenant_id=tenant_id, kind=kind, recipient_type=recipient_type, recipient_id=recipient_id,
         conversation_id=conversation_id, message_id=message_id, payload=to_jsonable(payload),
     )).inserted_primary_key[0]
@@ -507,7 +509,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     )
     try:
         with session.begin_nested():
-            message_row: int = _core(session, insert(Message.__table__), values).inserted_primary_key[0]
+            message_row: int = _core(session, _INSERT_MESSAGE, values).inserted_primary_key[0]
     except IntegrityError:
         # the same Message-ID was stored by a concurrent worker: one message
         found = _existing(session, tenant_id, inbound.id, mid)
