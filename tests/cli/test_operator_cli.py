@@ -28,6 +28,9 @@ def run(settings):
 
 def test_tenant_ingest_and_queue_round_trip(run, tmp_path: Path):
     assert run("tenant", "add", "acme", "--name", "Acme Builders").returncode == 0
+    again = run("tenant", "add", "acme", "--exist-ok")
+    assert again.returncode == 0 and again.stdout.startswith("tenant acme exists")
+    assert run("tenant", "add", "acme").returncode == 1
     assert run("tenant", "alias", "add", "acme", "support").returncode == 0
     listing = run("tenant", "list")
     assert "acme.mail.test" in listing.stdout and "support" in listing.stdout

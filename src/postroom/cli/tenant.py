@@ -27,11 +27,10 @@ def add(ctx: click.Context, slug: str, name: str, exist_ok: bool) -> None:
     app = open_app(ctx)
     with app.session() as session:
         existing = {t.slug: t for t in tenants.list_tenants(session)}
-        if exist_ok and slug.lower() in existing:
-            info = existing[slug.lower()]
-        else:
-            info = tenants.add_tenant(session, slug, name)
-    click.echo(f"tenant {info.slug} created: mail to inbox@{info.slug}.{app.settings.mail_domain}")
+        found = exist_ok and slug.lower() in existing
+        info = existing[slug.lower()] if found else tenants.add_tenant(session, slug, name)
+    click.echo(f"tenant {info.slug} {'exists' if found else 'created'}: "
+               f"mail to inbox@{info.slug}.{app.settings.mail_domain}")
 
 
 @tenant.command("list")
