@@ -41,13 +41,11 @@ class RetryLater(Exception):
 
 
 def _db_text(value: str) -> str:
-    """PostgreSQL text cannot hold NUL, and header values are whatever the sender wrote."""
+    """PostgreSQL text cannot hold NUL; error texts may quote whatever the sender wrote.
+
+    Parsed values need no such care: the parser already turns NULs into U+FFFD.
+    """
     return value.replace("\x00", "\ufffd")
-
-
-def parsed_summary(parsed: ParsedMessage) -> dict:
-    """The parsed headers and bodies kept on the inbound row (attachment bytes go to blobs)."""
-    return to_jsonable(parsed)
 
 
 @dataclass(frozen=True)
@@ -162,8 +160,8 @@ def authenticate(app: App, raw: bytes) -> dict:
 
 def _row_values(parsed: ParsedMessage, verdicts: dict) -> dict:
     """The inbound row's parsed columns, written in the same UPDATE as its final (or error) status."""
-    return {"message_id": _db_text((parsed.message_id or "")[:998]) or None, "subject": _db_text(parsed.subject),
-            "sender": _db_text(parsed.sender.address) if parsed.sender else None, "parsed": parsed_summary(parsed),
+    return {"message_id": (parsed.message_id or "")[:998] or None, "subject": parsed.subject,
+            "sender": parsed.sender.address if parsed.sender else None, "parsed": to_jsonable(parsed),
             "auth_results": verdicts}
 
 

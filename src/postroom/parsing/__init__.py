@@ -144,7 +144,7 @@ class _Builder:
         )
 
     def _message_id(self) -> str | None:
-        value = (mime.raw_header(self.msg, "Message-ID") or "").strip()
+        value = (mime.raw_header(self.msg, "Message-ID") or "").strip().replace("\x00", "\ufffd")
         if not value:
             self.defects.append("missing-message-id")
             return None
@@ -152,7 +152,7 @@ class _Builder:
         return found.group(0) if found else value.split()[0]
 
     def _ids(self, name: str) -> tuple[str, ...]:
-        value = " ".join(mime.raw_headers(self.msg, name))
+        value = " ".join(mime.raw_headers(self.msg, name)).replace("\x00", "\ufffd")
         found = _ID.findall(value) or value.split()
         return tuple(dict.fromkeys(found))
 
