@@ -160,7 +160,7 @@ def scratch_pg() -> Iterator[str | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=2000, help="0: only the --cpu figure")
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="postroom worker processes (PostgreSQL + Redis)")
     parser.add_argument("--smtp-processes", type=int, default=1)
@@ -173,6 +173,8 @@ def main() -> None:
           f"(avg {sum(map(len, mix)) / len(mix) / 1024:.1f} KiB), {args.smtp_processes} SMTP process(es)")
     if args.cpu:
         pipeline_cpu(args.cpu, mix)
+    if not args.messages:
+        return
     with deployment(database_url="", broker_url="", workers=0, smtp_processes=args.smtp_processes) as (port, db):
         measure("embedded (SQLite, in-process)", port, db, messages=args.messages, connections=args.connections,
                 mix=mix)
