@@ -60,6 +60,7 @@ class _Builder:
     def __init__(self, raw: bytes, msg: Message, received_at: datetime | None, depth: int,
                  repaired: bool) -> None:
         self.raw, self.msg, self.received_at, self.depth = raw, msg, received_at, depth
+        self.fields = mime.header_index(msg)
         self.defects: list[str] = mime.defects(msg) + (["repaired-header-block"] if repaired else [])
 
     def guard(self, step: str, fn: Callable[[], T], default: T) -> T:
@@ -73,7 +74,7 @@ class _Builder:
 
     def build(self) -> ParsedMessage:
         msg = self.msg
-        subject = self.guard("subject", lambda: mime.header(msg, "Subject"), "")
+        subject = self.guard("subject", lambda: self._header("Subject"), "")
         date, fallback = self._date()
         sender = self.guard("from", lambda: self._addresses("From"), ())
         if not sender:
@@ -88,7 +89,7 @@ class _Builder:
         bounce = self.guard("bounce", lambda: self._bounce(subject), None)
         forward = None if bounce else self.guard("forward", lambda: self._forward(text, subject, trimmed, atts),
                                                  None)
-        reason = self.guard("auto-reply", lambda: autoreply.detect(msg, subject), None)
+        reason = self.guard("auto-reply", lambda: autoreply.detect(self.fields, subject), None)
         return ParsedMessage(
             message_id=message_id,
             in_reply_to=self._ids("In-Reply-To"),
@@ -111,16 +112,24 @@ class _Builder:
             defects=tuple(dict.fromkeys(self.defects)),
             headers=tuple((k, mime.decode_header_value(str(v))) for k, v in msg.raw_items()),
             date_is_fallback=fallback,
-            list_id=mime.header(msg, "List-Id") or None,
+            list_id=self._header("List-Id") or None,
             authentication_results=tuple(mime.decode_header_value(v)
-                                         for v in mime.raw_headers(msg, "Authentication-Results")),
+                                         for v in self.fields.get("authentication-results", ())),
             size=len(self.raw),
             sender_header=next(iter(self.guard("sender", lambda: self._addresses("Sender"), ())), None),
-            auto_submitted=mime.header(msg, "Auto-Submitted") or None,
+            auto_submitted=self._header("Auto-Submitted") or None,
         )
 
+    def _first(self, name: str) -> str | None:
+        """First raw value of a header (``name`` lower-case)."""
+        values = self.fields.get(name)
+        return values[0] if values else None
+
+    def _header(self, name: str) -> str:
+        return mime.decode_header_value(self._first(name.lower()))
+
     def _date(self) -> tuple[datetime, bool]:
-        value = mime.raw_header(self.msg, "Date")
+        value = self._first("date")
         found = parse_header_date(value)
         if found is None:
             self.defects.append("invalid-date" if value and value.strip() else "missing-date")
@@ -131,11 +140,11 @@ class _Builder:
         return found, False
 
     def _addresses(self, name: str) -> tuple[Address, ...]:
-        values = mime.raw_headers(self.msg, name)
+        values = self.fields.get(name.lower())
         if not values:
             return ()
         value = ", ".join(_FOLD.sub(" ", v) for v in values)
-        if any("\udc80" <= c <= "\udcff" for c in value):
+        if mime.has_surrogates(value):
             value = mime.guess_decode(value.encode("utf-8", errors="surrogateescape"))
         value = value.replace("\x00", "\ufffd")
         return tuple(
@@ -144,7 +153,7 @@ class _Builder:
         )
 
     def _message_id(self) -> str | None:
-        value = (mime.raw_header(self.msg, "Message-ID") or "").strip().replace("\x00", "\ufffd")
+        value = (self._first("message-id") or "").strip().replace("\x00", "\ufffd")
         if not value:
             self.defects.append("missing-message-id")
             return None
@@ -152,7 +161,7 @@ class _Builder:
         return found.group(0) if found else value.split()[0]
 
     def _ids(self, name: str) -> tuple[str, ...]:
-        value = " ".join(mime.raw_headers(self.msg, name)).replace("\x00", "\ufffd")
+        value = " ".join(self.fields.get(name.lower(), ())).replace("\x00", "\ufffd")
         found = _ID.findall(value) or value.split()
         return tuple(dict.fromkeys(found))
 
@@ -165,7 +174,7 @@ class _Builder:
         return trimming.strip_mark(marked), marked
 
     def _bounce(self, subject: str) -> Bounce | None:
-        return bounces.detect(self.msg, mime.raw_header(self.msg, "From") or "", subject)
+        return bounces.detect(self.msg, self._first("from") or "", subject)
 
     def _forward(self, text: str, subject: str, trimmed: trimming.Trimmed,
                  atts: tuple[Attachment, ...]) -> Forward | None:

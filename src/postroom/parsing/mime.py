@@ -43,6 +43,7 @@ _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
 _FOLD = re.compile(r"\r?\n[ \t]")
 _SPACES = re.compile(r"\s+")
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
@@ -193,8 +194,10 @@ def decode_header_value(value: str | None) -> str:
 def _decode_header_value(value: str | None) -> str:
     if not value:
         return ""
+    if value.isascii() and "\n" not in value and "\r" not in value and "=?" not in value:
+        return value.strip()  # most headers: nothing to unfold or decode
     value = _FOLD.sub(" ", str(value)).replace("\r", "").replace("\n", "")
-    if _has_surrogates(value):
+    if has_surrogates(value):
         value = guess_decode(_raw_bytes(value))
     if "=?" not in value:
         return value.strip()
@@ -208,6 +211,14 @@ def _decode_header_value(value: str | None) -> str:
     for chunk, charset in chunks:
         out.append(decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk)
     return _SPACES.sub(" ", "".join(out)).strip()
+
+
+def header_index(msg: Message) -> dict[str, list[str]]:
+    """Raw header values by lower-cased name, in order: one pass over the fields instead of one per lookup."""
+    index: dict[str, list[str]] = {}
+    for key, value in msg.raw_items():
+        index.setdefault(key.lower(), []).append(str(value))
+    return index
 
 
 def raw_header(msg: Message, name: str) -> str | None:
@@ -268,7 +279,7 @@ def filename(part: Message, charset_hint: str | None = None) -> str | None:
     raws = [raw_header(part, h) or "" for h in ("Content-Disposition", "Content-Type")]
     if not any("name" in r.lower() for r in raws):
         return None  # most body parts: skip the stdlib's parameter parsing (called for every leaf)
-    if any(_has_surrogates(r) for r in raws):
+    if any(has_surrogates(r) for r in raws):
         part = _decoded_params(raws, charset_hint)
     try:
         name = part.get_filename() or part.get_param("name")
@@ -279,8 +290,9 @@ def filename(part: Message, charset_hint: str | None = None) -> str | None:
     return decode_header_value(str(name)) if name else None
 
 
-def _has_surrogates(value: str) -> bool:
-    return any("\udc80" <= c <= "\udcff" for c in value)
+def has_surrogates(value: str) -> bool:
+    """Raw 8-bit bytes the parser kept as surrogate escapes."""
+    return not value.isascii() and _SURROGATE.search(value) is not None
 
 
 def _decoded_params(raws: list[str], charset_hint: str | None) -> Message:
