@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
+from postroom.storage.db import core
 from postroom.storage.tables import InboundMessage, Tenant
 
 RUNNABLE = ("pending", "retrying")
@@ -78,28 +79,30 @@ def get_inbound(session: Session, inbound_id: int) -> InboundRecord:
     return _record(*found)
 
 
+_inbound = InboundMessage.__table__.c
 _CLAIM = (
-    update(InboundMessage)
-    .where(InboundMessage.id == bindparam("inbound_id"))
-    .where(or_(InboundMessage.status.in_(RUNNABLE),
-               (InboundMessage.status == "processing") & (InboundMessage.lease_until < bindparam("now"))))
-    .values(status="processing", lease_until=bindparam("lease_until"), attempts=InboundMessage.attempts + 1,
+    update(InboundMessage.__table__)
+    .where(_inbound.id == bindparam("inbound_id"))
+    .where(or_(_inbound.status.in_(RUNNABLE),
+               (_inbound.status == "processing") & (_inbound.lease_until < bindparam("now"))))
+    .values(status="processing", lease_until=bindparam("lease_until"), attempts=_inbound.attempts + 1,
             updated_at=bindparam("now"))
-    .returning(*_COLUMNS, select(Tenant.slug).where(Tenant.id == InboundMessage.tenant_id).scalar_subquery())
-    .execution_options(synchronize_session=False)
+    .returning(*_COLUMNS, select(Tenant.slug).where(Tenant.id == _inbound.tenant_id).scalar_subquery())
 )
+# Its SET clause is the parameters an execution passes (compiled once per set of names, then cached).
+_UPDATE = update(InboundMessage.__table__).where(_inbound.id == bindparam("row_id"))
 
 
 def claim(session: Session, inbound_id: int, now: datetime | None = None,
           lease: timedelta = LEASE) -> InboundRecord | None:
     """Take the row for processing, or None if it is finished or leased by a live worker.
 
-    One prebuilt ``UPDATE … RETURNING`` (the tenant's slug from a subquery):
-    the claim is on every message's path, so it costs one statement and no
-    statement building, not an update plus a join.
+    One prebuilt Core ``UPDATE … RETURNING`` (the tenant's slug from a
+    subquery): the claim is on every message's path, so it costs one
+    statement and no statement building or ORM step, not an update plus a join.
     """
     now = now or datetime.now(UTC)
-    found = session.execute(_CLAIM, {"inbound_id": inbound_id, "now": now, "lease_until": now + lease}).first()
+    found = core(session, _CLAIM, {"inbound_id": inbound_id, "now": now, "lease_until": now + lease}).first()
     if found is None:
         return None
     *values, slug = found
@@ -109,22 +112,17 @@ def claim(session: Session, inbound_id: int, now: datetime | None = None,
 def advance(session: Session, inbound_id: int, *, stage: str, status: str, **values: object) -> None:
     """Move the row to ``stage``/``status`` and set any extra columns (message_id, parsed...).
 
-    Executed without ORM session synchronisation: no verb keeps inbound rows loaded in the session.
+    A prebuilt Core statement, without ORM session synchronisation: no verb keeps inbound rows loaded in the
+    session.
     """
-    session.execute(
-        update(InboundMessage).where(InboundMessage.id == inbound_id)
-        .values(stage=stage, status=status, lease_until=None, updated_at=datetime.now(UTC), **values)
-        .execution_options(synchronize_session=False)
-    )
+    core(session, _UPDATE, {"row_id": inbound_id, "stage": stage, "status": status, "lease_until": None,
+                            "updated_at": datetime.now(UTC), **values})
 
 
 def record_error(session: Session, inbound_id: int, error: str, *, final: bool) -> None:
     """Keep the error on the row: ``failed`` for operators, or ``retrying`` for the broker."""
-    session.execute(
-        update(InboundMessage).where(InboundMessage.id == inbound_id)
-        .values(status="failed" if final else "retrying", last_error=error[:4000], lease_until=None,
-                updated_at=datetime.now(UTC))
-    )
+    core(session, _UPDATE, {"row_id": inbound_id, "status": "failed" if final else "retrying",
+                            "last_error": error[:4000], "lease_until": None, "updated_at": datetime.now(UTC)})
 
 
 def due_for_recovery(session: Session, *, idle: timedelta = timedelta(0),
