@@ -1,0 +1,76 @@
+"""forwarded.forwarded_metadata must return exactly what email-forward-parser's entry point returns.
+
+It re-composes the library's steps with shortcuts (needle pre-checks, no-op preprocessing skipped);
+these tests catch a shortcut that changes a result, including after a library upgrade.
+"""
+
+from __future__ import annotations
+
+import pytest
+from emailforwardparser.forward_parser import get_forwarded_metadata
+from tests.parsing.conftest import FIXTURES
+
+from postroom.parsing import ParseFailed, forwarded, parse
+
+SEPARATOR_BODIES = [
+    "See below.\n\n---------- Forwarded message ---------\nFrom: Ann <ann@example.com>\nDate: Mon, 8 Jan 2024\n"
+    "Subject: Hi\nTo: bob@example.com\n\nHello there\n",
+    "FYI\n\nBegin forwarded message:\n\n> From: Ann <ann@example.com>\n> Subject: Hi\n> Date: 8 January 2024\n"
+    "> To: Bob <bob@example.com>\n\n> Hello\n",
+    "Note\n\n________________________________\nFrom: Ann <ann@example.com>\nSent: Monday\nTo: Bob\n"
+    "Subject: Hi\n\nBody\n",
+    "Zie onder\n\n-------- Doorgestuurd bericht --------\nOnderwerp: Hoi\nDatum: 8 jan 2024\nVan: Ann <ann@ex.nl>\n"
+    "Aan: bob@ex.nl\n\nTekst\n",
+    "Am 08.01.2024 um 10:00 schrieb \"Ann\" <ann@example.de>:\n\nText\n",
+    # What the library's preprocessing changes: a soft hyphen and a zero-width space inside the separator,
+    # control characters, a byte order mark, no-break spaces, CRLF, an RFC 2047 word (also a broken one).
+    "x\n\nBegin for\u00adwarded mes\u200bsage:\n\nFrom: Ann <ann@example.com>\nSubject: Hi\n\nHello\n",
+    "x\x0b\n\n---------- Forwarded\x1f message ---------\nFrom: ann@example.com\n\nHi\n",
+    "\ufeffx\xa0\r\n\r\n---------- Forwarded message ---------\r\nFrom: ann@example.com\xa0\r\n\r\nHi\r\n",
+    "=?utf-8?q?Begin_forwarded_message:?=\n\nFrom: ann@example.com\nSubject: Hi\n\nHello\n",
+    "=?utf-8?b?not base64!?= and =?x-unknown-charset?q?abc?=\n",
+    "From: Ann <ann@example.com>\nSent: Monday\nTo: Bob\nSubject: Hi\n\nNo separator, header block only\n",
+    "Just a reply.\n\nOn Mon, 8 Jan 2024, Ann <ann@example.com> wrote:\n> earlier\n",
+    "",
+]
+
+
+def fixture_texts() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted(FIXTURES.glob("*.eml")):
+        try:
+            msg = parse(path.read_bytes())
+        except ParseFailed:
+            continue
+        out.append((msg.text, msg.subject))
+        if msg.forward is not None:
+            out.append((msg.forward.text, ""))
+    return out
+
+
+def outcome(fn, body: str, subject: str | None):
+    try:
+        return fn(body, subject)
+    except Exception as exc:  # the library raises on some RFC 2047 words: then both must raise alike
+        return type(exc)
+
+
+@pytest.mark.parametrize("subject", [None, "Fwd: Hi", "Re: Hi", "Hi", "=?utf-8?q?TR=3A_Hi?="])
+@pytest.mark.parametrize("body", SEPARATOR_BODIES)
+def test_crafted_bodies_same_as_library(body, subject):
+    assert outcome(forwarded.forwarded_metadata, body, subject) == outcome(get_forwarded_metadata, body, subject)
+
+
+def test_fixture_texts_same_as_library():
+    checked = 0
+    for text, subject in fixture_texts():
+        for subj in (subject or None, None, "Fwd: x"):
+            assert forwarded.forwarded_metadata(text, subj) == get_forwarded_metadata(text, subj), (text[:60], subj)
+            checked += 1
+    assert checked > 100
+
+
+def test_every_separator_has_a_needle():
+    """Without a needle a separator regex runs on every body: the shortcut would be lost silently."""
+    assert all(needle for _, needle in forwarded._SEPARATORS)
+    assert any(needle == "_" * 32 for _, needle in forwarded._SEPARATORS)
