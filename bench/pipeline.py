@@ -92,7 +92,8 @@ def pipeline_cpu(messages: int, mix: list[bytes]) -> None:
 
 
 @contextmanager
-def deployment(*, database_url: str, broker_url: str, workers: int, smtp_processes: int) -> Iterator[tuple[int, str]]:
+def deployment(*, database_url: str, broker_url: str, workers: int, smtp_processes: int,
+               worker_processes: int = 0) -> Iterator[tuple[int, str]]:
     """``postroom serve`` (+ ``postroom worker`` processes when there is a broker) in a fresh data dir."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="postroom-bench-pipeline-") as tmp:
@@ -100,7 +101,7 @@ def deployment(*, database_url: str, broker_url: str, workers: int, smtp_process
         env = postroom_env(data, port, POSTROOM_DATABASE_URL=database_url, POSTROOM_BROKER_URL=broker_url,
                            POSTROOM_BROKER_NAMESPACE=f"bench-{uuid.uuid4().hex[:8]}")
         subprocess.run([POSTROOM, "tenant", "add", "acme"], env=env, check=True, stdout=subprocess.DEVNULL)
-        cmd = [POSTROOM, "serve", "--smtp-processes", str(smtp_processes)]
+        cmd = [POSTROOM, "serve", "--smtp-processes", str(smtp_processes), "--worker-processes", str(worker_processes)]
         procs = []
         if broker_url:
             cmd.append("--no-workers")
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="postroom worker processes (PostgreSQL + Redis)")
     parser.add_argument("--smtp-processes", type=int, default=1)
+    parser.add_argument("--worker-processes", type=int, default=2,
+                        help="embedded default: pipeline worker processes of `postroom serve` (0: in-process threads)")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--cpu", type=int, default=0, metavar="N",
                         help="first measure the pipeline's CPU per message over N messages (no SMTP)")
@@ -175,9 +178,10 @@ def main() -> None:
         pipeline_cpu(args.cpu, mix)
     if not args.messages:
         return
-    with deployment(database_url="", broker_url="", workers=0, smtp_processes=args.smtp_processes) as (port, db):
-        measure("embedded (SQLite, in-process)", port, db, messages=args.messages, connections=args.connections,
-                mix=mix)
+    with deployment(database_url="", broker_url="", workers=0, smtp_processes=args.smtp_processes,
+                    worker_processes=args.worker_processes) as (port, db):
+        measure(f"embedded (SQLite), {args.worker_processes} worker procs", port, db, messages=args.messages,
+                connections=args.connections, mix=mix)
     if args.skip_pg:
         return
     with scratch_pg() as pg:

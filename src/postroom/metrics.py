@@ -38,10 +38,22 @@ HTTP_SECONDS = Histogram("postroom_http_request_seconds", "HTTP API request dura
                          registry=REGISTRY)
 
 
-class StageMetrics(Middleware):
-    """Dramatiq middleware: one processed/failed count and one duration per job, labelled by queue (stage)."""
+def record_stage(stage: str, seconds: float | None, failed: bool) -> None:
+    """Count one finished pipeline job (and its duration when known) on this process's registry."""
+    if seconds is not None:
+        STAGE_SECONDS.labels(stage).observe(seconds)
+    (STAGE_FAILED if failed else STAGE_PROCESSED).labels(stage).inc()
 
-    def __init__(self) -> None:
+
+class StageMetrics(Middleware):
+    """Dramatiq middleware: one processed/failed count and one duration per job, labelled by queue (stage).
+
+    ``observe`` gets ``(stage, seconds, failed)``: by default the counters here; worker processes that
+    ``serve`` starts send it to the serving process instead, so its ``/metrics`` sees every job.
+    """
+
+    def __init__(self, observe: Callable[[str, float | None, bool], None] = record_stage) -> None:
+        self.observe = observe
         self._started: dict[str, float] = {}
 
     def before_process_message(self, broker: Any, message: Any) -> None:
@@ -50,10 +62,8 @@ class StageMetrics(Middleware):
     def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
         started = self._started.pop(message.message_id, None)
-        stage = message.queue_name.removesuffix(".DQ")
-        if started is not None:
-            STAGE_SECONDS.labels(stage).observe(time.perf_counter() - started)
-        (STAGE_FAILED if exception is not None else STAGE_PROCESSED).labels(stage).inc()
+        self.observe(message.queue_name.removesuffix(".DQ"),
+                     None if started is None else time.perf_counter() - started, exception is not None)
 
     def after_skip_message(self, broker: Any, message: Any) -> None:
         self._started.pop(message.message_id, None)

@@ -22,8 +22,9 @@ from postroom.gateway.ratelimit import rate_limits
 from postroom.gateway.server import Gateway
 from postroom.logs import LogContext, inbound_tenant
 from postroom.metrics import StageMetrics
-from postroom.queue.actors import Pipeline
+from postroom.queue.actors import OUTBOUND_QUEUE, Pipeline
 from postroom.queue.broker import make_broker
+from postroom.queue.processes import WorkerProcesses
 from postroom.rules.routing import DataScreen
 from postroom.settings import Settings
 from postroom.storage.intake import GroupCommitter
@@ -52,6 +53,7 @@ class Service:
     dispatch: Callable[[Iterable[int]], None] | None = None  # where accepted ids go; default this pipeline
     app: App = field(init=False)
     pipeline: Pipeline = field(init=False)
+    workers: WorkerProcesses | None = field(default=None, init=False)
     committer: GroupCommitter | None = field(default=None, init=False)
     gateway: Gateway | None = field(default=None, init=False)
     http: HttpServer | None = field(default=None, init=False)
@@ -61,9 +63,14 @@ class Service:
         broker = make_broker(self.settings)
         broker.add_middleware(StageMetrics())
         broker.add_middleware(LogContext(inbound_tenant(self.app)))
-        self.pipeline = Pipeline(self.app, broker)
+        if self.run_workers and self.settings.worker_processes:
+            self.workers = WorkerProcesses(self.settings, self.settings.worker_processes).start()
+        sink = self.workers.dispatch if self.workers is not None and not self.settings.broker_url else None
+        self.pipeline = Pipeline(self.app, broker, inbound_sink=sink)
         if self.run_workers:
-            self.pipeline.start_worker(self.settings.worker_threads)
+            # with worker processes, this one only delivers outbound mail queued here (staff replies, API)
+            self.pipeline.start_worker(self.settings.worker_threads,
+                                       queues={OUTBOUND_QUEUE} if self.workers is not None else None)
             recovered = self.pipeline.recover()
             if recovered:
                 log.info("re-enqueued %s unfinished inbound messages", recovered)
@@ -108,6 +115,8 @@ class Service:
         if self.committer is not None:
             self.committer.close()
         self.pipeline.stop()
+        if self.workers is not None:
+            self.workers.stop()
         self.app.close()
 
 

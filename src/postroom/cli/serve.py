@@ -51,12 +51,17 @@ def init(ctx: click.Context) -> None:
 @click.option("--no-workers", is_flag=True, help="Only receive; leave processing to `postroom worker`.")
 @click.option("--smtp-processes", type=click.IntRange(min=1), default=None,
               help="Gateway processes sharing the SMTP port (default POSTROOM_SMTP_PROCESSES, 1).")
+@click.option("--worker-processes", type=click.IntRange(min=0), default=None,
+              help="Pipeline worker processes (default POSTROOM_WORKER_PROCESSES; 0: threads in this process).")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
-def serve(ctx: click.Context, no_workers: bool, smtp_processes: int | None, verbose: bool) -> None:
+def serve(ctx: click.Context, no_workers: bool, smtp_processes: int | None, worker_processes: int | None,
+          verbose: bool) -> None:
     """Run the SMTP gateway, the HTTP API and console (and, with the in-process broker, the workers)."""
     _logging(ctx, verbose)
     settings = settings_of(ctx)
+    if worker_processes is not None:
+        settings = settings.replace(worker_processes=worker_processes)
     processes = smtp_processes or settings.smtp_processes
     service = Service(settings, run_workers=not no_workers, reuse_port=processes > 1).start()
     host, port = settings.smtp_address
@@ -75,6 +80,8 @@ def serve(ctx: click.Context, no_workers: bool, smtp_processes: int | None, verb
     click.echo(f"database {redact_url(settings.resolved_database_url)}  "
                f"blobs {redact_url(settings.resolved_blob_url)}  "
                f"broker {redact_url(settings.broker_url) or 'in-process'}", err=True)
+    if service.workers is not None:
+        click.echo(f"{service.workers.count} worker processes, {settings.worker_threads} threads each", err=True)
     try:
         _wait_for_signal()
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 import dramatiq
@@ -31,9 +31,13 @@ SWEEP_IDLE = timedelta(seconds=30)
 
 
 class Pipeline:
-    def __init__(self, app: App, broker: Broker) -> None:
+    """``inbound_sink``, when given, takes inbound ids instead of this broker (worker processes, see
+    ``queue.processes``); outbound jobs, the sweeper and the scheduled jobs stay here."""
+
+    def __init__(self, app: App, broker: Broker, inbound_sink: Callable[[Iterable[int]], None] | None = None) -> None:
         self.app = app
         self.broker = broker
+        self.inbound_sink = inbound_sink
         self.process_inbound = dramatiq.actor(
             self._process_inbound, broker=broker, actor_name="process_inbound", queue_name=INBOUND_QUEUE,
             max_retries=flow.MAX_ATTEMPTS, min_backoff=500, max_backoff=300_000,
@@ -67,6 +71,9 @@ class Pipeline:
 
     def dispatch(self, ids: Iterable[int]) -> None:
         """Hand ids to the broker; a broker outage only delays work (the sweeper re-sends)."""
+        if self.inbound_sink is not None:
+            self.inbound_sink(ids)
+            return
         for inbound_id in ids:
             try:
                 self.process_inbound.send(inbound_id)
@@ -82,8 +89,9 @@ class Pipeline:
         self.dispatch_outbound(outbound_ids)
         return len(ids) + len(outbound_ids)
 
-    def start_worker(self, threads: int) -> None:
-        self._worker = Worker(self.broker, worker_threads=threads, worker_timeout=100)
+    def start_worker(self, threads: int, queues: set[str] | None = None) -> None:
+        """Run ``threads`` worker threads on ``queues`` (default every queue of this broker)."""
+        self._worker = Worker(self.broker, queues=queues, worker_threads=threads, worker_timeout=100)
         self._worker.start()
 
     def autoclose(self) -> int:

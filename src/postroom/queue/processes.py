@@ -1,0 +1,217 @@
+"""Pipeline worker processes started by ``postroom serve``, so processing is not capped by one GIL.
+
+With the in-process broker the serving process hands inbound ids to the
+worker processes: each runs the usual dramatiq worker on a broker of its own
+and asks for the next id only when its own queue is short, so an idle process
+takes the next message. With Redis or RabbitMQ the processes consume the
+broker directly. Every process has a pipe of its own to the parent (never a
+shared queue, whose lock a killed process could take with it); one parent
+thread owns the pipes, hands out ids, relays stage metrics to this process's
+registry and replaces a process that dies. The database stays the record: a
+dead process loses at most the ids it held, which the recovery sweep re-sends
+(rows are claimed atomically, so nothing runs twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from postroom.app import App
+from postroom.logs import LogContext, configure, inbound_tenant
+from postroom.metrics import StageMetrics, record_stage
+from postroom.queue.actors import INBOUND_QUEUE, Pipeline
+from postroom.queue.broker import make_broker
+from postroom.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FEED_POLL = 0.002  # seconds between looks at a process's own queue while it is full
+SUPERVISE_EVERY = 1.0
+ASK = None  # what a worker process sends for "one more id, please"; anything else is a metrics observation
+
+
+class _Channel:
+    """The worker process's end of its pipe: asks for ids and reports observations from several threads."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: tuple | None) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+
+def _worker_process(settings: Settings, conn: Connection, ready: multiprocessing.Queue) -> None:
+    """Body of one worker process: a pipeline on a broker of its own, fed over ``conn`` (in-process broker)."""
+    configure(settings.log_format)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the parent, which stops us
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    channel = _Channel(conn)
+    app = App.open(settings, migrate=False)
+    broker = make_broker(settings)
+    broker.add_middleware(StageMetrics(observe=lambda *observation: channel.send(observation)))
+    broker.add_middleware(LogContext(inbound_tenant(app)))
+    pipeline = Pipeline(app, broker)
+    pipeline.start_worker(settings.worker_threads)
+    ready.put(os.getpid())
+    try:
+        if settings.broker_url:
+            stop.wait()
+        else:
+            _feed(pipeline, channel, stop, backlog=settings.worker_threads)
+    except (EOFError, OSError):
+        log.warning("worker process lost its parent; stopping")
+    finally:
+        pipeline.stop()
+        app.close()
+
+
+def _feed(pipeline: Pipeline, channel: _Channel, stop: threading.Event, *, backlog: int) -> None:
+    """Ask for an id whenever this process has fewer than ``backlog`` waiting, and queue it here.
+
+    The dramatiq consumer prefetches up to twice its thread count, so a
+    process holds at most about three ids per thread that others could run.
+    """
+    local = pipeline.broker.queues[INBOUND_QUEUE]
+    while not stop.is_set():
+        channel.send(ASK)
+        while not channel.conn.poll(0.5):
+            if stop.is_set():
+                return
+        pipeline.dispatch([channel.conn.recv()])
+        while local.qsize() >= backlog and not stop.is_set():
+            time.sleep(FEED_POLL)
+
+
+@dataclass
+class _Child:
+    proc: BaseProcess
+    conn: Connection
+    asking: bool = False
+
+
+class WorkerProcesses:
+    """``count`` supervised pipeline worker processes; see the module docstring."""
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings = settings
+        self.count = count
+        self._ctx = multiprocessing.get_context("spawn")  # the parent already runs threads: never fork it
+        self._ready: multiprocessing.Queue = self._ctx.Queue()
+        self._children: list[_Child] = []
+        self._pending: deque[int] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._stopping = threading.Event()
+        self._owner: threading.Thread | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.proc.pid for child in self._children if child.proc.pid is not None]
+
+    def start(self, timeout: float = 60.0) -> WorkerProcesses:
+        self._children = [self._spawn(n) for n in range(self.count)]
+        try:
+            for _ in self._children:
+                self._ready.get(timeout=timeout)
+        except queue.Empty:
+            self.stop()
+            raise RuntimeError(f"{self.count} worker process(es) did not start within {timeout:.0f} s") from None
+        self._owner = threading.Thread(target=self._run, name="postroom-worker-processes", daemon=True)
+        self._owner.start()
+        return self
+
+    def _spawn(self, n: int) -> _Child:
+        ours, theirs = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker_process, args=(self.settings, theirs, self._ready),
+                                 name=f"postroom-worker-{n + 1}", daemon=True)
+        proc.start()
+        theirs.close()
+        return _Child(proc, ours)
+
+    def dispatch(self, ids: Iterable[int]) -> None:
+        """Queue inbound ids for whichever process asks first (in-process broker only)."""
+        self._pending.extend(ids)
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe already wakes the owner thread
+            os.write(self._wake_w, b"\0")
+
+    def _run(self) -> None:
+        """The one thread that talks to the processes: requests, observations, hand-outs, replacements."""
+        while not self._stopping.is_set():
+            by_conn = {child.conn: child for child in self._children}
+            ready = wait([self._wake_r, *by_conn, *(child.proc.sentinel for child in self._children)],
+                         timeout=SUPERVISE_EVERY)
+            if self._wake_r in ready:
+                os.read(self._wake_r, 65536)
+            for conn in (obj for obj in ready if obj in by_conn):
+                self._receive(by_conn[conn])
+            self._replace_dead()
+            self._hand_out()
+
+    def _receive(self, child: _Child) -> None:
+        try:
+            while child.conn.poll():
+                message = child.conn.recv()
+                if message is ASK:
+                    child.asking = True
+                else:
+                    record_stage(*message)
+        except (EOFError, OSError):
+            child.asking = False  # it died; _replace_dead sees its exit
+
+    def _hand_out(self) -> None:
+        for child in self._children:
+            if not self._pending:
+                return
+            if child.asking:
+                try:
+                    child.conn.send(self._pending.popleft())
+                except OSError:
+                    continue
+                child.asking = False
+
+    def _replace_dead(self) -> None:
+        for n, child in enumerate(self._children):
+            if child.proc.is_alive() or self._stopping.is_set():
+                continue
+            log.error("worker process %s (pid %s) exited with %s; starting a replacement (the ids it held "
+                      "are re-sent by the recovery sweep)", child.proc.name, child.proc.pid, child.proc.exitcode)
+            child.conn.close()
+            self._children[n] = self._spawn(n)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let every process finish the jobs it is running, then stop it (ids not yet run stay pending rows)."""
+        self._stopping.set()
+        self._wake()
+        if self._owner is not None:
+            self._owner.join(10)
+        for child in self._children:
+            if child.proc.is_alive() and child.proc.pid is not None:
+                os.kill(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self._children:
+            child.proc.join(max(0.1, deadline - time.monotonic()))
+            if child.proc.is_alive():
+                child.proc.kill()
+                child.proc.join()
+            child.conn.close()
+        self._children.clear()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
