@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
+from postroom.storage.db import core
 from postroom.storage.tables import Contact, ContactAddress, Conversation, Message
 
 
@@ -51,11 +52,14 @@ _CONTACT_FOR_ADDRESS = select(_addresses.contact_id).where(_addresses.tenant_id 
 
 
 def contact_for_address(session: Session, tenant_id: int, address: str) -> int | None:
-    """A prebuilt Core statement on the session's connection (after flushing, as a query would): every message
-    asks this at least once."""
-    session.flush()
-    return session.connection().execute(_CONTACT_FOR_ADDRESS, {"tenant_id": tenant_id,
-                                                               "address": normalize_address(address)}).scalar()
+    """A prebuilt Core statement: every message asks this at least once."""
+    return core(session, _CONTACT_FOR_ADDRESS, {"tenant_id": tenant_id, "address": normalize_address(address)}).scalar()
+
+
+_contacts = Contact.__table__.c
+_CONTACT_AND_NAME = (select(_addresses.contact_id, _contacts.name)
+                     .join_from(ContactAddress.__table__, Contact.__table__, _contacts.id == _addresses.contact_id)
+                     .where(_addresses.tenant_id == bindparam("tenant_id"), _addresses.address == bindparam("address")))
 
 
 def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "") -> int:
@@ -63,11 +67,11 @@ def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "
     address = normalize_address(address)
     if not address:
         raise PostroomError("a contact needs an e-mail address")
-    found = contact_for_address(session, tenant_id, address)
+    found = core(session, _CONTACT_AND_NAME, {"tenant_id": tenant_id, "address": address}).first()
     if found is not None:
-        if name:
-            _fill_name(session, found, name[:200])
-        return found
+        if name and not found.name:
+            _fill_name(session, found.contact_id, name[:200])
+        return found.contact_id
     contact = Contact(tenant_id=tenant_id, name=(name or "")[:200])
     try:
         with session.begin_nested():
@@ -84,16 +88,15 @@ def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "
     return contact.id
 
 
-_contacts = Contact.__table__.c
 _FILL_NAME = (update(Contact.__table__).where(_contacts.id == bindparam("contact_id"),
                                               or_(_contacts.name == "", _contacts.name.is_(None)))
               .values(name=bindparam("new_name")))
 
 
 def _fill_name(session: Session, contact_id: int, name: str) -> None:
-    """Name a nameless contact: one Core UPDATE that matches nothing for named ones (most), instead of loading
-    the contact; a copy already loaded in the session is refreshed."""
-    if session.connection().execute(_FILL_NAME, {"contact_id": contact_id, "new_name": name}).rowcount:
+    """Name a nameless contact with one Core UPDATE instead of loading it; a copy already loaded in the session
+    is refreshed."""
+    if core(session, _FILL_NAME, {"contact_id": contact_id, "new_name": name}).rowcount:
         loaded = session.identity_map.get(session.identity_key(Contact, contact_id))
         if loaded is not None:
             session.expire(loaded, ["name"])

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, bindparam, func, insert, select, text, update
+from sqlalchemy import Executable, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
 from postroom.model import Attachment, ParsedMessage, to_jsonable
 from postroom.storage import contacts, staff
+from postroom.storage.db import core
 from postroom.storage.inbound import InboundRecord
 from postroom.storage.tables import (
     Contact,
@@ -54,15 +56,6 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _core(session: Session, stmt: Executable, params: Any = None) -> CursorResult:
-    """A Core statement on the session's connection: no ORM entity loading or unit of work (the hot paths).
-
-    Pending ORM changes are flushed first, as ``session.execute`` would autoflush them.
-    """
-    session.flush()
-    return session.connection().execute(stmt, params)
-
-
 # --- tenant policy -------------------------------------------------------------------------------------------
 
 
@@ -78,12 +71,12 @@ class ThreadingTenant:
 
 def _load_threading_tenant(session: Session, tenant_id: int) -> ThreadingTenant:
     tenants_c, domains_c = Tenant.__table__.c, TenantDomain.__table__.c
-    row = _core(session, select(tenants_c.slug, tenants_c.secret, tenants_c.settings)
-                .where(tenants_c.id == tenant_id)).first()
+    row = core(session, select(tenants_c.slug, tenants_c.secret, tenants_c.settings)
+               .where(tenants_c.id == tenant_id)).first()
     if row is None:
         raise NotFound(f"no tenant {tenant_id}")
-    domains = tuple(_core(session, select(domains_c.domain).where(domains_c.tenant_id == tenant_id)
-                          .order_by(domains_c.id)).scalars())
+    domains = tuple(core(session, select(domains_c.domain).where(domains_c.tenant_id == tenant_id)
+                         .order_by(domains_c.id)).scalars())
     return ThreadingTenant(row.slug, bytes.fromhex(row.secret), domains, ThreadingPolicy.from_settings(row.settings))
 
 
@@ -153,15 +146,25 @@ _MERGED_INTO = select(Contact.__table__.c.merged_into_id).where(Contact.__table_
 _STARTED = select(func.count()).select_from(Conversation.__table__).where(
     _conversations.tenant_id == _tenant, _conversations.contact_id == bindparam("contact_id"),
     _conversations.created_at >= bindparam("since"))
-_STORED_COLUMNS = (_messages.id, _messages.conversation_id, _messages.flags)
-_STORED_FOR_INBOUND = select(*_STORED_COLUMNS).where(_messages.inbound_id == bindparam("inbound_id"))
-_STORED_WITH_MESSAGE_ID = select(*_STORED_COLUMNS).where(_messages.tenant_id == _tenant,
-                                                         _messages.message_id == bindparam("message_id"))
+_BY_SUBJECT = _REFS.where(_conversations.subject_key == bindparam("key")).order_by(*_newest).limit(
+    bindparam("limit"))
+# The message stored for this inbound row, else the one with its Message-ID (one statement, the row first).
+_for_inbound = _messages.inbound_id == bindparam("inbound_id")
+_with_message_id = (_messages.tenant_id == _tenant) & (_messages.message_id == bindparam("message_id"))
+_STORED = (select(_messages.id, _messages.conversation_id, _messages.flags).where(or_(_for_inbound, _with_message_id))
+           .order_by(case((_for_inbound, 0), else_=1)).limit(1))
 _INSERT_EVENT = insert(NotificationEvent.__table__)
-_INSERT_MESSAGE = insert(Message.__table__)
+_INSERT_THREAD_REF = insert(ThreadRef.__table__)
 _LOOP_COUNT = select(func.count()).select_from(Message.__table__).where(
     _messages.conversation_id == bindparam("conversation_id"), _messages.author_email == bindparam("sender"),
     _messages.direction == "in", _messages.created_at >= bindparam("since"))
+# Inserts that return the new id, or nothing when a unique constraint (Message-ID, inbound row, conversation
+# reference) already holds the row: no SAVEPOINT + RELEASE around them, no IntegrityError to recover from.
+_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+_INSERT_MESSAGE = {name: d.insert(Message.__table__).on_conflict_do_nothing().returning(_messages.id)
+                   for name, d in _DIALECTS.items()}
+_INSERT_CONVERSATION = {name: d.insert(Conversation.__table__).on_conflict_do_nothing().returning(_conversations.id)
+                        for name, d in _DIALECTS.items()}
 
 
 def _ref(c: Any) -> ConversationRef:
@@ -179,9 +182,10 @@ class SqlLookup:
     def __init__(self, session: Session, tenant_id: int) -> None:
         self.session = session
         self.tenant_id = tenant_id
+        self._contacts: dict[str, int | None] = {}
 
     def _refs(self, stmt: Executable, **params: Any) -> list[ConversationRef]:
-        return [_ref(r) for r in _core(self.session, stmt, {"tenant_id": self.tenant_id, **params})]
+        return [_ref(r) for r in core(self.session, stmt, {"tenant_id": self.tenant_id, **params})]
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
         found = self._refs(_CONVERSATION, id=conversation_id)
@@ -190,14 +194,14 @@ class SqlLookup:
     def by_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
-        rows = _core(self.session, _BY_MESSAGE_IDS, {"tenant_id": self.tenant_id, "ids": list(ids)})
+        rows = core(self.session, _BY_MESSAGE_IDS, {"tenant_id": self.tenant_id, "ids": list(ids)})
         return {mid: cid for mid, cid in rows}
 
     def by_related_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
         found: dict[str, int] = {}
-        for ref, cid in _core(self.session, _BY_RELATED_IDS, {"tenant_id": self.tenant_id, "ids": list(ids)}):
+        for ref, cid in core(self.session, _BY_RELATED_IDS, {"tenant_id": self.tenant_id, "ids": list(ids)}):
             found.setdefault(ref, cid)
         return found
 
@@ -206,11 +210,14 @@ class SqlLookup:
         return found[0] if found else None
 
     def contact_by_address(self, address: str) -> int | None:
-        return contacts.contact_for_address(self.session, self.tenant_id, address)
+        """Asked for the sender again by inbox suggestions; a lookup lives for one (read-only) match."""
+        if address not in self._contacts:
+            self._contacts[address] = contacts.contact_for_address(self.session, self.tenant_id, address)
+        return self._contacts[address]
 
     def live_contact(self, contact_id: int) -> int:
         for _ in range(10):
-            merged = _core(self.session, _MERGED_INTO, {"id": contact_id}).scalar()
+            merged = core(self.session, _MERGED_INTO, {"id": contact_id}).scalar()
             if merged is None:
                 break
             contact_id = merged
@@ -223,11 +230,11 @@ class SqlLookup:
         return self._refs(_OPEN_FOR_CONTACT, contact_id=contact_id)
 
     def conversations_started(self, contact_id: int, since: datetime) -> int:
-        return _core(self.session, _STARTED, {"tenant_id": self.tenant_id, "contact_id": contact_id,
-                                              "since": since}).scalar() or 0
+        return core(self.session, _STARTED, {"tenant_id": self.tenant_id, "contact_id": contact_id,
+                                             "since": since}).scalar() or 0
 
     def by_subject(self, key: str, limit: int) -> list[ConversationRef]:
-        return self._refs(_REFS.where(_conversations.subject_key == key[:500]).order_by(*_newest).limit(limit))
+        return self._refs(_BY_SUBJECT, key=key[:500], limit=limit)
 
 
 def match_inbound(session: Session, inbound: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
@@ -262,12 +269,18 @@ class Recorded:
         return self.loop or self.duplicate or any(f in self.flags for f in ("auto_reply", "bounce"))
 
 
+def _random_reference() -> str:
+    return "".join(secrets.choice(subjects.REFERENCE_ALPHABET) for _ in range(subjects.REFERENCE_LENGTH))
+
+
+_REFERENCE_TAKEN = select(_conversations.id).where(_conversations.tenant_id == _tenant,
+                                                   _conversations.reference == bindparam("reference"))
+
+
 def _new_reference(session: Session, tenant_id: int) -> str:
     for _ in range(20):
-        reference = "".join(secrets.choice(subjects.REFERENCE_ALPHABET) for _ in range(subjects.REFERENCE_LENGTH))
-        taken = _core(session, select(_conversations.id).where(_conversations.tenant_id == tenant_id,
-                                                               _conversations.reference == reference)).first()
-        if taken is None:
+        reference = _random_reference()
+        if core(session, _REFERENCE_TAKEN, {"tenant_id": tenant_id, "reference": reference}).first() is None:
             return reference
     raise PostroomError("could not find a free conversation reference")
 
@@ -280,7 +293,7 @@ def _attachment_rows(attachments: Sequence[Attachment]) -> list[dict]:
 def _event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
            conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> int:
     """Insert one notification event (a Core insert: events are written, never read back here); its id."""
-    return _core(session, _INSERT_EVENT, dict(
+    return core(session, _INSERT_EVENT, dict(
         tenant_id=tenant_id, kind=kind, recipient_type=recipient_type, recipient_id=recipient_id,
         conversation_id=conversation_id, message_id=message_id, payload=to_jsonable(payload),
     )).inserted_primary_key[0]
@@ -356,22 +369,29 @@ class _Thread:
 
 _THREAD_COLUMNS = (_conversations.id, _conversations.tenant_id, _conversations.reference, _conversations.status,
                    _conversations.flags, _conversations.responsible_user_id, _conversations.responsible_team_id)
-_THREAD = select(*_THREAD_COLUMNS).where(_conversations.id == bindparam("id"))
+# The conversation and, in the same statement, how many messages its sender sent it lately (the loop breaker).
+_THREAD = select(*_THREAD_COLUMNS, select(func.count()).select_from(Message.__table__).where(
+    _messages.conversation_id == _conversations.id, _messages.author_email == bindparam("sender"),
+    _messages.direction == "in", _messages.created_at >= bindparam("since")).scalar_subquery().label("recent"),
+).where(_conversations.id == bindparam("id"))
 _UNIT_REF = select(Contact.__table__.c.unit_ref).where(Contact.__table__.c.id == bindparam("id"))
+_UPDATE_CONVERSATION = update(Conversation.__table__).where(_conversations.id == bindparam("conversation_row"))
 
 
-def _load_thread(session: Session, conversation_id: int | None, tenant_id: int) -> _Thread:
-    row = _core(session, _THREAD, {"id": conversation_id}).first()
+def _load_thread(session: Session, conversation_id: int | None, tenant_id: int, sender: str,
+                 since: datetime) -> tuple[_Thread, int]:
+    """The conversation, and the number of messages ``sender`` sent it since ``since``."""
+    row = core(session, _THREAD, {"id": conversation_id, "sender": sender, "since": since}).first()
     if row is None or row.tenant_id != tenant_id:
         raise PostroomError(f"conversation {conversation_id} is not one of tenant {tenant_id}'s")
     return _Thread(row.id, row.tenant_id, row.reference, row.status, list(row.flags or []), row.responsible_user_id,
-                   row.responsible_team_id)
+                   row.responsible_team_id), row.recent
 
 
 def _new_thread(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
                 decision: Any) -> _Thread:
     """A new customer conversation with the rules' decision applied, inserted with Core (see ``_Thread``)."""
-    unit_ref = _core(session, _UNIT_REF, {"id": contact_id}).scalar() if contact_id is not None else None
+    unit_ref = core(session, _UNIT_REF, {"id": contact_id}).scalar() if contact_id is not None else None
     values: dict[str, Any] = dict(
         tenant_id=tenant_id, subject=(subjects.strip_prefixes(subject)[0] or subject)[:2000],
         subject_key=subjects.subject_key(subject), status="open", contact_id=contact_id, unit_ref=unit_ref,
@@ -379,12 +399,11 @@ def _new_thread(session: Session, tenant_id: int, *, subject: str, contact_id: i
         responsible_user_id=None, responsible_team_id=None,
     )
     _apply_decision(values, decision, session)
-    for _ in range(5):
-        values["reference"] = _new_reference(session, tenant_id)
-        try:
-            with session.begin_nested():
-                conversation_id = _core(session, insert(Conversation.__table__), values).inserted_primary_key[0]
-        except IntegrityError:
+    insert_conversation = _INSERT_CONVERSATION[session.get_bind().dialect.name]
+    for _ in range(20):
+        values["reference"] = _random_reference()
+        conversation_id = core(session, insert_conversation, values).scalar()
+        if conversation_id is None:  # the reference is taken
             continue
         return _Thread(conversation_id, tenant_id, values["reference"], values["status"], list(values["flags"]),
                        values["responsible_user_id"], values["responsible_team_id"])
@@ -395,30 +414,27 @@ def _save_thread(session: Session, thread: _Thread) -> None:
     """Write ``thread.changes``; a copy of the conversation already loaded in the session is refreshed."""
     if not thread.changes:
         return
-    _core(session, update(Conversation.__table__).where(_conversations.id == thread.id).values(**thread.changes))
+    core(session, _UPDATE_CONVERSATION, {"conversation_row": thread.id, **thread.changes})
     loaded = session.identity_map.get(session.identity_key(Conversation, thread.id))
     if loaded is not None:
         session.expire(loaded)
 
 
 def _existing(session: Session, tenant_id: int, inbound_id: int, message_id: str | None) -> Any:
-    """The stored message (``id``, ``conversation_id``, ``flags``) of this inbound row or Message-ID, if any."""
-    found = _core(session, _STORED_FOR_INBOUND, {"inbound_id": inbound_id}).first()
-    if found is None and message_id:
-        found = _core(session, _STORED_WITH_MESSAGE_ID, {"tenant_id": tenant_id, "message_id": message_id}).first()
-    return found
+    """The stored message (``id``, ``conversation_id``, ``flags``) of this inbound row, else of its Message-ID."""
+    return core(session, _STORED, {"inbound_id": inbound_id, "tenant_id": tenant_id, "message_id": message_id}).first()
 
 
 def _loop_count(session: Session, conversation_id: int, sender: str, since: datetime) -> int:
-    return _core(session, _LOOP_COUNT, {"conversation_id": conversation_id, "sender": sender,
-                                        "since": since}).scalar() or 0
+    return core(session, _LOOP_COUNT, {"conversation_id": conversation_id, "sender": sender,
+                                       "since": since}).scalar() or 0
 
 
 def _add_thread_refs(session: Session, tenant_id: int, message_row: int, ids: Sequence[str]) -> None:
     rows = [{"tenant_id": tenant_id, "ref": ref, "message_id": message_row}
             for ref in list(dict.fromkeys(ids))[:MAX_THREAD_REFS]]
     if rows:
-        _core(session, insert(ThreadRef.__table__), rows)
+        core(session, _INSERT_THREAD_REF, rows)
 
 
 def _apply_decision(conv: dict[str, Any], decision: Any, session: Session) -> None:
@@ -474,17 +490,14 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
         author_contact = contacts.contact_for_address(session, tenant_id, sender)
 
     conv: _Thread | None = None
-    created = False
+    created = loop = False
     if match.destination == "new":
         conv = _new_thread(session, tenant_id, subject=parsed.subject, contact_id=author_contact, now=now,
                            decision=decision)
         created = True
     elif match.destination == "conversation":
-        conv = _load_thread(session, match.conversation_id, tenant_id)
-
-    loop = False
-    if conv is not None and not created and sender:
-        loop = _loop_count(session, conv.id, sender, now - policy.loop_window) >= policy.loop_max
+        conv, recent = _load_thread(session, match.conversation_id, tenant_id, sender, now - policy.loop_window)
+        loop = bool(sender) and recent >= policy.loop_max
         if loop:
             flags.append("loop")
 
@@ -507,14 +520,12 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
         forward=to_jsonable(forward) if forward else None, forwarded_by=sender if forward else None,
         suggestions=list(match.suggestions),
     )
-    try:
-        with session.begin_nested():
-            message_row: int = _core(session, _INSERT_MESSAGE, values).inserted_primary_key[0]
-    except IntegrityError:
+    message_row: int | None = core(session, _INSERT_MESSAGE[session.get_bind().dialect.name], values).scalar()
+    if message_row is None:
         # the same Message-ID was stored by a concurrent worker: one message
         found = _existing(session, tenant_id, inbound.id, mid)
         if found is None:
-            raise
+            raise PostroomError(f"inbound {inbound.id}: its message was neither stored nor found")
         return Recorded(found.id, found.conversation_id, "conversation" if found.conversation_id else "inbox",
                         duplicate=True, flags=tuple(found.flags or ()))
     _add_thread_refs(session, tenant_id, message_row, [*in_reply_to, *reversed(references)])
