@@ -120,8 +120,9 @@ def from_part(part: Message, cid_refs: set[str], charset_hint: str | None = None
     content_id = _content_id(part)
     filename = safe_filename(mime.filename(part, charset_hint) or _message_name(part), declared)
     detected = detect_type(data)
-    inline = mime.disposition(part) == "inline" or (
-        mime.disposition(part) is None and content_id is not None and content_id.lower() in cid_refs
+    disposition = mime.disposition(part)
+    inline = disposition == "inline" or (
+        disposition is None and content_id is not None and content_id.lower() in cid_refs
     )
     return Attachment(
         filename=filename,
@@ -151,5 +152,8 @@ def collect(msg: Message, cid_refs: set[str]) -> tuple[Attachment, ...]:
 
     A single-part message can be an attachment too: a scanner's mail whose whole body is
     ``application/pdf``, an S/MIME ``smime.p7m``, a phone's lone ``image/jpeg``."""
+    parts = [p for p in mime.walk_leaves(msg) if mime.is_attachment(p)]
+    if not parts:
+        return ()  # most mail: no need for the charset hint, which reads every leaf's parameters
     hint = mime.charset(msg) or next((c for p in mime.walk_leaves(msg) if (c := mime.charset(p))), None)
-    return tuple(from_part(p, cid_refs, hint) for p in mime.walk_leaves(msg) if mime.is_attachment(p))
+    return tuple(from_part(p, cid_refs, hint) for p in parts)

@@ -56,10 +56,47 @@ def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
 codecs.register_error("postroom-cp1252", _cp1252_fallback)
 
 
+class _Part(Message):
+    """A compat32 Message that works its content type out once: the feed parser and this stage ask
+    each part ~20 times, and each answer re-scans the part's header fields. Whatever changes the
+    fields or the default type forgets the answer."""
+
+    _ctype: str | None = None
+
+    def get_content_type(self) -> str:
+        if self._ctype is None:
+            self._ctype = super().get_content_type()
+        return self._ctype
+
+    def set_raw(self, name, value) -> None:
+        self._ctype = None
+        super().set_raw(name, value)
+
+    def __setitem__(self, name, val) -> None:
+        self._ctype = None
+        super().__setitem__(name, val)
+
+    def __delitem__(self, name) -> None:
+        self._ctype = None
+        super().__delitem__(name)
+
+    def add_header(self, _name, _value, **_params) -> None:
+        self._ctype = None
+        super().add_header(_name, _value, **_params)
+
+    def replace_header(self, _name, _value) -> None:
+        self._ctype = None
+        super().replace_header(_name, _value)
+
+    def set_default_type(self, ctype) -> None:
+        self._ctype = None
+        super().set_default_type(ctype)
+
+
 def load(raw: bytes) -> tuple[Message, bool]:
     """Parse bytes into a Message (policy compat32); True when the header block was repaired."""
     repaired = repair_header_block(raw)
-    return email.message_from_bytes(repaired, policy=email.policy.compat32), repaired is not raw
+    return email.message_from_bytes(repaired, _class=_Part, policy=email.policy.compat32), repaired is not raw
 
 
 _FIELD = re.compile(rb"^[!-9;-~]+[ \t]*:")
