@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -31,7 +32,8 @@ TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 STORE_FAILED = "451 4.3.0 Temporary failure storing the message, please try again later"
 DIRECTORY_FAILED = "451 4.3.0 Temporary lookup failure, please try again later"
 BAD_SENDER = "553 5.1.7 Sender address contains control characters"
-_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
+CLASSIFIED_MAX = 10_000  # recipients remembered per directory snapshot (bounded: RCPTs are client-chosen)
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class GatewayHandler:
@@ -40,7 +42,7 @@ class GatewayHandler:
     def __init__(
         self,
         directory: Callable[[], TenantDirectory],
-        submit: Callable[[IntakeItem], Future[list[int]]],
+        submit: Callable[[IntakeItem], Future[list[int]] | asyncio.Future[list[int]]],
         dispatch: Callable[[Iterable[int]], None],
         *,
         max_recipients: int = 100,
@@ -53,13 +55,16 @@ class GatewayHandler:
         self.max_recipients = max_recipients
         self.limits = limits or RateLimits.unlimited()
         self.screen = screen
+        self._classified: dict[str, Recipient | Refusal] = {}
+        self._classified_in: TenantDirectory | None = None
+        self._undispatched: list[int] = []
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         """Charge the client IP and the sender one token per transaction (see ratelimit)."""
-        if any(c in _CONTROL for c in address):
+        if _CONTROL.search(address):
             return BAD_SENDER
-        refusal = self.limits.check(_peer_ip(session), address)
+        refusal = self.limits.check(_peer_ip(session), address) if self.limits.enabled else None
         if refusal is not None:
             log.warning("rate limited MAIL FROM %r from %s", address, _peer_ip(session))
             metrics.REFUSED.labels("rate_limited").inc()
@@ -76,7 +81,7 @@ class GatewayHandler:
             metrics.REFUSED.labels("too_many_recipients").inc()
             return TOO_MANY_RCPTS
         try:
-            result = classify(address, self.directory())
+            result = self._classify(address)
         except Exception as exc:
             log.error("tenant directory unavailable: %s", exc)
             metrics.REFUSED.labels("directory_failed").inc()
@@ -124,9 +129,35 @@ class GatewayHandler:
             metrics.REFUSED.labels("store_failed").inc()
             return STORE_FAILED
         metrics.ACCEPTED.inc()
-        # Off the event loop: a broker that hangs must not stall SMTP sessions (the row is already the record).
-        asyncio.get_running_loop().run_in_executor(None, self.dispatch, ids)
+        self._dispatch_soon(ids)
         return f"250 2.0.0 Ok: queued as {','.join(map(str, ids))}"
+
+    def _classify(self, address: str) -> Recipient | Refusal:
+        """``classify`` against the current directory, remembered until the directory is reloaded."""
+        directory = self.directory()
+        if directory is not self._classified_in:
+            self._classified, self._classified_in = {}, directory
+        result = self._classified.get(address)
+        if result is None:
+            if len(self._classified) >= CLASSIFIED_MAX:
+                self._classified.clear()
+            result = self._classified[address] = classify(address, directory)
+        return result
+
+    def _dispatch_soon(self, ids: list[int]) -> None:
+        """Collect the ids accepted in this event loop turn and dispatch them in one executor call.
+
+        Off the event loop: a broker that hangs must not stall SMTP sessions (the
+        row is already the record). The messages of one group commit are
+        acknowledged in the same turn, so they share one thread hand-off.
+        """
+        if not self._undispatched:
+            asyncio.get_running_loop().call_soon(self._dispatch_collected)
+        self._undispatched.extend(ids)
+
+    def _dispatch_collected(self) -> None:
+        ids, self._undispatched = self._undispatched, []
+        asyncio.get_running_loop().run_in_executor(None, self.dispatch, ids)
 
 
 def _peer_ip(session: Session) -> str:
@@ -135,4 +166,4 @@ def _peer_ip(session: Session) -> str:
 
 def _printable(text: str) -> str:
     """HELO names are client-chosen: drop control characters (NUL cannot even be stored in PostgreSQL text)."""
-    return "".join(c for c in text if c not in _CONTROL)
+    return _CONTROL.sub("", text)

@@ -74,6 +74,11 @@ class RateLimits:
     def unlimited(cls) -> RateLimits:
         return cls.of(Rate(0, 0), Rate(0, 0))
 
+    @property
+    def enabled(self) -> bool:
+        """False when both limits are off, so MAIL FROM can skip ``check`` altogether."""
+        return self.per_ip.rate.enabled or self.per_sender.rate.enabled
+
     def check(self, ip: str, sender: str) -> str | None:
         if not self.per_ip.take(ip):
             return IP_LIMITED

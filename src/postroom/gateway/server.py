@@ -1,8 +1,9 @@
 """The SMTP server: aiosmtpd's protocol with postroom's limits and reply codes.
 
 ``GatewaySMTP`` adds a per-client-IP connection limit (421) and RFC 3463
-enhanced codes on aiosmtpd's size refusals, and reads DATA in large chunks
-(``FastDataSMTP``, see gateway/data.py); ``Gateway`` runs it on its own
+enhanced codes on aiosmtpd's size refusals, parses commands more cheaply
+(gateway/commands.py) and reads DATA in large chunks (``FastDataSMTP``, see
+gateway/data.py); ``Gateway`` runs it on its own
 event loop thread so the CLI and the tests start and stop it the same way.
 Several gateway processes can share one port (``reuse_port``, SO_REUSEPORT).
 """
@@ -18,9 +19,10 @@ import threading
 from collections import Counter
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import MISSING
 
 from postroom import metrics
+from postroom.gateway.commands import LeanSMTP
 from postroom.gateway.data import DataState, read_data
 from postroom.gateway.handler import GatewayHandler
 
@@ -53,8 +55,8 @@ class ConnectionLimiter:
             del self.open[ip]
 
 
-class FastDataSMTP(SMTP):
-    """aiosmtpd's SMTP with DATA read in chunks instead of line by line; same replies, same bytes."""
+class FastDataSMTP(LeanSMTP):
+    """aiosmtpd's SMTP (lean command path, see commands.py) with DATA read in chunks; same replies, same bytes."""
 
     async def smtp_DATA(self, arg: str) -> None:
         if "DATA" not in self._handle_hooks:  # the deprecated process_message API: leave it to aiosmtpd
