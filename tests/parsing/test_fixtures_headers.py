@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from postroom.model import Address
+from postroom.parsing import addresses
 
 
 @pytest.mark.parametrize(
@@ -74,3 +75,12 @@ def test_charset_repair(parsed, fixture, text):
 
 def test_raw_8bit_header_is_decoded(parsed):
     assert parsed["mutt_charset_mixed_fr.eml"].header("X-Note") == "Café crème"
+
+
+@pytest.mark.parametrize("value", ["undisclosed-recipients:;", "{{TO}}", "Joe (no address)", "joe\uff20example.com",
+                                   "Group: ;", "<>"])
+def test_no_at_sign_no_mailbox(value):
+    """parse_list answers () at once when there is no "@"; the flanker/stdlib chain it skips agrees."""
+    assert addresses.parse_list(value) == ()
+    assert not addresses._flanker_list(value)
+    assert not [a for piece in addresses.split_list(value) for a in addresses._one(piece)]

@@ -42,6 +42,8 @@ def parse_list(value: str | None) -> tuple[Address, ...]:
     if not value or not value.strip():
         return ()
     value = value[:_MAX_LIST]
+    if "@" not in value:
+        return ()  # no mailbox without an "@" ("undisclosed-recipients:;"): spare flanker's parser (~0.3 ms)
     found = _simple_list(value)
     if found is None:
         found = _flanker_list(value)
