@@ -84,3 +84,11 @@ def test_no_at_sign_no_mailbox(value):
     assert addresses.parse_list(value) == ()
     assert not addresses._flanker_list(value)
     assert not [a for piece in addresses.split_list(value) for a in addresses._one(piece)]
+
+
+@pytest.mark.parametrize("value", ["MAILER-DAEMON@relay.example.net (Mail Delivery System)", "a@b.example(x)",
+                                   "a@b.example (O'Neil - Ops.), Joe <j@k.example>", "p@w.example, q@x.example ()"])
+def test_commented_bare_address_reads_as_flanker_does(value):
+    """The fast path takes "addr (comment)"; flanker, which it spares, must give the same mailboxes."""
+    assert addresses.parse_list(value) == tuple(addresses._flanker_list(value))
+    assert all(a.name == "" for a in addresses.parse_list(value) if a.address != "j@k.example")

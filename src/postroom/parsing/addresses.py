@@ -28,10 +28,13 @@ _ADDR_SPEC = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9\-]+(?:\.[
 _MAX_LIST = 20000
 _DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
-#: One well-formed mailbox and its list separator; a list is a run of these or goes to flanker.
+#: One well-formed mailbox and its list separator; a list is a run of these or goes to flanker. A bare
+#: address may carry a plain comment, as MTAs write "MAILER-DAEMON@host (Mail Delivery System)": flanker
+#: drops it too (no display name).
 _SIMPLE_MAILBOX = re.compile(
     rf'[ \t]*(?:(?:"(?P<quoted>(?:[^"\\\r\n]|\\.)*)"|(?P<plain>[\w.\'!#$%&*+/=?^`{{|}}~ -]*?))[ \t]*'
-    rf'<(?P<angle>{_DOT_ATOM}@{_DOMAIN})>|(?P<bare>{_DOT_ATOM}@{_DOMAIN}))[ \t]*(?:,|$)'
+    rf'<(?P<angle>{_DOT_ATOM}@{_DOMAIN})>|(?P<bare>{_DOT_ATOM}@{_DOMAIN})(?:[ \t]*\([A-Za-z0-9 .\'-]*\))?)'
+    r'[ \t]*(?:,|$)'
 )
 _DEBRIS = re.compile(r"[<>@;]")
 _GROUP_LABEL = re.compile(r'^[^"<>@,]*:(?!//)')
