@@ -9,13 +9,14 @@ side calls (``add_staff_message``, ``record_bounce``, ``thread_headers``,
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import BindParameter, Executable, Select, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -133,15 +134,35 @@ _RECENT_BY_SUBJECT = _REFS.where(
     _conversations.last_activity_at >= bindparam("since")).order_by(*_newest).limit(5)
 _OPEN_FOR_CONTACT = _REFS.where(_conversations.contact_id == bindparam("contact_id"),
                                 _conversations.status != "closed").order_by(*_newest).limit(10)
-_BY_MESSAGE_IDS = select(_messages.message_id, _messages.conversation_id).where(
-    _messages.tenant_id == _tenant, _messages.message_id.in_(bindparam("ids", expanding=True)),
-    _messages.conversation_id.is_not(None))
-_BY_RELATED_IDS = (
-    select(_thread_refs.ref, _messages.conversation_id)
-    .join_from(ThreadRef.__table__, Message.__table__, _messages.id == _thread_refs.message_id)
-    .where(_thread_refs.tenant_id == _tenant, _thread_refs.ref.in_(bindparam("ids", expanding=True)),
-           _messages.conversation_id.is_not(None))
-    .order_by(_messages.id.desc()))
+
+
+@functools.cache
+def _by_message_ids(count: int) -> Select:
+    """For ``count`` ids: an ``IN`` of that many bound parameters (ids0, ids1…), cached per count, because an
+    expanding ``IN`` re-renders its SQL on every execution and these run for almost every message."""
+    return select(_messages.message_id, _messages.conversation_id).where(
+        _messages.tenant_id == _tenant, _messages.message_id.in_(_id_params(count)),
+        _messages.conversation_id.is_not(None))
+
+
+@functools.cache
+def _by_related_ids(count: int) -> Select:
+    """As ``_by_message_ids``, for ids that stored messages referenced."""
+    return (select(_thread_refs.ref, _messages.conversation_id)
+            .join_from(ThreadRef.__table__, Message.__table__, _messages.id == _thread_refs.message_id)
+            .where(_thread_refs.tenant_id == _tenant, _thread_refs.ref.in_(_id_params(count)),
+                   _messages.conversation_id.is_not(None))
+            .order_by(_messages.id.desc()))
+
+
+def _id_params(count: int) -> list[BindParameter]:
+    return [bindparam(f"ids{i}") for i in range(count)]
+
+
+def _ids(tenant_id: int, ids: Sequence[str]) -> dict[str, Any]:
+    return {"tenant_id": tenant_id, **{f"ids{i}": value for i, value in enumerate(ids)}}
+
+
 _MERGED_INTO = select(Contact.__table__.c.merged_into_id).where(Contact.__table__.c.id == bindparam("id"))
 _STARTED = select(func.count()).select_from(Conversation.__table__).where(
     _conversations.tenant_id == _tenant, _conversations.contact_id == bindparam("contact_id"),
@@ -194,14 +215,14 @@ class SqlLookup:
     def by_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
-        rows = core(self.session, _BY_MESSAGE_IDS, {"tenant_id": self.tenant_id, "ids": list(ids)})
+        rows = core(self.session, _by_message_ids(len(ids)), _ids(self.tenant_id, ids))
         return {mid: cid for mid, cid in rows}
 
     def by_related_ids(self, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
         found: dict[str, int] = {}
-        for ref, cid in core(self.session, _BY_RELATED_IDS, {"tenant_id": self.tenant_id, "ids": list(ids)}):
+        for ref, cid in core(self.session, _by_related_ids(len(ids)), _ids(self.tenant_id, ids)):
             found.setdefault(ref, cid)
         return found
 
@@ -415,7 +436,12 @@ def _save_thread(session: Session, thread: _Thread) -> None:
     if not thread.changes:
         return
     core(session, _UPDATE_CONVERSATION, {"conversation_row": thread.id, **thread.changes})
-    loaded = session.identity_map.get(session.identity_key(Conversation, thread.id))
+    _expire(session, Conversation, thread.id)
+
+
+def _expire(session: Session, entity: type, row_id: int) -> None:
+    """Refresh a copy of a row already loaded in the session after a Core statement changed the row."""
+    loaded = session.identity_map.get(session.identity_key(entity, row_id))
     if loaded is not None:
         session.expire(loaded)
 
@@ -574,6 +600,12 @@ def loop_suppressed(session: Session, conversation_id: int, sender: str, *, now:
 # --- bounces -------------------------------------------------------------------------------------------------
 
 
+_FLAGS_WITH_MESSAGE_ID = select(_messages.id, _messages.flags).where(_messages.tenant_id == _tenant,
+                                                                    _messages.message_id == bindparam("message_id"))
+_INSERT_BOUNCE = insert(MessageBounce.__table__)
+_SET_MESSAGE_FLAGS = update(Message.__table__).where(_messages.id == bindparam("message_row"))
+
+
 def record_bounce(session: Session, tenant_id: int, original_message_id: str, *, permanent: Sequence[str] = (),
                   temporary: Sequence[str] = (), status: str | None = None,
                   bounce_message_row: int | None = None) -> int | None:
@@ -581,15 +613,15 @@ def record_bounce(session: Session, tenant_id: int, original_message_id: str, *,
     mid = refs.canonical(original_message_id)
     if mid is None:
         return None
-    target = session.scalar(select(Message).where(Message.tenant_id == tenant_id, Message.message_id == mid))
+    target = core(session, _FLAGS_WITH_MESSAGE_ID, {"tenant_id": tenant_id, "message_id": mid}).first()
     if target is None:
         return None
-    bounce = MessageBounce(tenant_id=tenant_id, message_id=target.id, bounce_message_id=bounce_message_row,
-                           permanent=list(permanent), temporary=list(temporary), status=status)
-    session.add(bounce)
-    target.flags = sorted({*(target.flags or []), "bounced"})
-    session.flush()
-    return bounce.id
+    bounce_id = core(session, _INSERT_BOUNCE, dict(
+        tenant_id=tenant_id, message_id=target.id, bounce_message_id=bounce_message_row, permanent=list(permanent),
+        temporary=list(temporary), status=status)).inserted_primary_key[0]
+    core(session, _SET_MESSAGE_FLAGS, {"message_row": target.id, "flags": sorted({*(target.flags or []), "bounced"})})
+    _expire(session, Message, target.id)
+    return bounce_id
 
 
 @dataclass(frozen=True)
@@ -609,18 +641,26 @@ def unhandled_bounces(session: Session, tenant_id: int) -> list[BounceInfo]:
     return list_bounces(session, tenant_id, unhandled_only=True)
 
 
+_bounces = MessageBounce.__table__.c
+_BOUNCES = (select(_bounces.id, _messages.id, _messages.conversation_id, _messages.message_id, _bounces.permanent,
+                   _bounces.temporary, _bounces.status, _bounces.created_at)
+            .join_from(MessageBounce.__table__, Message.__table__, _messages.id == _bounces.message_id)
+            .where(_bounces.tenant_id == _tenant).order_by(_bounces.id))
+_UNHANDLED_BOUNCES = _BOUNCES.where(_bounces.handled_at.is_(None))
+_BOUNCE_HANDLED = update(MessageBounce.__table__).where(_bounces.id == bindparam("bounce_id"))
+
+
 def list_bounces(session: Session, tenant_id: int, *, unhandled_only: bool = False) -> list[BounceInfo]:
-    stmt = (select(MessageBounce, Message).join(Message, Message.id == MessageBounce.message_id)
-            .where(MessageBounce.tenant_id == tenant_id).order_by(MessageBounce.id))
-    if unhandled_only:
-        stmt = stmt.where(MessageBounce.handled_at.is_(None))
-    rows = session.execute(stmt)
-    return [BounceInfo(b.id, m.id, m.conversation_id, m.message_id, tuple(b.permanent), tuple(b.temporary),
-                       b.status, _aware(b.created_at)) for b, m in rows]
+    """Prebuilt Core statements: the pipeline asks for the unhandled ones after every bounce it records."""
+    rows = core(session, _UNHANDLED_BOUNCES if unhandled_only else _BOUNCES, {"tenant_id": tenant_id})
+    return [BounceInfo(bounce_id, message_row, conversation_id, header_id, tuple(permanent), tuple(temporary),
+                       status, _aware(created_at))
+            for bounce_id, message_row, conversation_id, header_id, permanent, temporary, status, created_at in rows]
 
 
 def mark_bounce_handled(session: Session, bounce_id: int) -> None:
-    session.execute(update(MessageBounce).where(MessageBounce.id == bounce_id).values(handled_at=datetime.now(UTC)))
+    core(session, _BOUNCE_HANDLED, {"bounce_id": bounce_id, "handled_at": datetime.now(UTC)})
+    _expire(session, MessageBounce, bounce_id)
 
 
 # --- staff messages (called by the outbound side) ------------------------------------------------------------
