@@ -117,12 +117,19 @@ class ParsedMessage:
 
 def to_jsonable(value: Any) -> Any:
     """Turn contracts into JSON-ready data (dates ISO 8601, bytes dropped)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: to_jsonable(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if not isinstance(getattr(value, f.name), bytes)
-        }
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        out = {}
+        for name in names:
+            item = getattr(value, name)
+            if not isinstance(item, bytes):
+                out[name] = to_jsonable(item)
+        return out
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, tuple | list):
@@ -130,3 +137,9 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     return value
+
+
+#: Types returned as they are, checked first: most values of a ParsedMessage are strings or None.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+#: Field names per dataclass: ``dataclasses.fields`` rebuilds its tuple on every call (~3 per field here).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
