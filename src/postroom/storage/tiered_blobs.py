@@ -19,13 +19,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, bindparam, create_engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound
 from postroom.storage.blobs import BlobStore, sha256_hex
 from postroom.storage.tables import BlobData
+
+#: Built once: constructing a select per read cost about as much as running it.
+_DATA = select(BlobData.data).where(BlobData.sha256 == bindparam("key"))
+_KEY = select(BlobData.sha256).where(BlobData.sha256 == bindparam("key"))
 
 
 class TieredBlobStore:
@@ -64,7 +68,7 @@ class TieredBlobStore:
 
     def get(self, key: str) -> bytes:
         with self._reads.connect() as conn:
-            data = conn.execute(select(BlobData.data).where(BlobData.sha256 == key)).scalar()
+            data = conn.execute(_DATA, {"key": key}).scalar()
         if data is not None:
             return bytes(data)
         try:
@@ -74,7 +78,7 @@ class TieredBlobStore:
 
     def exists(self, key: str) -> bool:
         with self._reads.connect() as conn:
-            found = conn.execute(select(BlobData.sha256).where(BlobData.sha256 == key)).scalar()
+            found = conn.execute(_KEY, {"key": key}).scalar()
         return found is not None or self.files.exists(key)
 
     def path_for(self, key: str) -> Path:
