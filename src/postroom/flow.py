@@ -24,7 +24,7 @@ from postroom.outbound.compose import Dispatch
 from postroom.rules import RoutingDecision, RuleInput, Ruleset, evaluate, guard_auto_reply, routing, sending
 from postroom.storage import conversations, inbound, staff
 from postroom.storage import routing as routing_store
-from postroom.storage.db import pipeline_scope
+from postroom.storage.db import pipeline_connection, pipeline_scope
 from postroom.storage.inbound import InboundRecord
 from postroom.threading import ThreadMatch
 
@@ -176,8 +176,8 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
     the rules queued (auto-reply, forwarded copies) after the commit; without
     it the sweeper sends them.
     """
-    with pipeline_scope(app.sessions) as session:
-        record = inbound.claim(session, inbound_id, lease=timedelta(seconds=app.settings.processing_lease_seconds))
+    with pipeline_connection(app.engine) as connection:
+        record = inbound.claim(connection, inbound_id, lease=timedelta(seconds=app.settings.processing_lease_seconds))
     if record is None:
         return None
     with logs.bound(tenant=record.tenant):

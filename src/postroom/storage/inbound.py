@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
@@ -93,7 +93,7 @@ _CLAIM = (
 _UPDATE = update(InboundMessage.__table__).where(_inbound.id == bindparam("row_id"))
 
 
-def claim(session: Session, inbound_id: int, now: datetime | None = None,
+def claim(session: Session | Connection, inbound_id: int, now: datetime | None = None,
           lease: timedelta = LEASE) -> InboundRecord | None:
     """Take the row for processing, or None if it is finished or leased by a live worker.
 
