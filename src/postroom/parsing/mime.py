@@ -267,11 +267,6 @@ def raw_header(msg: Message, name: str) -> str | None:
     return None
 
 
-def raw_headers(msg: Message, name: str) -> list[str]:
-    lname = name.lower()
-    return [str(v) for k, v in msg.raw_items() if k.lower() == lname]
-
-
 def header(msg: Message, name: str) -> str:
     """Decoded text of a header (empty when absent)."""
     return decode_header_value(raw_header(msg, name))
