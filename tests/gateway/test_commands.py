@@ -35,6 +35,22 @@ class Recorder:
         return "250 OK"
 
 
+class HookedRecorder(Recorder):
+    """MAIL/RCPT hooks that record what they are given, as postroom's handler has them."""
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          options: list[str]) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          options: list[str]) -> str:
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.append(options)
+        return "250 2.1.5 Recipient OK"
+
+
 class _Server:
     def __init__(self, smtp_class: type[SMTP], handler: Recorder, **kwargs: object) -> None:
         self.handler = handler
@@ -58,9 +74,9 @@ class _Server:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, _Server]]:
-    started = {"standard": _Server(SMTP, Recorder()), "lean": _Server(LeanSMTP, Recorder())}
+@pytest.fixture(scope="module", params=[Recorder, HookedRecorder])
+def servers(request: pytest.FixtureRequest) -> Iterator[dict[str, _Server]]:
+    started = {"standard": _Server(SMTP, request.param()), "lean": _Server(LeanSMTP, request.param())}
     yield started
     for server in started.values():
         server.stop()

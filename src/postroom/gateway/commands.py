@@ -7,6 +7,9 @@ tokenizer over the address. Plain ``<local@domain>`` paths, which is what
 MTAs send, are parsed here by one regular expression giving exactly what the
 tokenizer would; anything else (comments, quoted local parts, source routes,
 address literals, encoded words, non-ASCII) still goes to the tokenizer.
+MAIL and RCPT with such a path and the usual parameters take a short path
+(no coroutine per precondition check, no parameter dictionary); any other
+form, and every error reply, is left to aiosmtpd's own handler.
 Every command also cancelled its idle timer and scheduled a new one; here a
 connection keeps one timer that re-arms itself for the latest deadline.
 And the stream reader, whose limit is the line length limit (1001 bytes),
@@ -24,7 +27,7 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 log = logging.getLogger("mail.log")  # aiosmtpd's logger
 
@@ -63,7 +66,7 @@ class ReadAheadReader(asyncio.StreamReader):
 
 
 class LeanSMTP(SMTP):
-    """aiosmtpd's SMTP with a cheap address parse for plain paths, one idle timer per connection, a lean push."""
+    """aiosmtpd's SMTP with plain MAIL/RCPT handled on a short path, one idle timer per connection, a lean push."""
 
     _deadline = 0.0
 
@@ -98,6 +101,62 @@ class LeanSMTP(SMTP):
             self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
         else:
             self._timeout_cb()
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")  # as aiosmtpd's: HELP shows it
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """A plain ``MAIL FROM:<path>`` with well-formed SIZE/BODY/SMTPUTF8 here; anything else by aiosmtpd."""
+        session, envelope = self.session, self.envelope
+        parsed = self._plain_argument(arg, "FROM:")
+        if parsed is None or envelope.mail_from or (parsed[1] and not session.extended_smtp):
+            return await super().smtp_MAIL(arg)
+        address, params = parsed
+        mail_options = params.upper().split()
+        smtputf8 = False
+        for option in mail_options:
+            name, _, value = option.partition("=")
+            if name == "SIZE" and value.isascii() and value.isdigit():
+                if self.data_size_limit and int(value) > self.data_size_limit:
+                    return await super().smtp_MAIL(arg)
+            elif name == "BODY" and value in ("7BIT", "8BITMIME") and not self._decode_data:
+                pass
+            elif option == "SMTPUTF8" and self.enable_SMTPUTF8:
+                smtputf8 = True
+            else:
+                return await super().smtp_MAIL(arg)
+        envelope.smtp_utf8 = smtputf8
+        status = await self._call_handler_hook("MAIL", address, mail_options)
+        if status is MISSING:
+            envelope.mail_from = address
+            envelope.mail_options.extend(mail_options)
+            status = "250 OK"
+        log.info("%r sender: %s", session.peer, address)
+        await self.push(status)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        """A plain ``RCPT TO:<path>`` without parameters here; anything else by aiosmtpd."""
+        parsed = self._plain_argument(arg, "TO:")
+        if parsed is None or not self.envelope.mail_from or parsed[1]:
+            return await super().smtp_RCPT(arg)
+        address = parsed[0]
+        status = await self._call_handler_hook("RCPT", address, [])
+        if status is MISSING:
+            self.envelope.rcpt_tos.append(address)
+            status = "250 OK"
+        log.info("%r recip: %s", self.session.peer, address)
+        await self.push(status)
+
+    def _plain_argument(self, arg: str | None, keyword: str) -> tuple[str, str] | None:
+        """(address, parameters) of ``keyword<plain path> params`` when HELO and AUTH allow the command."""
+        session = self.session
+        if arg is None or not session.host_name or (self._auth_required and not session.authenticated):
+            return None
+        if arg[:len(keyword)].upper() != keyword:
+            return None
+        parsed = plain_path(arg[len(keyword):].strip())
+        if parsed is None or (self.local_part_limit and len(parsed[0].rpartition("@")[0]) > self.local_part_limit):
+            return None
+        return parsed
 
     async def push(self, status: AnyStr) -> None:
         response = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") if isinstance(status, str) else status

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -32,6 +32,7 @@ TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 STORE_FAILED = "451 4.3.0 Temporary failure storing the message, please try again later"
 DIRECTORY_FAILED = "451 4.3.0 Temporary lookup failure, please try again later"
 BAD_SENDER = "553 5.1.7 Sender address contains control characters"
+DISPATCH_THREADS = 4  # a hanging broker call holds one; the next batches go on in the others
 CLASSIFIED_MAX = 10_000  # recipients remembered per directory snapshot (bounded: RCPTs are client-chosen)
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
@@ -58,6 +59,7 @@ class GatewayHandler:
         self._classified: dict[str, Recipient | Refusal] = {}
         self._classified_in: TenantDirectory | None = None
         self._undispatched: list[int] = []
+        self._dispatcher = ThreadPoolExecutor(DISPATCH_THREADS, thread_name_prefix="postroom-dispatch")
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -145,11 +147,13 @@ class GatewayHandler:
         return result
 
     def _dispatch_soon(self, ids: list[int]) -> None:
-        """Collect the ids accepted in this event loop turn and dispatch them in one executor call.
+        """Collect the ids accepted in this event loop turn and dispatch them together, off the event loop.
 
-        Off the event loop: a broker that hangs must not stall SMTP sessions (the
-        row is already the record). The messages of one group commit are
-        acknowledged in the same turn, so they share one thread hand-off.
+        Off the loop because a broker that hangs must not stall SMTP sessions
+        (the row is already the record); the messages of one group commit are
+        acknowledged in the same turn, so they share one thread hand-off. Not
+        awaited (no ``run_in_executor``): nothing waits for the result, and its
+        completion would only wake the event loop once more per batch.
         """
         if not self._undispatched:
             asyncio.get_running_loop().call_soon(self._dispatch_collected)
@@ -157,7 +161,13 @@ class GatewayHandler:
 
     def _dispatch_collected(self) -> None:
         ids, self._undispatched = self._undispatched, []
-        asyncio.get_running_loop().run_in_executor(None, self.dispatch, ids)
+        self._dispatcher.submit(self._dispatch, ids)
+
+    def _dispatch(self, ids: list[int]) -> None:
+        try:
+            self.dispatch(ids)
+        except Exception:  # the rows are stored: the pipeline's sweeper picks them up later
+            log.exception("could not dispatch inbound %s", ids)
 
 
 def _peer_ip(session: Session) -> str:
