@@ -20,17 +20,9 @@ import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bench.loadgen import run_load  # noqa: E402
-from bench.servers import postroom, sink  # noqa: E402
+from bench.servers import postroom, server_pids, sink  # noqa: E402
 
 MIB = 1024 * 1024
-
-
-def _tree(pid: int) -> set[int]:
-    found = {pid}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found |= _tree(int(child))
-    return found
 
 
 def _status(pid: int, field: str) -> int:
@@ -40,28 +32,10 @@ def _status(pid: int, field: str) -> int:
     return 0
 
 
-def _listeners(port: int) -> set[int]:
-    """The processes listening on ``port`` (from /proc/net/tcp and the fd tables)."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
-            inodes.add(f"socket:[{fields[9]}]")
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
-                    found.add(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def measure(name: str, server, clients: int, size: int) -> None:  # type: ignore[no-untyped-def]
     with server as started:
         port = started if isinstance(started, int) else started[0]
-        pids = set().union(*(_tree(pid) for pid in _listeners(port)))
+        pids = server_pids(port)
         before = sum(_status(p, "VmRSS") for p in pids)
         res = run_load("127.0.0.1", port, messages=clients, connections=clients, size=size, processes=4)
         peak = sum(_status(p, "VmHWM") for p in pids)

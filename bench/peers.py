@@ -13,7 +13,18 @@ Postfix, the aiosmtpd sink and postroom (``postroom serve --no-workers`` on
 the embedded default, ``--smtp-processes`` gateway processes). Each size and
 server is run ``--runs`` times, interleaved; the table shows the medians.
 ``--baseline-env`` adds "baseline", postroom with those settings, to the same
-rounds (an interleaved A/B, e.g. POSTROOM_INLINE_BLOB_MAX=0).
+rounds (an interleaved A/B, e.g. POSTROOM_INLINE_BLOB_MAX=0). For the aiosmtpd
+and postroom servers it also prints the CPU time (user + system, whole process
+tree) they spent per message: on a shared machine a steadier figure than msgs/s.
+
+One postroom SMTP process is the best setting on this 2-core machine, where
+smtp-source needs CPU too. Measured in turns (3 rounds, 3,000 messages, 20
+sessions): 4K 1,300-2,240 msgs/s and 370-680 us CPU/msg with one process,
+1,150-1,300 msgs/s and 690-760 us with two, 890-1,090 msgs/s and 840-990 us
+with three; 64K about the same msgs/s with one or two (720-850) at 870-890 us
+against 1,010-1,230 us. More processes split the sessions, so each group
+commit covers fewer messages, and the processes queue for SQLite's one write
+lock. More cores, or a database that takes concurrent writers, may change that.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.servers import free_port, postroom, sink, wait_for_smtp  # noqa: E402
+from bench.servers import cpu_seconds, free_port, postroom, server_pids, sink, wait_for_smtp  # noqa: E402
 
 MAIN_CF = """\
 compatibility_level = 3.6
@@ -138,26 +149,38 @@ def main() -> None:
         servers["baseline"] = lambda: postroom(processes=args.smtp_processes, env=baseline)
     sizes = [int(s) for s in args.sizes.split(",")]
     medians: dict[tuple[str, int], float] = {}
+    cpu_medians: dict[tuple[str, int], float] = {}
     print(f"smtp-source -d, {args.messages} msgs, {args.sessions} sessions, {args.runs} runs each (median); "
           f"postroom: embedded default, workers off, {args.smtp_processes} SMTP process(es)"
           + (f"; baseline: postroom with {baseline}" if baseline else ""))
     for size in sizes:
         rates: dict[str, list[float]] = {name: [] for name in servers}
+        cpus: dict[str, list[float]] = {name: [] for name in servers if name != "postfix"}
         for _ in range(args.runs):
             for name, start in servers.items():
                 with start() as started:
                     port = started if isinstance(started, int) else started[0]
+                    pids = server_pids(port) if name in cpus else set()
+                    before = cpu_seconds(pids)
                     rates[name].append(smtp_source(port, messages=args.messages, sessions=args.sessions,
                                                    size=size))
-                print(f"  {size:>6} B {name:<14} {rates[name][-1]:8.0f} msgs/s", flush=True)
+                    if name in cpus:
+                        cpus[name].append((cpu_seconds(pids) - before) / args.messages * 1e6)
+                cpu = f" {cpus[name][-1]:6.0f} us CPU/msg" if name in cpus else ""
+                print(f"  {size:>6} B {name:<14} {rates[name][-1]:8.0f} msgs/s{cpu}", flush=True)
         for name in servers:
             medians[name, size] = statistics.median(rates[name])
+        for name, values in cpus.items():
+            cpu_medians[name, size] = statistics.median(values)
     print(f"\n{'server':<14}" + "".join(f"{f'{s // 1024}K msgs/s':>14}" for s in sizes))
     for name in servers:
         print(f"{name:<14}" + "".join(f"{medians[name, s]:>14.0f}" for s in sizes))
     ratios = {s: medians["postroom", s] / medians["postfix", s] for s in sizes}
     print(f"{'postroom/sink':<14}" + "".join(f"{medians['postroom', s] / medians['aiosmtpd sink', s]:>14.2f}"
                                            for s in sizes))
+    print(f"{'CPU us/msg':<14}" + "".join(f"{f'{s // 1024}K':>14}" for s in sizes))
+    for name in (n for n in servers if n != "postfix"):
+        print(f"{name:<14}" + "".join(f"{cpu_medians[name, s]:>14.0f}" for s in sizes))
     print(f"ratio postroom/postfix at {args.sessions} connections: "
           + " ".join(f"{s // 1024}K {ratios[s]:.2f}" for s in sizes))
 

@@ -38,6 +38,49 @@ def wait_for_smtp(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"no SMTP server came up on port {port}")
 
 
+def process_tree(pid: int) -> set[int]:
+    found = {pid}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found |= process_tree(int(child))
+    return found
+
+
+def listeners(port: int) -> set[int]:
+    """The processes listening on ``port`` (from /proc/net/tcp and the fd tables)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+            inodes.add(f"socket:[{fields[9]}]")
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def server_pids(port: int) -> set[int]:
+    """Every process of the server listening on ``port``: the listeners and their children."""
+    return set().union(*(process_tree(pid) for pid in listeners(port)))
+
+
+def cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU time the processes have used so far (gone ones count 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for_banner(proc: subprocess.Popen) -> None:
     """``postroom serve`` prints its banner once every gateway process listens; then drain its stderr."""
     seen = b""
