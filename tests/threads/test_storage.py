@@ -275,3 +275,36 @@ def test_conversation_subject_drops_reply_prefixes(app, tenant_ids, deliver) -> 
     deliver(make_eml(message_id=make_msgid(domain="x.example"), subject="RE: AW: Heizung [#ZZZZZZ]"))
     with app.session() as session:
         assert conversations.list_conversations(session, "acme")[0].subject == "Heizung"
+
+
+def test_a_taken_conversation_reference_is_drawn_again(app, tenant_ids, deliver, monkeypatch) -> None:
+    deliver(make_eml(message_id=make_msgid(domain="x.example"), subject="Chauffage"))
+    with app.session() as session:
+        [taken] = conversations.list_conversations(session, "acme")
+    draws = iter([taken.reference, "Q7Q7Q7"])
+    monkeypatch.setattr(conversations, "_random_reference", lambda: next(draws))
+    deliver(make_eml(sender="Other <other@x.example>", message_id=make_msgid(domain="x.example"), subject="Fenêtre"))
+    with app.session() as session:
+        references = sorted(c.reference for c in conversations.list_conversations(session, "acme"))
+    assert references == sorted([taken.reference, "Q7Q7Q7"])
+
+
+def test_a_message_id_stored_after_the_duplicate_check_is_still_one_message(app, tenant_ids, deliver,
+                                                                            monkeypatch) -> None:
+    """A concurrent worker may store the same Message-ID between ``record``'s check and its insert."""
+    mid = make_msgid(domain="x.example")
+    deliver(make_eml(message_id=mid, subject="Volets", body="first copy"))
+    real, checks = conversations._existing, []
+
+    def racing(*args):  # the first check runs before the other worker's commit
+        checks.append(args)
+        return None if len(checks) == 1 else real(*args)
+
+    monkeypatch.setattr(conversations, "_existing", racing)
+    second = deliver(make_eml(message_id=mid, subject="Volets", body="second copy"))
+    assert len(checks) == 2  # the insert found the row taken and looked again
+    with app.session() as session:
+        [conv] = conversations.list_conversations(session, "acme")
+        assert conv.message_count == 1
+        assert inbound.get_inbound(session, second).status == "done"
+    assert message_of(app, tenant_ids["acme"], mid).text.strip() == "first copy"
