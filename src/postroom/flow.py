@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 AUTO_REPLY_PERIOD = timedelta(hours=24)
 AUTH_HEADERS = (b"dkim-signature", b"authentication-results")
+HEADER_SCAN = 1_000_000  # bytes searched for the end of the header block
 _HEADER_END = re.compile(rb"\n\r?\n")
 
 
@@ -149,9 +150,8 @@ def authenticate(app: App, raw: bytes) -> dict:
     Authentication-Results has nothing to verify or trust (every verdict is
     "none"), so its headers are not parsed a second time.
     """
-    head = raw[:1_000_000]
-    end = _HEADER_END.search(head)
-    block = (head[:end.start()] if end else head).lower()
+    end = _HEADER_END.search(raw, 0, HEADER_SCAN)  # no copy of the first MB of a large message
+    block = raw[:end.start() if end else HEADER_SCAN].lower()
     if not any(name in block for name in AUTH_HEADERS):
         return auth.AuthResults().to_jsonable()
     return auth.authenticate(raw, trusted_authserv_ids=app.settings.trusted_authserv_id_list,
