@@ -3,9 +3,10 @@
 aiosmtpd reads DATA one line at a time (``readuntil(b"\\r\\n")`` plus a list
 of lines joined at the end): a few Python steps per 80-byte line, which caps
 a gateway process at a few hundred 64 KiB messages per second. This reader
-works on whole received chunks instead: C-speed searches for the end marker
-and for over-long lines, one copy out of the stream buffer, and unstuffing
-with one ``replace``. What it accepts, refuses and stores is byte for byte
+works on whole received chunks instead: one regex scan for dot-led lines
+(the end marker, and whether unstuffing is needed), C-speed searches for
+over-long lines, one copy out of the stream buffer, and unstuffing with one
+``replace`` only when a line was stuffed. What it accepts, refuses and stores is byte for byte
 what aiosmtpd's standard path does (tests/gateway/test_fast_data.py):
 
 - lines end at CRLF only; a bare LF or CR is data (no line break), as in aiosmtpd;
@@ -25,11 +26,12 @@ in the buffer for the command loop.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from enum import Enum
 
-END = b"\r\n.\r\n"
 CRLF = b"\r\n"
+_DOT_LINE = re.compile(rb"\r\n\.")
 
 
 class DataState(Enum):
@@ -48,6 +50,30 @@ def unstuff(raw: bytes) -> bytes:
     """Remove the transparency dot of every line that starts with one (copies only if there is one)."""
     content = raw.replace(b"\r\n.", CRLF)
     return content[1:] if content.startswith(b".") else content
+
+
+def _find_end(buf: bytearray, start: int) -> tuple[int, int, bool]:
+    """Scan ``buf`` from ``start`` for lines that begin with a dot: the end marker is the first ``.`` line.
+
+    Returns (end marker start or -1, where the next scan resumes, whether a
+    stuffed line was passed). One regex scan for CRLF-dot finds both the end
+    and whether unstuffing is needed; ``bytes.find`` of the marker plus
+    ``replace`` cost six times as much on text (CRLF every line keeps
+    ``find``'s skip short).
+    """
+    stuffed = False
+    pos = start
+    while True:
+        match = _DOT_LINE.search(buf, pos)
+        if match is None:
+            return -1, max(pos, len(buf) - 2), stuffed
+        at = match.start()
+        if len(buf) < at + 5:
+            return -1, at, stuffed  # undecided until the next two bytes arrive
+        if buf[at + 3:at + 5] == CRLF:
+            return at, at, stuffed
+        stuffed = True
+        pos = at + 3
 
 
 def _check_lines(buf: bytearray, start: int, stop: int, complete: bool, line_limit: int) -> tuple[int, int, int]:
@@ -105,8 +131,10 @@ async def read_data(reader: asyncio.StreamReader, *, size_limit: int | None, lin
         return DataResult(DataState.NOMINAL, b"")
     state = DataState.NOMINAL
     scan = checked = 0
+    stuffed = buf.startswith(b".")
     while True:
-        end = buf.find(END, scan)
+        end, scan, dots = _find_end(buf, scan)
+        stuffed = stuffed or dots
         complete = end >= 0
         stop = end + 2 if complete else len(buf)
         if state is DataState.NOMINAL:
@@ -119,13 +147,11 @@ async def read_data(reader: asyncio.StreamReader, *, size_limit: int | None, lin
             content = None
             if state is DataState.NOMINAL:
                 with memoryview(buf) as view, view[:stop] as body:
-                    content = unstuff(bytes(body))
-            del buf[:end + 5]
+                    content = unstuff(bytes(body)) if stuffed else bytes(body)
+            del buf[:end + 5]  # the body and its end marker, CRLF . CRLF
             reader._maybe_resume_transport()  # type: ignore[attr-defined]
             return DataResult(state, content)
-        if state is DataState.NOMINAL:
-            scan = max(0, len(buf) - 4)
-        else:
+        if state is not DataState.NOMINAL:
             del buf[:-4]  # refused already: keep only what could start the end marker
             scan = 0
         await _more(reader)
