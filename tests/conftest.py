@@ -69,6 +69,7 @@ def settings(tmp_path: Path, pg_database: str | None) -> Settings:
         broker_namespace=BROKER_NAMESPACE,
         mail_domain=MAIL_DOMAIN, smtp_listen="127.0.0.1:0", http_listen="127.0.0.1:0",
         rules_dir=str(tmp_path / "rules"), worker_threads=2,
+        worker_processes=0,  # workers as threads of the test's Service; tests/queue/test_worker_processes.py
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from postroom.gateway.addresses import TenantDirectory
 from postroom.settings import Settings
 from postroom.storage.blobs import BlobStore, open_blob_store
-from postroom.storage.db import make_engine, session_factory, session_scope
+from postroom.storage.db import WalCheckpointer, make_engine, session_factory, session_scope
 from postroom.storage.migrate import upgrade
 from postroom.storage.tenants import load_directory
 from postroom.storage.tiered_blobs import TieredBlobStore
@@ -31,6 +31,7 @@ class App:
     _directory: TenantDirectory | None = field(default=None, repr=False)
     _directory_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _checkpointer: WalCheckpointer | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> App:
@@ -39,7 +40,8 @@ class App:
         if migrate:
             upgrade(engine)
         blobs = TieredBlobStore(engine, open_blob_store(settings.resolved_blob_url), settings.inline_blob_max)
-        return cls(settings=settings, engine=engine, sessions=session_factory(engine), blobs=blobs)
+        return cls(settings=settings, engine=engine, sessions=session_factory(engine), blobs=blobs,
+                   _checkpointer=WalCheckpointer.for_engine(engine))
 
     def session(self):  # type: ignore[no-untyped-def]
         """``with app.session() as s:`` one committed transaction."""
@@ -56,6 +58,8 @@ class App:
             return self._directory
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if isinstance(self.blobs, TieredBlobStore):
             self.blobs.close()
         self.engine.dispose()

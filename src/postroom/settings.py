@@ -48,7 +48,7 @@ class Settings:
     rules_dir: str = ""
     discard_retention_days: int = 30
     worker_threads: int = 4
-    worker_processes: int = 0
+    worker_processes: int = 2
     outbound_url: str = ""
     portal_webhook_url: str = ""
     portal_webhook_secret: str = field(default="", repr=False)

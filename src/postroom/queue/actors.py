@@ -48,7 +48,7 @@ class Pipeline:
             max_retries=3, min_backoff=1000, max_backoff=60_000,
         )
         self.transport_for = delivery.default_transport(app.settings)
-        self._worker: Worker | None = None
+        self._workers: list[Worker] = []
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -90,9 +90,11 @@ class Pipeline:
         return len(ids) + len(outbound_ids)
 
     def start_worker(self, threads: int, queues: set[str] | None = None) -> None:
-        """Run ``threads`` worker threads on ``queues`` (default every queue of this broker)."""
-        self._worker = Worker(self.broker, queues=queues, worker_threads=threads, worker_timeout=100)
-        self._worker.start()
+        """Run ``threads`` worker threads on ``queues`` (default every queue of this broker); may be called again
+        for other queues, e.g. a CPU-bound pipeline on few threads beside I/O-bound delivery on more."""
+        worker = Worker(self.broker, queues=queues, worker_threads=threads, worker_timeout=100)
+        worker.start()
+        self._workers.append(worker)
 
     def autoclose(self) -> int:
         """The scheduled auto-close job: close conversations idle past their tenant's setting."""
@@ -134,12 +136,12 @@ class Pipeline:
     def join(self, timeout: float = 30.0) -> None:
         """Wait until the broker's queues are empty (tests, ingest)."""
         self.broker.join(INBOUND_QUEUE, timeout=int(timeout * 1000))
-        if self._worker is not None:
-            self._worker.join()
+        for worker in self._workers:
+            worker.join()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
+        for worker in self._workers:
+            worker.stop()
+        self._workers.clear()
         self.broker.close()
