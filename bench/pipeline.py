@@ -1,14 +1,16 @@
 """End to end: a realistic mix of mail over SMTP, from first byte to every row processed (issue 9).
 
-    .venv/bin/python bench/pipeline.py [--messages 2000] [--connections 20] [--workers 2]
-                                       [--smtp-processes 1] [--skip-pg] [--cpu 0]
+    .venv/bin/python bench/pipeline.py [--messages 2000] [--connections 20] [--workers 2] [--runs 3]
+                                       [--worker-processes 2] [--smtp-processes 1] [--skip-pg] [--cpu 0]
 
 The mix is every fixtures/emails/*.eml (replies from Gmail/Outlook/Apple/...,
 forwards, attachments, HTML, auto-replies, bounces), each sent with a fresh
 Message-ID. The clock runs from the first byte sent until no row is left
 outside a terminal state; the SMTP-only rate of the same run is shown too.
 
-1. embedded default: ``postroom serve`` (SQLite + blob folder, in-process workers);
+1. embedded default: ``postroom serve`` (SQLite + blob folder, in-process broker) with its
+   default 2 worker processes, against the same with the workers as threads of the serving
+   process (``--worker-processes 0``), ``--runs`` times interleaved, medians;
 2. PostgreSQL + Redis (skipped if unreachable): ``postroom serve --no-workers``
    plus ``--workers`` separate ``postroom worker`` processes, on a scratch
    database and a Redis namespace of its own.
@@ -31,6 +33,7 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import argparse  # noqa: E402
 import mailbox  # noqa: E402
 import re  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -117,7 +120,8 @@ def deployment(*, database_url: str, broker_url: str, workers: int, smtp_process
                 stop_process(proc)
 
 
-def measure(label: str, port: int, db_url: str, *, messages: int, connections: int, mix: list[bytes]) -> None:
+def measure(label: str, port: int, db_url: str, *, messages: int, connections: int, mix: list[bytes]) -> float:
+    """Print one run's SMTP and end-to-end rates; return the end-to-end rate."""
     engine = create_engine(db_url)
     started = time.monotonic()
     res = run_load("127.0.0.1", port, messages=messages, connections=connections, corpus=mix)
@@ -136,8 +140,10 @@ def measure(label: str, port: int, db_url: str, *, messages: int, connections: i
         time.sleep(0.2)
     done = time.monotonic()
     engine.dispose()
-    print(f"{label:<34} SMTP {res['rate']:7.0f} msgs/s; end to end {res['sent'] / (done - started):7.0f} msgs/s "
+    rate = res["sent"] / (done - started)
+    print(f"{label:<34} SMTP {res['rate']:7.0f} msgs/s; end to end {rate:7.0f} msgs/s "
           f"({res['sent']:.0f} msgs in {done - started:.1f} s; statuses {dict(counts)})", flush=True)
+    return rate
 
 
 @contextmanager
@@ -167,6 +173,7 @@ def main() -> None:
     parser.add_argument("--smtp-processes", type=int, default=1)
     parser.add_argument("--worker-processes", type=int, default=2,
                         help="embedded default: pipeline worker processes of `postroom serve` (0: in-process threads)")
+    parser.add_argument("--runs", type=int, default=3, help="embedded runs per setting (interleaved; medians)")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--cpu", type=int, default=0, metavar="N",
                         help="first measure the pipeline's CPU per message over N messages (no SMTP)")
@@ -178,10 +185,16 @@ def main() -> None:
         pipeline_cpu(args.cpu, mix)
     if not args.messages:
         return
-    with deployment(database_url="", broker_url="", workers=0, smtp_processes=args.smtp_processes,
-                    worker_processes=args.worker_processes) as (port, db):
-        measure(f"embedded (SQLite), {args.worker_processes} worker procs", port, db, messages=args.messages,
-                connections=args.connections, mix=mix)
+    rates: dict[int, list[float]] = {args.worker_processes: [], 0: []}
+    for _ in range(args.runs):
+        for procs in rates:
+            with deployment(database_url="", broker_url="", workers=0, smtp_processes=args.smtp_processes,
+                            worker_processes=procs) as (port, db):
+                rates[procs].append(measure(f"embedded (SQLite), {procs} worker procs", port, db,
+                                            messages=args.messages, connections=args.connections, mix=mix))
+    default, threads = (statistics.median(rates[procs]) for procs in rates)
+    print(f"median end to end, embedded: {args.worker_processes} worker processes {default:.0f} msgs/s, workers in "
+          f"the serving process {threads:.0f} msgs/s (ratio {default / threads:.2f}); target 300", flush=True)
     if args.skip_pg:
         return
     with scratch_pg() as pg:
