@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +66,25 @@ def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(interval)
+
+
+class LoopbackSMTP:
+    """An SMTP protocol object per connection (``make(loop)``) on an ephemeral 127.0.0.1 port, served from an
+    event loop thread of its own: for tests that compare one SMTP class's replies with another's."""
+
+    def __init__(self, make: Callable[[asyncio.AbstractEventLoop], asyncio.Protocol], handler: object) -> None:
+        self.handler = handler
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            self.loop.create_server(lambda: make(self.loop), "127.0.0.1", 0), self.loop).result(10)
+        self.port: int = self.server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 class RawSMTP:

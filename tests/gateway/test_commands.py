@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -19,6 +18,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postroom.gateway.commands import LeanSMTP, plain_path
+from postroom.testing import LoopbackSMTP
 
 LOCAL_PART_LIMIT = 64
 
@@ -51,32 +51,19 @@ class HookedRecorder(Recorder):
         return "250 2.1.5 Recipient OK"
 
 
-class _Server:
-    def __init__(self, smtp_class: type[SMTP], handler: Recorder, **kwargs: object) -> None:
-        self.handler = handler
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+def _server(smtp_class: type[SMTP], handler: Recorder, **kwargs: object) -> LoopbackSMTP:
+    def make(loop: asyncio.AbstractEventLoop) -> SMTP:
+        server = smtp_class(handler, data_size_limit=10_000, decode_data=False, enable_SMTPUTF8=True, loop=loop,
+                            **kwargs)
+        server.local_part_limit = LOCAL_PART_LIMIT
+        return server
 
-        def factory() -> SMTP:
-            server = smtp_class(handler, data_size_limit=10_000, decode_data=False, enable_SMTPUTF8=True,
-                                loop=self.loop, **kwargs)
-            server.local_part_limit = LOCAL_PART_LIMIT
-            return server
-
-        self.server = asyncio.run_coroutine_threadsafe(
-            self.loop.create_server(factory, "127.0.0.1", 0), self.loop).result(10)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+    return LoopbackSMTP(make, handler)
 
 
 @pytest.fixture(scope="module", params=[Recorder, HookedRecorder])
-def servers(request: pytest.FixtureRequest) -> Iterator[dict[str, _Server]]:
-    started = {"standard": _Server(SMTP, request.param()), "lean": _Server(LeanSMTP, request.param())}
+def servers(request: pytest.FixtureRequest) -> Iterator[dict[str, LoopbackSMTP]]:
+    started = {"standard": _server(SMTP, request.param()), "lean": _server(LeanSMTP, request.param())}
     yield started
     for server in started.values():
         server.stop()
@@ -162,7 +149,7 @@ def _script(rng: random.Random) -> list[bytes]:
     return lines
 
 
-def test_same_replies_and_envelopes_as_aiosmtpd(servers: dict[str, _Server]) -> None:
+def test_same_replies_and_envelopes_as_aiosmtpd(servers: dict[str, LoopbackSMTP]) -> None:
     rng = random.Random(20240509)
     for n in range(150):
         script = _script(rng)
@@ -172,7 +159,7 @@ def test_same_replies_and_envelopes_as_aiosmtpd(servers: dict[str, _Server]) -> 
     assert len(servers["lean"].handler.envelopes) > 10  # the scripts did reach DATA with a good envelope
 
 
-def test_every_listed_path_in_mail_and_rcpt(servers: dict[str, _Server]) -> None:
+def test_every_listed_path_in_mail_and_rcpt(servers: dict[str, LoopbackSMTP]) -> None:
     for path in PATHS:
         for params in (b"", b" SIZE=100 BODY=8BITMIME"):
             script = [b"EHLO client.example", b"MAIL FROM:" + path + params, b"RCPT TO:" + path + params]
@@ -201,7 +188,7 @@ def test_plain_path_is_what_the_tokenizer_returns() -> None:
 
 def test_idle_timeout_counts_from_the_last_command() -> None:
     """One re-arming timer per connection: a session that keeps talking stays, an idle one is closed on time."""
-    server = _Server(LeanSMTP, Recorder(), timeout=0.5)
+    server = _server(LeanSMTP, Recorder(), timeout=0.5)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             assert sock.recv(512).startswith(b"220")

@@ -14,7 +14,6 @@ import asyncio
 import random
 import smtplib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -26,6 +25,7 @@ from postroom.gateway.server import FastDataSMTP
 from postroom.service import Service
 from postroom.settings import Settings
 from postroom.storage import inbound
+from postroom.testing import LoopbackSMTP
 
 LIMIT = 6000
 LINE_LIMIT = SMTP.line_length_limit
@@ -41,32 +41,15 @@ class Recorder:
         return "250 OK"
 
 
-class _Server:
-    """One SMTP class on an ephemeral 127.0.0.1 port, on its own event loop thread."""
-
-    def __init__(self, smtp_class: type[SMTP], handler: Recorder) -> None:
-        self.server_handler = handler
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-        def factory() -> SMTP:
-            return smtp_class(handler, data_size_limit=LIMIT, decode_data=False, enable_SMTPUTF8=True, loop=self.loop)
-
-        self.server = asyncio.run_coroutine_threadsafe(
-            self.loop.create_server(factory, "127.0.0.1", 0), self.loop).result(10)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+def _server(smtp_class: type[SMTP], handler: Recorder) -> LoopbackSMTP:
+    return LoopbackSMTP(lambda loop: smtp_class(handler, data_size_limit=LIMIT, decode_data=False,
+                                                enable_SMTPUTF8=True, loop=loop), handler)
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, tuple[int, Recorder]]]:
-    started = {name: _Server(cls, Recorder()) for name, cls in (("standard", SMTP), ("fast", FastDataSMTP))}
-    yield {name: (server.port, server.server_handler) for name, server in started.items()}
+    started = {name: _server(cls, Recorder()) for name, cls in (("standard", SMTP), ("fast", FastDataSMTP))}
+    yield {name: (server.port, server.handler) for name, server in started.items()}
     for server in started.values():
         server.stop()
 
