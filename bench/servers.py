@@ -13,15 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from postroom.testing import free_port, process_tree
+
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 POSTROOM = str(VENV_BIN / "postroom")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_smtp(port: int, timeout: float = 30.0) -> None:
@@ -36,14 +32,6 @@ def wait_for_smtp(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"no SMTP server came up on port {port}")
-
-
-def process_tree(pid: int) -> set[int]:
-    found = {pid}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found |= process_tree(int(child))
-    return found
 
 
 def listeners(port: int) -> set[int]:

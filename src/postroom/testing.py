@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -66,6 +67,15 @@ def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(interval)
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and all its descendants (Linux /proc): the processes one ``postroom serve`` runs."""
+    found = {pid}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found |= process_tree(int(child))
+    return found
 
 
 class LoopbackSMTP:

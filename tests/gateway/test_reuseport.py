@@ -21,7 +21,7 @@ import pytest
 from postroom.app import App
 from postroom.settings import Settings
 from postroom.storage import inbound
-from postroom.testing import free_port, make_eml, wait_until
+from postroom.testing import free_port, make_eml, process_tree, wait_until
 
 PROCESSES = 3
 CONNECTIONS = 30
@@ -36,14 +36,6 @@ def _greets(port: int) -> bool:
             return sock.recv(100).startswith(b"220")
     except OSError:
         return False
-
-
-def _descendants(pid: int) -> set[int]:
-    found = {pid}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found |= _descendants(int(child))
-    return found
 
 
 def _owner(server_port: int, client_port: int, pids: set[int]) -> int:
@@ -93,7 +85,7 @@ def serve(settings: Settings, tenant_ids: dict[str, int]) -> Iterator[tuple[int,
 
 def test_every_process_accepts_and_stores_and_the_pipeline_runs_once(serve: tuple[int, int], app: App) -> None:
     pid, port = serve
-    pids = _descendants(pid)
+    pids = process_tree(pid)
     clients = [smtplib.SMTP("127.0.0.1", port, timeout=20) for _ in range(CONNECTIONS)]
     owners = [_owner(port, client.sock.getsockname()[1], pids) for client in clients]
     assert len(set(owners)) == PROCESSES, f"connections per process: {[owners.count(p) for p in set(owners)]}"
