@@ -12,6 +12,7 @@ from postroom.cli.common import settings_of
 from postroom.logs import LogContext, configure, inbound_tenant
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
+from postroom.queue.processes import pipeline_threads
 from postroom.service import Service, SmtpProcesses
 from postroom.settings import redact_url
 
@@ -81,7 +82,8 @@ def serve(ctx: click.Context, no_workers: bool, smtp_processes: int | None, work
                f"blobs {redact_url(settings.resolved_blob_url)}  "
                f"broker {redact_url(settings.broker_url) or 'in-process'}", err=True)
     if service.workers is not None:
-        click.echo(f"{service.workers.count} worker processes, {settings.worker_threads} threads each", err=True)
+        click.echo(f"{service.workers.count} worker processes, each with {pipeline_threads(settings)} pipeline and "
+                   f"{settings.worker_threads} delivery threads", err=True)
     try:
         _wait_for_signal()
     finally:

@@ -92,8 +92,14 @@ class Pipeline:
     def start_worker(self, threads: int, queues: set[str] | None = None) -> None:
         """Run ``threads`` worker threads on ``queues`` (default every queue of this broker); may be called again
         for other queues, e.g. a CPU-bound pipeline on few threads beside I/O-bound delivery on more."""
-        worker = Worker(self.broker, queues=queues, worker_threads=threads, worker_timeout=100)
-        worker.start()
+        level = self.broker.logger.level
+        if self._workers:  # dramatiq warns about a second worker's middleware; each consumes only its own queues
+            self.broker.logger.setLevel(logging.ERROR)
+        try:
+            worker = Worker(self.broker, queues=queues, worker_threads=threads, worker_timeout=100)
+            worker.start()
+        finally:
+            self.broker.logger.setLevel(level)
         self._workers.append(worker)
 
     def autoclose(self) -> int:
