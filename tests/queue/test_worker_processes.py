@@ -10,8 +10,11 @@ import os
 import re
 import signal
 import smtplib
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +23,7 @@ from postroom.app import App
 from postroom.service import Service
 from postroom.settings import Settings
 from postroom.storage import inbound
-from postroom.testing import make_eml, wait_until
+from postroom.testing import make_eml, process_tree, wait_until
 
 PROCESSES = 2
 
@@ -97,3 +100,23 @@ def test_a_killed_worker_process_is_replaced_and_its_mail_recovered_once(setting
     assert sorted(r.subject for r in rows) == sorted(f"recovered {n}" for n in range(40))
     assert max(r.attempts for r in rows) <= 2
     assert sum(r.attempts == 2 for r in rows) <= settings.worker_threads  # only what it was running when killed
+
+
+def test_worker_processes_exit_when_serve_is_killed(settings: Settings, tenant_ids: dict[str, int]) -> None:
+    """``kill -9`` of ``postroom serve`` leaves no orphan consuming the broker or holding ids."""
+    env = dict(os.environ, POSTROOM_DATA_DIR=str(settings.data_dir), POSTROOM_DATABASE_URL=settings.database_url,
+               POSTROOM_BROKER_URL=settings.broker_url, POSTROOM_BROKER_NAMESPACE=settings.broker_namespace,
+               POSTROOM_MAIL_DOMAIN=settings.mail_domain, POSTROOM_SMTP_LISTEN="127.0.0.1:0",
+               POSTROOM_HTTP_LISTEN="127.0.0.1:0", POSTROOM_WORKER_PROCESSES=str(PROCESSES))
+    serve = subprocess.Popen([str(Path(sys.executable).parent / "postroom"), "serve"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert serve.stderr is not None
+        while b"worker processes" not in (line := serve.stderr.readline()):
+            assert line, "postroom serve exited before its worker processes started"
+        workers = process_tree(serve.pid) - {serve.pid}
+        assert len(workers) >= PROCESSES
+    finally:
+        serve.kill()
+        serve.wait(10)
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers) or None, timeout=10, interval=0.1)

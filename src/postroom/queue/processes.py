@@ -77,7 +77,9 @@ def _worker_process(settings: Settings, conn: Connection, ready: multiprocessing
     ready.put(os.getpid())
     try:
         if settings.broker_url:
-            stop.wait()
+            while not stop.is_set():  # the parent never writes: a readable pipe means it died (EOFError)
+                if channel.conn.poll(0.5):
+                    channel.conn.recv()
         else:
             _feed(pipeline, channel, stop, finished.event, backlog=pipeline_threads(settings))
     except (EOFError, OSError):
