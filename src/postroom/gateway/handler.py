@@ -163,6 +163,10 @@ class GatewayHandler:
         ids, self._undispatched = self._undispatched, []
         self._dispatcher.submit(self._dispatch, ids)
 
+    def close(self) -> None:
+        """Wait for dispatches under way, so the broker is not closed under them."""
+        self._dispatcher.shutdown(wait=True)
+
     def _dispatch(self, ids: list[int]) -> None:
         try:
             self.dispatch(ids)

@@ -209,3 +209,4 @@ class Gateway:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self._server = None
+        self.handler.close()

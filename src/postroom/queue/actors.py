@@ -146,7 +146,10 @@ class Pipeline:
             worker.join()
 
     def stop(self) -> None:
+        """Stop the sweeper and the workers first: nothing may send on the broker while it closes."""
         self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(30)
         for worker in self._workers:
             worker.stop()
         self._workers.clear()
