@@ -18,7 +18,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
@@ -43,7 +42,8 @@ log = logging.getLogger(__name__)
 
 FEED_WAIT = 0.1  # seconds between looks at a process's own queue while it is full (a finished job wakes it sooner)
 SUPERVISE_EVERY = 1.0
-ASK = None  # what a worker process sends for "one more id, please"; anything else is a metrics observation
+ASK = None  # what a worker process sends for "one more id, please"; a tuple is a metrics observation
+READY = "ready"  # sent once, when the process has opened the database and its broker
 
 
 class _Channel:
@@ -58,7 +58,7 @@ class _Channel:
             self.conn.send(message)
 
 
-def _worker_process(settings: Settings, conn: Connection, ready: multiprocessing.Queue) -> None:
+def _worker_process(settings: Settings, conn: Connection) -> None:
     """Body of one worker process: a pipeline on a broker of its own, fed over ``conn`` (in-process broker)."""
     configure(settings.log_format)
     stop = threading.Event()
@@ -72,9 +72,9 @@ def _worker_process(settings: Settings, conn: Connection, ready: multiprocessing
     finished = _Finished()
     broker.add_middleware(finished)
     pipeline = Pipeline(app, broker)
+    channel.send(READY)
     pipeline.start_worker(pipeline_threads(settings), {INBOUND_QUEUE})
     pipeline.start_worker(settings.worker_threads, {OUTBOUND_QUEUE})
-    ready.put(os.getpid())
     try:
         if settings.broker_url:
             while not stop.is_set():  # the parent never writes: a readable pipe means it died (EOFError)
@@ -149,7 +149,6 @@ class WorkerProcesses:
         self.settings = settings
         self.count = count
         self._ctx = multiprocessing.get_context("spawn")  # the parent already runs threads: never fork it
-        self._ready: multiprocessing.Queue = self._ctx.Queue()
         self._children: list[_Child] = []
         self._pending: deque[int] = deque()
         self._wake_r, self._wake_w = os.pipe()
@@ -163,19 +162,22 @@ class WorkerProcesses:
 
     def start(self, timeout: float = 60.0) -> WorkerProcesses:
         self._children = [self._spawn(n) for n in range(self.count)]
-        try:
-            for _ in self._children:
-                self._ready.get(timeout=timeout)
-        except queue.Empty:
-            self.stop()
-            raise RuntimeError(f"{self.count} worker process(es) did not start within {timeout:.0f} s") from None
+        deadline = time.monotonic() + timeout
+        for child in self._children:
+            try:
+                started = child.conn.poll(max(0.0, deadline - time.monotonic())) and child.conn.recv() == READY
+            except (EOFError, OSError):  # it died while starting
+                started = False
+            if not started:
+                self.stop()
+                raise RuntimeError(f"{self.count} worker process(es) did not start within {timeout:.0f} s")
         self._owner = threading.Thread(target=self._run, name="postroom-worker-processes", daemon=True)
         self._owner.start()
         return self
 
     def _spawn(self, n: int) -> _Child:
         ours, theirs = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_process, args=(self.settings, theirs, self._ready),
+        proc = self._ctx.Process(target=_worker_process, args=(self.settings, theirs),
                                  name=f"postroom-worker-{n + 1}", daemon=True)
         proc.start()
         theirs.close()
@@ -209,7 +211,7 @@ class WorkerProcesses:
                 message = child.conn.recv()
                 if message is ASK:
                     child.asking = True
-                else:
+                elif message != READY:  # a replacement's READY needs no answer
                     record_stage(*message)
         except (EOFError, OSError):
             child.asking = False  # it died; _replace_dead sees its exit
