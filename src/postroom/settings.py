@@ -35,6 +35,7 @@ class Settings:
     max_recipients: int = 100
     max_connections_per_ip: int = 20
     smtp_timeout: int = 300
+    smtp_data_timeout: int = 30 * 60
     smtp_processes: int = 1
     rate_ip_per_minute: int = 1200
     rate_ip_burst: int = 600
