@@ -86,7 +86,8 @@ class Service:
                 handler, host, port, hostname=self.settings.mail_domain,
                 data_size_limit=self.settings.max_message_size,
                 max_connections_per_ip=self.settings.max_connections_per_ip,
-                timeout=self.settings.smtp_timeout, tls_context=tls_context(self.settings),
+                timeout=self.settings.smtp_timeout, data_timeout=self.settings.smtp_data_timeout,
+                tls_context=tls_context(self.settings),
                 reuse_port=self.reuse_port,
             )
             self.gateway.start()

@@ -6,12 +6,22 @@ enhanced codes on aiosmtpd's size refusals, parses commands more cheaply
 gateway/data.py); ``Gateway`` runs it on its own
 event loop thread so the CLI and the tests start and stop it the same way.
 Several gateway processes can share one port (``reuse_port``, SO_REUSEPORT).
+
+Two clocks bound a session. Outside DATA each command must arrive whole
+within ``timeout`` seconds of the previous one (a command line is short, so a
+client trickling one is a slowloris). Inside DATA the same ``timeout`` is an
+idle limit that restarts at every read, so a slow but steady link can send a
+large message, while ``data_timeout`` bounds the whole body: a client that
+keeps dripping bytes cannot hold the connection for ever. Either one ends the
+session with ``421 4.4.2`` and closes it: in the middle of a body nothing
+else can be answered, since the rest of the body would be read as commands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import ssl
 import sys
@@ -30,6 +40,8 @@ log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL = 0.001
 TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections from your address, try again later\r\n"
+IDLE_TIMEOUT = "421 4.4.2 {} Error: timeout exceeded, closing connection"
+DATA_TIMEOUT = "421 4.4.2 {} Error: message transfer took too long, closing connection"
 SIZE_REPLIES = {
     "552 Error: Too much mail data": "552 5.3.4 Message too big for this system",
     "552 Error: message size exceeds fixed maximum message size": "552 5.3.4 Message size exceeds fixed limit",
@@ -56,7 +68,27 @@ class ConnectionLimiter:
 
 
 class FastDataSMTP(LeanSMTP):
-    """aiosmtpd's SMTP (lean command path, see commands.py) with DATA read in chunks; same replies, same bytes."""
+    """aiosmtpd's SMTP (lean command path, see commands.py) with DATA read in chunks; same replies, same bytes.
+
+    While a body is read, every read restarts the idle timer, up to the
+    ``data_timeout`` seconds allowed for the whole body (0: no such bound).
+    """
+
+    _data_deadline = 0.0  # loop time the body must be complete by; 0 outside DATA
+
+    def __init__(self, *args: Any, data_timeout: float = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_timeout = data_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self._data_deadline:
+            self._deadline = min(self.loop.time() + self._timeout_duration, self._data_deadline)
+        super().data_received(data)
+
+    def _start_data_clock(self) -> None:
+        total = self.data_timeout or math.inf
+        self._data_deadline = self.loop.time() + total
+        self._reset_timeout(min(self._timeout_duration, total))
 
     async def smtp_DATA(self, arg: str) -> None:
         if "DATA" not in self._handle_hooks:  # the deprecated process_message API: leave it to aiosmtpd
@@ -72,12 +104,16 @@ class FastDataSMTP(LeanSMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._start_data_clock()
         try:
             result = await read_data(self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit)
         except asyncio.CancelledError:
             log.info("connection lost during DATA")
             self._writer.close()
             raise
+        finally:
+            self._data_deadline = 0.0
+        self._reset_timeout()
         if result.state is not DataState.NOMINAL:
             await self.push("500 Line too long (see RFC5321 4.5.3.1.6)" if result.state is DataState.TOO_LONG
                             else "552 Error: Too much mail data")
@@ -98,6 +134,7 @@ class FastDataSMTP(LeanSMTP):
         self.envelope.original_content = original
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
+        self._reset_timeout()  # storing took our time, not the client's
         await self.push("250 OK" if status is MISSING else status)
 
 
@@ -135,13 +172,28 @@ class GatewaySMTP(FastDataSMTP):
     async def push(self, status: str) -> None:
         await super().push(SIZE_REPLIES.get(status, status))
 
+    def _timeout_cb(self) -> None:
+        """Say why before closing (RFC 5321 4.5.3.2 lets a server end a timed-out session with 421)."""
+        if self.transport is None:
+            return
+        in_data = bool(self._data_deadline) and self.loop.time() >= self._data_deadline
+        if in_data:
+            log.warning("%s: DATA not complete after %s s, closing", self._client_ip, self.data_timeout)
+            metrics.REFUSED.labels("data_timeout").inc()
+        else:
+            log.info("%s: idle for %s s, closing", self._client_ip, self._timeout_duration)
+        reply = (DATA_TIMEOUT if in_data else IDLE_TIMEOUT).format(self.hostname)
+        self.transport.write(reply.encode("ascii", "replace") + b"\r\n")  # type: ignore[attr-defined]
+        self.transport.close()
+
 
 class Gateway:
     """Start/stop one SMTP listener on a background event loop."""
 
     def __init__(self, handler: GatewayHandler, host: str, port: int, *, hostname: str,
                  data_size_limit: int, max_connections_per_ip: int = 20, timeout: float = 300,
-                 tls_context: ssl.SSLContext | None = None, reuse_port: bool = False) -> None:
+                 data_timeout: float = 1800, tls_context: ssl.SSLContext | None = None,
+                 reuse_port: bool = False) -> None:
         self.handler = handler
         self.host = host
         self.port = port
@@ -149,6 +201,7 @@ class Gateway:
         self.data_size_limit = data_size_limit
         self.limiter = ConnectionLimiter(max_connections_per_ip)
         self.timeout = timeout
+        self.data_timeout = data_timeout
         self.tls_context = tls_context
         self.reuse_port = reuse_port
         self.loop = asyncio.new_event_loop()
@@ -158,7 +211,8 @@ class Gateway:
     def _factory(self) -> GatewaySMTP:
         return GatewaySMTP(
             self.handler, limiter=self.limiter, hostname=self.hostname, data_size_limit=self.data_size_limit,
-            enable_SMTPUTF8=True, decode_data=False, timeout=self.timeout, loop=self.loop,
+            enable_SMTPUTF8=True, decode_data=False, timeout=self.timeout, data_timeout=self.data_timeout,
+            loop=self.loop,
             tls_context=self.tls_context, require_starttls=False, ident="postroom ESMTP",
         )
 
