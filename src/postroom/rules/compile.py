@@ -6,6 +6,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from postroom.rules import actions, schema
+from postroom.rules.bounds import MAX_FILE_BYTES
 from postroom.rules.conditions import PREDICATES, Kind
 from postroom.rules.errors import RulesError
 from postroom.rules.model import Rule, Ruleset
@@ -36,9 +37,13 @@ def parse_ruleset(text: str, filename: str = "<rules>") -> Ruleset:
 
 
 def read_ruleset(path: str | FsPath) -> Ruleset:
-    """Read and compile a rules file; unreadable files are RulesErrors too."""
+    """Read and compile a rules file; unreadable or oversized files are RulesErrors too (read no further)."""
     try:
-        text = FsPath(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise RulesError([f"{path}:1:1: rules file is too large (more than {MAX_FILE_BYTES} bytes)"])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError([f"{path}:1:1: cannot read rules file: {exc}"]) from None
     return parse_ruleset(text, str(path))

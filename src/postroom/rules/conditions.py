@@ -15,6 +15,7 @@ from typing import Any
 
 import regex
 
+from postroom.rules.bounds import FLAGS, MAX_PATTERN_COST, MAX_PATTERN_LENGTH, MAX_REGEX_INPUT, pattern_cost
 from postroom.rules.input import RuleInput
 
 
@@ -296,7 +297,8 @@ def _exists(operand: bool, slot: Slot) -> Test:
 
 @operator("matches", "raw")
 def _matches(operand: str, slot: Slot) -> Test:
-    """Search with a timeout bounded by the message's remaining regex budget."""
+    """Search the first MAX_REGEX_INPUT characters of each value, with a timeout bounded by the message's
+    remaining regex budget: backtracking cost grows with the input, so both are bounded."""
     pattern = compile_regex(operand)
 
     def test(f: Facts) -> bool:
@@ -304,7 +306,7 @@ def _matches(operand: str, slot: Slot) -> Test:
             remaining = f.deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("regex budget for this message used up")
-            if pattern.search(value, timeout=min(f.per_match, remaining)):
+            if pattern.search(value, 0, MAX_REGEX_INPUT, timeout=min(f.per_match, remaining)):
                 return True
         return False
 
@@ -327,5 +329,15 @@ def _flag_is(operand: bool, slot: Slot) -> Test:
 
 
 def compile_regex(pattern: str) -> regex.Pattern[str]:
-    """Compile with the ``regex`` engine, whose matching takes a timeout."""
-    return regex.compile(pattern, regex.VERSION0)
+    """Compile with the ``regex`` engine, whose matching takes a timeout, once the pattern is known to compile
+    small: counted repeats are expanded by the compiler, so ``a{4294967294}`` would exhaust memory."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise regex.error(f"pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}")
+    try:
+        cost = pattern_cost(pattern)
+    except ValueError as exc:
+        raise regex.error(str(exc)) from None
+    if cost > MAX_PATTERN_COST:
+        raise regex.error(f"pattern is too large once its counted repeats {{n}} are expanded ({cost} nodes; "
+                          f"the limit is {MAX_PATTERN_COST}); use open repeats like {{n,}} or + instead")
+    return regex.compile(pattern, FLAGS)

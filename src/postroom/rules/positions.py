@@ -5,6 +5,11 @@ node tree ourselves so each path (``("rules", 0, "when")``) maps to a
 position, duplicate keys are errors instead of silently overwriting, and
 only ``true``/``false`` are booleans (YAML 1.1 turns ``YES`` or ``on`` into
 ``True``, which surprises people matching header values).
+
+Anchors, aliases and merge keys are refused: rules files are short and hand
+written, and expanding aliases is how 380 bytes of YAML become gigabytes of
+data ("billion laughs"). Size, nesting depth and node count are bounded while
+composing, so reading a file costs at most a constant times its size.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from postroom.rules.bounds import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from postroom.rules.errors import RulesError
 
 Path = tuple[str | int, ...]
@@ -54,6 +60,10 @@ for _first in "tTfF":
     )
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that is valid but outside what rules files may use."""
+
+
 class _Loader(
     yaml.reader.Reader,
     yaml.scanner.Scanner,
@@ -69,16 +79,42 @@ class _Loader(
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         _Resolver.__init__(self)
+        self.depth = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        """Refuse anchors and aliases before they are followed, and stop past the depth and node bounds."""
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(problem="anchors (&name) and aliases (*name) are not allowed in rules files; "
+                                   "write the value out", problem_mark=event.start_mark)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _Refused(problem=f"more than {MAX_NODES} YAML values; rules files are limited to that",
+                           problem_mark=event.start_mark)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Refused(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 def load(text: str, filename: str) -> tuple[Any, dict[Path, Located]]:
-    """Parse YAML text into data plus a path -> position map; RulesError on bad syntax."""
+    """Parse YAML text into data plus a path -> position map; RulesError on bad syntax or past the bounds."""
+    if len(text) > MAX_FILE_BYTES:
+        raise RulesError([f"{filename}:1:1: rules file is too large ({len(text)} characters; "
+                          f"the limit is {MAX_FILE_BYTES})"])
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+    except _Refused as exc:
+        where = Pos.of(exc.problem_mark) if exc.problem_mark else Pos(1, 1)
+        raise RulesError([f"{filename}:{where.line}:{where.col}: {exc.problem}"]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Pos.of(mark) if mark else Pos(1, 1)
@@ -123,6 +159,10 @@ def _build(
                               f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}")
                 continue
             key = str(key_node.value)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                errors.append(f"{filename}:{kpos.line}:{kpos.col}: merge keys (<<) are not allowed in rules files; "
+                              "write the keys out")
+                continue
             if key in result:
                 errors.append(f"{filename}:{kpos.line}:{kpos.col}: duplicate key '{key}'")
                 continue

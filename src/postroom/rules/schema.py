@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from postroom.rules import positions
+from postroom.rules.bounds import MAX_FILE_PATTERN_COST, MAX_RULES, pattern_cost
 from postroom.rules.conditions import PREDICATES, Kind, compile_regex
 from postroom.rules.errors import RulesError
 
@@ -210,7 +211,7 @@ class RuleModel(BaseModel):
 
 class RulesFile(BaseModel):
     model_config = _FORBID
-    rules: list[RuleModel]
+    rules: list[RuleModel] = Field(max_length=MAX_RULES)
 
 
 _BOUNDS = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}
@@ -226,6 +227,7 @@ _FRIENDLY = {
     "dict_type": "expected a mapping (key: value lines)",
     "string_too_short": "expected non-empty text",
     "too_short": "expected a non-empty list",
+    "too_long": f"too many items (a rules file holds at most {MAX_RULES} rules)",
 }
 
 
@@ -238,7 +240,34 @@ def validate(text: str, filename: str) -> tuple[RulesFile, dict[positions.Path, 
         found = sorted((_describe(err, where) for err in exc.errors()), key=lambda e: (e[0].line, e[0].col))
         raise RulesError([f"{filename}:{pos.line}:{pos.col}: {message}" for pos, message in found]) from None
     _check_names(model, where, filename)
+    _check_pattern_total(data, where, filename)
     return model, where
+
+
+def _check_pattern_total(data: Any, where: dict[positions.Path, positions.Located], filename: str) -> None:
+    """Each regex is bounded on its own; this bounds what all of a file's compiled regexes hold together."""
+    total = 0
+    for path, pattern in _patterns(data, ()):
+        total += pattern_cost(pattern)
+        if total > MAX_FILE_PATTERN_COST:
+            pos = where[path].value
+            raise RulesError([f"{filename}:{pos.line}:{pos.col}: the regular expressions of this file together "
+                              f"are too large (limit {MAX_FILE_PATTERN_COST} nodes once repeats are expanded)"])
+
+
+def _patterns(data: Any, path: positions.Path) -> list[tuple[positions.Path, str]]:
+    """Every ``matches`` operand with its path; the schema has already checked the shapes."""
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "matches" and isinstance(value, str):
+                found.append(((*path, key), value))
+            else:
+                found.extend(_patterns(value, (*path, key)))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found.extend(_patterns(value, (*path, i)))
+    return found
 
 
 def _check_names(model: RulesFile, where: dict[positions.Path, positions.Located], filename: str) -> None:
