@@ -97,24 +97,25 @@ def test_tokens_replayed_across_tenants_never_attach(mail: Mail) -> None:
     assert mail.conversation_of(into_globex, "globex") == (None, ("forged_token",))
 
 
-def test_a_token_used_by_another_sender_under_strict_policy_never_attaches(mail: Mail) -> None:
-    with mail.app.session() as session:
-        session.execute(update(Tenant).where(Tenant.slug == "acme")
-                        .values(settings={"threading": {"strict_token": True}}))
+def test_a_token_used_by_another_sender_by_default_never_attaches(mail: Mail) -> None:
+    """strict_senders is on by default: a stranger holding a valid token lands in the inbox, flagged."""
     conversation, address, _ = mail.start(CUSTOMER)
-    other_conversation, _, _ = mail.start(OTHER_CUSTOMER)
+    mail.start(OTHER_CUSTOMER)
     for sender in (OTHER_CUSTOMER, ATTACKER):
         mid = mail.deliver(sender, address, "Re: Remise des clés")
         attached, flags = mail.conversation_of(mid)
         assert attached is None and "foreign_sender" in flags, sender
 
 
-def test_a_token_used_by_another_sender_by_default_is_always_flagged(mail: Mail) -> None:
-    """Default policy (strict_token off) is the threading engineer's choice: a CC'd colleague's reply may join,
-    but never silently: it carries foreign_sender, and it can never land in the other contact's own thread."""
+def test_a_token_used_by_another_sender_when_not_strict_is_always_flagged(mail: Mail) -> None:
+    """With strict_senders off a CC'd colleague's reply may join, but never silently: it carries
+    foreign_sender, and it can never land in the other contact's own thread."""
+    with mail.app.session() as session:
+        session.execute(update(Tenant).where(Tenant.slug == "acme")
+                        .values(settings={"threading": {"strict_senders": False}}))
     conversation, address, _ = mail.start(CUSTOMER)
     other_conversation, _, _ = mail.start(OTHER_CUSTOMER)
     mid = mail.deliver(ATTACKER, address, "Re: Remise des clés")
     attached, flags = mail.conversation_of(mid)
-    assert attached in (None, conversation) and attached != other_conversation
-    assert "foreign_sender" in flags
+    assert (attached, flags) == (conversation, ("foreign_sender",))
+    assert attached != other_conversation

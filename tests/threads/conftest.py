@@ -134,6 +134,10 @@ class Threads:
         with self.app.session() as session:
             conversations.set_status(session, conversation_id, status)
 
+    def set_policy(self, tenant: str = "acme", **changes: object) -> None:
+        with self.app.session() as session:
+            conversations.set_threading_settings(session, tenant, **changes)
+
 
 @pytest.fixture
 def threads(service: Service, smtp: Callable[[], smtplib.SMTP], tenant_ids: dict[str, int]) -> Threads:

@@ -86,7 +86,7 @@ def test_inbox_list_and_move(run, deliver) -> None:
 def test_settings_and_autoclose(run) -> None:
     assert "autoclose_days:        off" in run("conversations", "settings", "--tenant", "acme")
     out = json.loads(run("conversations", "settings", "--tenant", "acme", "--autoclose-days", "7",
-                         "--strict-token", "on", "--json"))
-    assert (out["autoclose_days"], out["strict_token"]) == (7, True)
+                         "--strict-senders", "off", "--json"))
+    assert (out["autoclose_days"], out["strict_senders"]) == (7, False)
     assert "1 to 15" in run("conversations", "settings", "--tenant", "acme", "--autoclose-days", "20", code=1)
     assert json.loads(run("conversations", "autoclose", "--json")) == {"closed": []}

@@ -91,7 +91,19 @@ def test_other_tenants_token_goes_to_inbox_flagged(threads) -> None:
     assert len(threads.messages(conv)) == 2
 
 
-def test_token_used_by_another_sender_attaches_flagged(threads) -> None:
+def test_token_used_by_another_sender_goes_to_the_inbox_by_default(threads) -> None:
+    conv = threads.start()
+    out = threads.staff_reply(conv)
+    mid = make_msgid(domain="example.org")
+    threads.deliver(make_eml(sender="Marie Dupont <marie.dupont@example.org>", to=out.reply_address,
+                             message_id=mid, subject=f"Re: {out.subject}", body="Je réponds pour Jean."),
+                    [out.reply_address], mail_from="marie.dupont@example.org")
+    message = threads.message(mid)
+    assert (message.conversation_id, message.flags, message.suggestions[0]) == (None, ("foreign_sender",), conv)
+
+
+def test_token_used_by_another_sender_attaches_flagged_when_not_strict(threads) -> None:
+    threads.set_policy(strict_senders=False)
     conv = threads.start()
     out = threads.staff_reply(conv)
     mid = make_msgid(domain="example.org")
@@ -214,6 +226,7 @@ def test_duplicate_delivery_is_one_message(threads) -> None:
 
 
 def test_looping_auto_responder_trips_the_loop_breaker(threads, template) -> None:
+    threads.set_policy(strict_senders=False)  # the responder is a stranger: attached flagged, not to the inbox
     conv = threads.start(subject="Demande de devis")
     out = threads.staff_reply(conv)
     client = threads.smtp()

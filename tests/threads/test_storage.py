@@ -79,9 +79,9 @@ def test_parent_arriving_after_its_child_meets_it(app, tenant_ids, deliver) -> N
     root, child, late_parent = (make_msgid(domain="x.example") for _ in range(3))
     deliver(make_eml(message_id=root, subject="Plans"))
     # the child references a parent we have not seen; the parent arrives later without headers
-    deliver(make_eml(sender="anna@example.org", message_id=child, subject="x",
+    deliver(make_eml(message_id=child, subject="x",
                      headers={"In-Reply-To": late_parent, "References": f"{root} {late_parent}"}))
-    deliver(make_eml(sender="paul@example.org", message_id=late_parent, subject="y"))
+    deliver(make_eml(message_id=late_parent, subject="y"))
     acme = tenant_ids["acme"]
     convs = {message_of(app, acme, m).conversation_id for m in (root, child, late_parent)}
     assert len(convs) == 1

@@ -28,6 +28,8 @@ class FakeLookup:
     contacts: dict[str, int] = field(default_factory=dict)
     merged: dict[int, int] = field(default_factory=dict)
     started: dict[int, int] = field(default_factory=dict)
+    staff: set[str] = field(default_factory=set)
+    written: dict[int, set[str]] = field(default_factory=dict)  # conversation -> addresses with a trusted message
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
         return self.conversations.get(conversation_id)
@@ -49,6 +51,12 @@ class FakeLookup:
 
     def conversations_started(self, contact_id: int, since: datetime) -> int:
         return self.started.get(contact_id, 0)
+
+    def is_staff(self, address: str) -> bool:
+        return address in self.staff
+
+    def has_written(self, conversation_id: int, address: str) -> bool:
+        return address in self.written.get(conversation_id, set())
 
     def _newest(self, convs) -> list[ConversationRef]:
         return sorted(convs, key=lambda c: c.last_activity_at, reverse=True)
@@ -96,10 +104,12 @@ def test_token_of_the_contact_attaches() -> None:
     assert (found.destination, found.conversation_id, found.via, found.flags) == ("conversation", 1, "token", ())
 
 
-def test_token_used_by_another_sender_attaches_flagged() -> None:
-    found = s.by_token(inp(sender="anna@example.com", tokens=(make_token(SECRET, 1, 10),)), ctx(contact=20))
+def test_token_used_by_another_sender_attaches_flagged_when_not_strict() -> None:
+    found = s.by_token(inp(sender="anna@example.com", tokens=(make_token(SECRET, 1, 10),)),
+                       ctx(contact=20, strict_senders=False))
     assert (found.destination, found.conversation_id, found.flags) == ("conversation", 1, ("foreign_sender",))
-    unknown = s.by_token(inp(sender="new@example.com", tokens=(make_token(SECRET, 1, 10),)), ctx(contact=None))
+    unknown = s.by_token(inp(sender="new@example.com", tokens=(make_token(SECRET, 1, 10),)),
+                         ctx(contact=None, strict_senders=False))
     assert unknown.conversation_id == 1 and unknown.flags == ("foreign_sender",)
 
 
@@ -110,9 +120,9 @@ def test_token_of_a_contact_merged_since_is_not_foreign() -> None:
     assert (found.conversation_id, found.flags) == (1, ())
 
 
-def test_token_used_by_another_sender_goes_to_inbox_when_strict() -> None:
-    found = s.by_token(inp(tokens=(make_token(SECRET, 1, 10),)), ctx(contact=20, strict_token=True))
-    assert (found.destination, found.flags) == ("inbox", ("foreign_sender",))
+def test_token_used_by_another_sender_goes_to_inbox_by_default() -> None:
+    found = s.by_token(inp(tokens=(make_token(SECRET, 1, 10),)), ctx(contact=20))
+    assert (found.destination, found.flags, found.suggestions[0]) == ("inbox", ("foreign_sender",), 1)
 
 
 def test_forged_or_foreign_token_goes_to_inbox_flagged() -> None:
@@ -152,15 +162,16 @@ def test_forward_to_inbox_goes_to_inbox_with_suggestions() -> None:
 # --- 2. Message-ID chain ---
 
 def test_in_reply_to_first() -> None:
-    found = s.by_message_ids(inp(in_reply_to=("<m2@y>",), references=("<m1@x>",)), ctx())
+    found = s.by_message_ids(inp(in_reply_to=("<m2@y>",), references=("<m1@x>",)), ctx(strict_senders=False))
     assert (found.conversation_id, found.via, found.matched) == (2, "in-reply-to", "<m2@y>")
 
 
 def test_references_newest_first() -> None:
-    found = s.by_message_ids(inp(references=("<m1@x>", "<unknown@z>", "<m2@y>")), ctx())
-    assert (found.conversation_id, found.via) == (2, "references")
+    found = s.by_message_ids(inp(sender="anna@example.com", references=("<m1@x>", "<unknown@z>", "<m2@y>")),
+                             ctx(contact=20))
+    assert (found.conversation_id, found.via, found.flags) == (2, "references", ())
     found = s.by_message_ids(inp(references=("<m1@x>", "<unknown@z>")), ctx())
-    assert (found.conversation_id, found.via) == (1, "references")
+    assert (found.conversation_id, found.via, found.flags) == (1, "references", ())
 
 
 def test_bounce_original_message_id_first() -> None:
@@ -169,7 +180,7 @@ def test_bounce_original_message_id_first() -> None:
 
 
 def test_shared_unseen_ancestor() -> None:
-    found = s.by_message_ids(inp(references=("<ghost@x>",)), ctx())
+    found = s.by_message_ids(inp(sender="anna@example.com", references=("<ghost@x>",)), ctx(contact=20))
     assert (found.conversation_id, found.via) == (2, "related")
 
 
@@ -184,7 +195,9 @@ def test_reference_tag() -> None:
     found = s.by_reference_tag(inp(subject="Re: Keys [#a1b2c3]", sender="anna@example.com"), ctx(contact=20))
     assert (found.conversation_id, found.via, found.flags) == (2, "reference-tag", ())
     stranger = s.by_reference_tag(inp(subject="Keys [#A1B2C3]"), ctx(contact=10))
-    assert stranger.conversation_id == 2 and stranger.flags == ("foreign_sender",)
+    assert (stranger.destination, stranger.flags, stranger.suggestions[0]) == ("inbox", ("foreign_sender",), 2)
+    never = s.by_reference_tag(inp(subject="Keys [#A1B2C3]"), ctx(contact=10, strict_senders=False))
+    assert (never.destination, never.flags) == ("inbox", ("foreign_sender",))  # a tag never attaches a stranger
     assert s.by_reference_tag(inp(subject="Keys [#ZZZZZZ]"), ctx()) is None
 
 
@@ -250,6 +263,7 @@ def test_huge_references_are_bounded() -> None:
 
 def test_order_token_beats_chain_beats_tag_beats_subject() -> None:
     fake = lookup()
+    fake.written[2] = {"jean@example.com"}  # Jean wrote to Anna's conversation before: a participant of it
     everything = inp(tokens=(make_token(SECRET, 3, 10),), in_reply_to=("<m2@y>",), subject="Re: Heating [#A1B2C3]")
     assert s.match(everything, fake, secret=SECRET).conversation_id == 3
     assert s.match(replace(everything, tokens=()), fake, secret=SECRET).conversation_id == 2

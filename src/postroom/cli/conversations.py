@@ -109,14 +109,15 @@ def _on_off(value: str | None) -> bool | None:
 @click.option("--heuristic-days", type=int, default=None)
 @click.option("--new-mail", type=click.Choice(["new", "join_open"]), default=None,
               help="A fresh mail from a contact with an open conversation: new conversation or join it.")
-@click.option("--strict-token", type=click.Choice(["on", "off"]), default=None,
-              help="A token used by another sender goes to the inbox instead of attaching (flagged).")
+@click.option("--strict-senders", type=click.Choice(["on", "off"]), default=None,
+              help="Mail that finds a conversation but whose sender is not a participant goes to the inbox (on, "
+                   "the default) or is attached flagged foreign_sender (off).")
 @click.option("--loop-max", type=int, default=None, help="Loop breaker: messages from one sender ...")
 @click.option("--loop-window-minutes", type=int, default=None, help="... within this many minutes.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def settings(ctx: click.Context, tenant: str, autoclose_days: str | None, heuristic: str | None,
-             heuristic_days: int | None, new_mail: str | None, strict_token: str | None, loop_max: int | None,
+             heuristic_days: int | None, new_mail: str | None, strict_senders: str | None, loop_max: int | None,
              loop_window_minutes: int | None, as_json: bool) -> None:
     """Show or change a tenant's threading settings."""
     changes: dict[str, object] = {}
@@ -128,7 +129,7 @@ def settings(ctx: click.Context, tenant: str, autoclose_days: str | None, heuris
         else:
             raise click.BadParameter("use 1 to 15 or 'off'", param_hint="--autoclose-days")
     for name, value in (("heuristic", _on_off(heuristic)), ("heuristic_days", heuristic_days),
-                        ("new_mail", new_mail), ("strict_token", _on_off(strict_token)),
+                        ("new_mail", new_mail), ("strict_senders", _on_off(strict_senders)),
                         ("loop_max", loop_max), ("loop_window_minutes", loop_window_minutes)):
         if value is not None:
             changes[name] = value

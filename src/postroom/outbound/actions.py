@@ -24,6 +24,7 @@ from postroom.storage import conversations, mentions, staff, tenants
 from postroom.storage import outbound as outbound_store
 from postroom.storage.outbound import AttemptRecord, OutboundRecord
 from postroom.storage.staff import StaffUserInfo
+from postroom.threading import trust
 
 CHANNELS = ("email", "portal")
 
@@ -56,13 +57,25 @@ def _staff_user(session: Session, tenant_id: int, email: str) -> StaffUserInfo:
     return user
 
 
-def _public_history(messages: Sequence[conversations.MessageView]) -> tuple[QuotedMessage, ...]:
-    """The customer message being answered, quoted under the reply: never a note, never automatic mail."""
+def _public_history(summary: conversations.ConversationSummary,
+                    messages: Sequence[conversations.MessageView]) -> tuple[QuotedMessage, ...]:
+    """The contact's own last message, quoted under the reply under the contact's stored name.
+
+    Never a note, never mail someone else wrote into the conversation, never
+    automatic, bounced or otherwise flagged mail (``trust.vouched``): staff
+    must not mail a stranger's words back to the customer as the customer's.
+    The display name in the message's header is the sender's claim; the
+    contact's stored name is the tenant's.
+    """
+    if summary.contact_id is None:
+        return ()
     for m in reversed(messages):
-        if m.kind != "note" and m.direction == "in" and not {"auto_reply", "bounce"} & set(m.flags):
-            text = (m.reply_text or m.text).strip()
-            if text and m.sent_at is not None:
-                return (QuotedMessage(m.author_name or m.author_email, m.sent_at, text),)
+        if m.direction != "in" or m.kind == "note" or m.author_contact_id != summary.contact_id \
+                or not trust.vouched(m.flags):
+            continue
+        text = (m.reply_text or m.text).strip()
+        if text and m.sent_at is not None:
+            return (QuotedMessage(summary.contact_name or summary.contact_email or m.author_email, m.sent_at, text),)
     return ()
 
 
@@ -83,7 +96,7 @@ def conversation_context(session: Session, app: App, conversation_id: int, *, ki
         conversation_id=conversation_id,
         reply_address=conversations.reply_address(session, conversation_id, brand.domain, summary.contact_id),
         in_reply_to=thread.in_reply_to, references=thread.references, attachments=attachments,
-        history=_public_history(messages) if kind == "reply" else (),
+        history=_public_history(summary, messages) if kind == "reply" else (),
         portal_link=f"{brand.portal_url.rstrip('/')}/conversations/{conversation_id}" if brand.portal_url else None,
     )
     return ctx, summary.tenant_id

@@ -41,11 +41,12 @@ from postroom.storage.tables import (
 from postroom.storage.tables.conversations import STATUSES
 from postroom.storage.tenants import TenantCache, tenant_changed, tenant_secret
 from postroom.threading import references as refs
-from postroom.threading import subjects, tokens
+from postroom.threading import subjects, tokens, trust
 from postroom.threading.policy import SETTINGS_KEY, ThreadingPolicy
 from postroom.threading.strategies import ConversationRef, MatchInput, ThreadMatch, match
 
 MAX_THREAD_REFS = 12
+MAX_WRITTEN_LOOKED_AT = 50  # a sender's newest messages read to see whether one was trusted
 KINDS = ("email", "note", "portal")
 _conversations = Conversation.__table__.c
 _messages = Message.__table__.c
@@ -94,7 +95,7 @@ def threading_policy(session: Session, tenant_id: int) -> ThreadingPolicy:
 
 
 def set_threading_settings(session: Session, slug: str, **changes: Any) -> ThreadingPolicy:
-    """Validate and store threading settings (autoclose_days, heuristic, new_mail, strict_token, loop_*)."""
+    """Validate and store threading settings (autoclose_days, heuristic, new_mail, strict_senders, loop_*)."""
     tenant = session.scalar(select(Tenant).where(Tenant.slug == slug.lower()))
     if tenant is None:
         raise NotFound(f"no tenant {slug!r}")
@@ -167,6 +168,10 @@ _MERGED_INTO = select(Contact.__table__.c.merged_into_id).where(Contact.__table_
 _STARTED = select(func.count()).select_from(Conversation.__table__).where(
     _conversations.tenant_id == _tenant, _conversations.contact_id == bindparam("contact_id"),
     _conversations.created_at >= bindparam("since"))
+# The flags of what an address wrote to a conversation, newest first (``SqlLookup.has_written``).
+_WRITTEN = (select(_messages.flags).where(_messages.conversation_id == bindparam("id"),
+                                          _messages.author_email == bindparam("address"), _messages.direction == "in")
+            .order_by(_messages.id.desc()).limit(MAX_WRITTEN_LOOKED_AT))
 _BY_SUBJECT = _REFS.where(_conversations.subject_key == bindparam("key")).order_by(*_newest).limit(
     bindparam("limit"))
 # The message stored for this inbound row, else the one with its Message-ID (one statement, the row first).
@@ -257,6 +262,13 @@ class SqlLookup:
     def by_subject(self, key: str, limit: int) -> list[ConversationRef]:
         return self._refs(_BY_SUBJECT, key=key[:500], limit=limit)
 
+    def is_staff(self, address: str) -> bool:
+        return address.lower() in staff.active_addresses(self.session, self.tenant_id)
+
+    def has_written(self, conversation_id: int, address: str) -> bool:
+        rows = core(self.session, _WRITTEN, {"id": conversation_id, "address": address.lower()})
+        return any(trust.vouched(flags or ()) for (flags,) in rows)
+
 
 def match_inbound(session: Session, inbound: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
                   now: datetime | None = None) -> ThreadMatch:
@@ -283,6 +295,11 @@ class Recorded:
     notified: bool = False
     loop: bool = False
     flags: tuple[str, ...] = ()
+
+    @property
+    def foreign(self) -> bool:
+        """True when the sender is not a participant of the conversation the message was attached to."""
+        return trust.FOREIGN in self.flags
 
     @property
     def suppress_auto_reply(self) -> bool:
@@ -563,14 +580,17 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
             _event(session, tenant_id, "loop_detected", "operator", None, conversation_id=conv.id,
                    message_id=message_row, sender=sender, reference=conv.reference)
         if not automatic and not loop:
-            if conv.status == "closed":
-                conv.set(status="open", closed_at=None)
-                reopened = True
-            elif conv.status == "awaiting_feedback":
-                conv.set(status="open")
-            conv.set(last_activity_at=now, last_customer_at=now)
+            foreign = trust.FOREIGN in flags
+            if not foreign:  # a stranger's message is shown to staff, but never reopens or moves the status
+                if conv.status == "closed":
+                    conv.set(status="open", closed_at=None)
+                    reopened = True
+                elif conv.status == "awaiting_feedback":
+                    conv.set(status="open")
+                conv.set(last_customer_at=now)
+            conv.set(last_activity_at=now)
             _notify_responsible(session, conv, "new_conversation" if created else "customer_message", message_row,
-                                reopened=reopened, foreign_sender="foreign_sender" in flags)
+                                reopened=reopened, foreign_sender=foreign)
             notified = True
         conv.set(updated_at=now)
         _save_thread(session, conv)
@@ -797,6 +817,8 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
             raise PostroomError(f"message {message_row} is already in conversation {target.id}")
     message.conversation_id = target.id
     message.suggestions = []
+    if trust.FOREIGN in (message.flags or ()):  # staff put it here: its author is a participant from now on
+        message.flags = [f for f in message.flags if f != trust.FOREIGN]
     if message.direction == "in":
         target.last_customer_at = max(filter(None, (_aware(target.last_customer_at), now)))
         if target.status == "closed":

@@ -23,7 +23,8 @@ class ThreadingPolicy:
 
     ``heuristic``: match by same contact + same subject within ``heuristic_days``.
     ``new_mail``: what a fresh mail from a contact with an open conversation does.
-    ``strict_token``: a valid token used by someone else goes to the inbox instead of attaching.
+    ``strict_senders``: mail that finds a conversation (token, Message-ID chain, tag) but whose sender is not a
+    participant goes to the unsorted inbox (on, the default) instead of being attached flagged ``foreign_sender``.
     ``autoclose_days``: close conversations idle this long (1 to 15), None = off.
     ``loop_max`` / ``loop_window_minutes``: the loop breaker (more than N from one sender in the window).
     """
@@ -31,7 +32,7 @@ class ThreadingPolicy:
     heuristic: bool = True
     heuristic_days: int = 30
     new_mail: NewMailPolicy = "new"
-    strict_token: bool = False
+    strict_senders: bool = True
     autoclose_days: int | None = None
     loop_max: int = 10
     loop_window_minutes: int = 10
@@ -74,7 +75,7 @@ def _check(name: str, value: Any) -> None:
         if not ok:
             raise PostroomError(f"threading setting {name}={value!r}: {what}")
 
-    if name in ("heuristic", "strict_token"):
+    if name in ("heuristic", "strict_senders"):
         need(isinstance(value, bool), "must be true or false")
     elif name == "new_mail":
         need(value in ("new", "join_open"), "must be 'new' or 'join_open'")

@@ -5,6 +5,8 @@ first answer wins. The order is the issue's: reply token, Message-ID chain,
 reference tag, subject heuristic, then a new conversation (or the tenant's
 unsorted inbox for what must never create one). Forwards sent to ``inbox@``
 go to the unsorted inbox right after the token step, with suggestions.
+Every step that finds an existing conversation hands it to ``_join``, which
+applies the one participant policy of ``postroom.threading.trust``.
 Nothing here touches a database: tests pass a dict-backed lookup.
 """
 
@@ -20,6 +22,7 @@ from postroom.model import ParsedMessage
 from postroom.threading import references as refs
 from postroom.threading import subjects, tokens
 from postroom.threading.policy import ThreadingPolicy
+from postroom.threading.trust import FOREIGN
 
 Destination = Literal["conversation", "new", "inbox"]
 MAX_SUGGESTIONS = 5
@@ -73,6 +76,14 @@ class ConversationLookup(Protocol):
 
     def conversations_started(self, contact_id: int, since: datetime) -> int:
         """How many conversations the contact started since ``since`` (the loop breaker for new mail)."""
+        ...
+
+    def is_staff(self, address: str) -> bool:
+        """True for the address of an active staff member of the tenant."""
+        ...
+
+    def has_written(self, conversation_id: int, address: str) -> bool:
+        """True when ``address`` wrote a message of the conversation that no trust flag marks (``trust.vouched``)."""
         ...
 
 
@@ -170,6 +181,38 @@ def _inbox(inp: MatchInput, ctx: MatchContext, via: str, flags: tuple[str, ...] 
     return ThreadMatch("inbox", via, None, ctx.contact_id, None, flags, None, suggest(inp, ctx))
 
 
+def is_participant(inp: MatchInput, ctx: MatchContext, conversation: ConversationRef,
+                   token_contact_id: int | None = None) -> bool:
+    """The sender is the conversation's contact, the contact its token was issued to, staff, or wrote to it."""
+    if not inp.sender:
+        return False
+    own = ctx.contact_id
+    if own is not None:
+        for contact in (conversation.contact_id, token_contact_id):
+            if contact is not None and (contact == own or ctx.lookup.live_contact(contact) == own):
+                return True
+    return ctx.lookup.is_staff(inp.sender) or ctx.lookup.has_written(conversation.id, inp.sender)
+
+
+def _join(inp: MatchInput, ctx: MatchContext, conversation: ConversationRef, via: str, *, matched: str | None,
+          token_contact_id: int | None = None, never_attach_foreign: bool = False) -> ThreadMatch:
+    """The one gate of every step that found an existing conversation: participants join it, others do not.
+
+    A non-participant goes to the unsorted inbox flagged ``foreign_sender``
+    with the conversation as first suggestion (``strict_senders``, the
+    default, and always for a subject tag), else it is attached flagged.
+    A bounce is let through: it comes from a mail server, never from a
+    participant, and is recorded flagged ``bounce`` (it never reopens,
+    notifies or is quoted).
+    """
+    if inp.bounce or is_participant(inp, ctx, conversation, token_contact_id):
+        return _attach(ctx, conversation.id, via, matched=matched, token_contact_id=token_contact_id)
+    if ctx.policy.strict_senders or never_attach_foreign:
+        found = _inbox(inp, ctx, via, (FOREIGN,))
+        return replace(found, suggestions=tuple(dict.fromkeys((conversation.id, *found.suggestions)))[:MAX_SUGGESTIONS])
+    return _attach(ctx, conversation.id, via, matched=matched, flags=(FOREIGN,), token_contact_id=token_contact_id)
+
+
 def by_token(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
     """1. An authentic reply token names the conversation; anything else that looks like one is suspect."""
     if not inp.tokens:
@@ -183,12 +226,7 @@ def by_token(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
         if conversation is None:
             flag = "token_unknown_conversation"
             continue
-        if ctx.contact_id is not None and ctx.contact_id == ctx.lookup.live_contact(claim.contact_id):
-            return _attach(ctx, conversation.id, "token", matched=token, token_contact_id=claim.contact_id)
-        if ctx.policy.strict_token:
-            return _inbox(inp, ctx, "token", ("foreign_sender",))
-        return _attach(ctx, conversation.id, "token", matched=token, flags=("foreign_sender",),
-                       token_contact_id=claim.contact_id)
+        return _join(inp, ctx, conversation, "token", matched=token, token_contact_id=claim.contact_id)
     return _inbox(inp, ctx, "token", (flag,))
 
 
@@ -200,9 +238,9 @@ def forward_to_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
     if not (inp.is_forward and inp.to_inbox) or inp.auto_reply or inp.bounce:
         return None
     found = _inbox(inp, ctx, "forward")
-    chained = by_message_ids(inp, ctx)
-    if chained is not None and chained.conversation_id is not None:
-        ranked = (chained.conversation_id, *found.suggestions)
+    chain = chained(inp, ctx)
+    if chain is not None:
+        ranked = (chain[0].id, *found.suggestions)
         found = replace(found, suggestions=tuple(dict.fromkeys(ranked))[:MAX_SUGGESTIONS])
     return found
 
@@ -226,29 +264,35 @@ def chain_ids(inp: MatchInput) -> tuple[tuple[str, str], ...]:
 
 def by_message_ids(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
     """2. The Message-ID chain against every stored Message-ID, then against ids other messages referenced."""
+    found = chained(inp, ctx)
+    if found is None:
+        return None
+    conversation, via, mid = found
+    return _join(inp, ctx, conversation, via, matched=mid)
+
+
+def chained(inp: MatchInput, ctx: MatchContext) -> tuple[ConversationRef, str, str] | None:
+    """(conversation, via, id) the Message-ID chain points at, before anyone asks whether the sender may join."""
     ordered = chain_ids(inp)
-    if ordered:
-        hits = ctx.lookup.by_message_ids([mid for mid, _ in ordered])
-        for mid, via in ordered:
-            if mid in hits:
-                return _attach(ctx, hits[mid], via, matched=mid)
-    related = [mid for mid, _ in ordered] + ([inp.message_id] if inp.message_id else [])
-    if related:
-        hits = ctx.lookup.by_related_ids(related)
-        for mid in related:
-            if mid in hits:
-                return _attach(ctx, hits[mid], "related", matched=mid)
-    return None
+    hits = ctx.lookup.by_message_ids([mid for mid, _ in ordered]) if ordered else {}
+    found = next(((hits[mid], via, mid) for mid, via in ordered if mid in hits), None)
+    if found is None:
+        related = [mid for mid, _ in ordered] + ([inp.message_id] if inp.message_id else [])
+        hits = ctx.lookup.by_related_ids(related) if related else {}
+        found = next(((hits[mid], "related", mid) for mid in related if mid in hits), None)
+    conversation = ctx.lookup.conversation(found[0]) if found is not None else None
+    return (conversation, found[1], found[2]) if conversation is not None and found is not None else None
 
 
 def by_reference_tag(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
-    """3. ``[#A1B2C3]`` in the subject, as sent in outbound subjects."""
+    """3. ``[#…]`` in the subject, as sent in outbound subjects; a tag alone never attaches a non-participant.
+
+    Only the first ``subjects.MAX_SUBJECT_TAGS`` tags are looked up.
+    """
     for reference in subjects.find_references(inp.subject):
         conversation = ctx.lookup.by_reference(reference)
         if conversation is not None:
-            foreign = ctx.contact_id is None or conversation.contact_id != ctx.contact_id
-            return _attach(ctx, conversation.id, "reference-tag", matched=reference,
-                           flags=("foreign_sender",) if foreign else ())
+            return _join(inp, ctx, conversation, "reference-tag", matched=reference, never_attach_foreign=True)
     return None
 
 
@@ -260,7 +304,7 @@ def by_subject(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
     if not key:
         return None
     found = ctx.lookup.recent_by_subject(ctx.contact_id, key, inp.now - ctx.policy.heuristic_window)
-    return _attach(ctx, found[0].id, "subject", matched=key) if found else None
+    return _join(inp, ctx, found[0], "subject", matched=key) if found else None
 
 
 def new_or_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch:
@@ -281,7 +325,7 @@ def new_or_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch:
     if ctx.policy.new_mail == "join_open" and ctx.contact_id is not None:
         open_ = ctx.lookup.open_for_contact(ctx.contact_id)
         if open_:
-            return _attach(ctx, open_[0].id, "join-open")
+            return _join(inp, ctx, open_[0], "join-open", matched=None)
     return ThreadMatch("new", "new", None, ctx.contact_id)
 
 

@@ -10,11 +10,15 @@ whitespace-collapsed and case-folded.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
 REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
-REFERENCE_LENGTH = 6
+REFERENCE_LENGTH = 12  # 60 bits: see docs/threading.md for what guessing one costs
+LEGACY_REFERENCE_LENGTH = 6  # references of conversations created before 12 characters, still recognised
+MAX_SUBJECT_TAGS = 3  # a subject sprayed with tags is read no further than this
+MAX_KEYED_CHARS = 2000  # what subject keys are made of: a conversation's stored subject is no longer
 
 # Reply and forward prefixes, longest first within a language so "antw" is not read as "an".
 PREFIXES = (
@@ -46,15 +50,16 @@ _PREFIX = re.compile(
 )
 _BRACKET_FORWARD = re.compile(rf"^\s*\[\s*(?:{_PREFIX_WORDS})\s*[:：]\s*(.*?)\s*\]\s*$", re.IGNORECASE)
 _TRAILER = re.compile(r"\s*\((?:fwd|fw|forw|forward)\)\s*$", re.IGNORECASE)
-_TAG = re.compile(r"\[#([0-9A-Za-z]{6})\]")
-_LEADING_TAG = re.compile(r"^\s*\[(?:#[0-9A-Za-z]{6}|ext(?:ern(?:al)?)?|extern|externe?|spam|external email)\]\s*",
+_REFERENCE = rf"[0-9A-Za-z]{{{REFERENCE_LENGTH}}}|[0-9A-Za-z]{{{LEGACY_REFERENCE_LENGTH}}}"
+_TAG = re.compile(rf"\[#({_REFERENCE})\]")
+_LEADING_TAG = re.compile(rf"^\s*\[(?:#(?:{_REFERENCE})|ext(?:ern(?:al)?)?|extern|externe?|spam|external email)\]\s*",
                           re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 
 
 def strip_prefixes(subject: str) -> tuple[str, bool]:
     """The subject without reply/forward prefixes and tags, and whether any prefix was removed."""
-    text = unicodedata.normalize("NFKC", subject or "")
+    text = unicodedata.normalize("NFKC", (subject or "")[:MAX_KEYED_CHARS])
     text = _WHITESPACE.sub(" ", text).strip()
     removed = False
     for _ in range(50):
@@ -84,7 +89,7 @@ def is_reply_subject(subject: str) -> bool:
 
 
 def reference_tag(reference: str) -> str:
-    """``[#A1B2C3]``, as put in outbound subjects."""
+    """``[#7KQ2M9XR4T3W]``, as put in outbound subjects."""
     return f"[#{reference}]"
 
 
@@ -95,5 +100,10 @@ def tag_subject(subject: str, reference: str) -> str:
 
 
 def find_references(subject: str) -> tuple[str, ...]:
-    """Every ``[#XXXXXX]`` reference in a subject, upper-cased, in order."""
-    return tuple(dict.fromkeys(m.group(1).upper() for m in _TAG.finditer(subject or "")))
+    """The first ``MAX_SUBJECT_TAGS`` ``[#…]`` references of a subject, upper-cased, in order.
+
+    Only the first few: a subject sprayed with thousands of guessed tags is
+    one guess per tag looked at, not one per tag written.
+    """
+    found = itertools.islice(_TAG.finditer(subject or ""), MAX_SUBJECT_TAGS)
+    return tuple(dict.fromkeys(m.group(1).upper() for m in found))
