@@ -11,13 +11,16 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from postroom import logs, parsing
 from postroom.app import App
+from postroom.budget import ATTEMPTS_EXHAUSTED, ERROR, Budget, OverBudget
 from postroom.errors import ParseFailed
 from postroom.gateway import auth
+from postroom.metrics import message_failed
 from postroom.model import Envelope, ParsedMessage, to_jsonable
 from postroom.outbound import bounces
 from postroom.outbound.compose import Dispatch
@@ -25,12 +28,12 @@ from postroom.rules import RoutingDecision, RuleInput, Ruleset, evaluate, guard_
 from postroom.storage import conversations, inbound, staff
 from postroom.storage import routing as routing_store
 from postroom.storage.db import pipeline_connection, pipeline_scope
-from postroom.storage.inbound import InboundRecord
+from postroom.storage.inbound import InboundRecord, LeaseLost
+from postroom.storage.text import storable_fields
 from postroom.threading import ThreadMatch
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
 AUTO_REPLY_PERIOD = timedelta(hours=24)
 AUTH_HEADERS = (b"dkim-signature", b"authentication-results")
 HEADER_SCAN = 1_000_000  # bytes searched for the end of the header block
@@ -41,12 +44,12 @@ class RetryLater(Exception):
     """Raised to the broker so it retries the row with backoff; the cause is chained."""
 
 
-def _db_text(value: str) -> str:
-    """PostgreSQL text cannot hold NUL; error texts may quote whatever the sender wrote.
+class Watch(Protocol):
+    """Told which row this thread runs and with what budget, so a supervisor can stop it (``queue.processes``)."""
 
-    Parsed values need no such care: the parser already turns NULs into U+FFFD.
-    """
-    return value.replace("\x00", "\ufffd")
+    def started(self, record: InboundRecord, budget: Budget) -> None: ...
+
+    def finished(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -106,11 +109,12 @@ def _refuse(app: App, session: Session, record: InboundRecord, parsed: ParsedMes
     decision = routed.decision
     if decision.disposition == "discard":
         ids, why_not = sending.forward_copies(app, session, record, parsed, decision, conversation_id=None)
-        inbound.advance(session, record.id, stage="rules", status="discarded", routing=routing.summary(
-            decision, routed.ruleset, outbound=ids, forward_suppressed=why_not), **row)
+        inbound.advance(session, record.id, stage="rules", status="discarded", token=record.lease_token,
+                        routing=routing.summary(decision, routed.ruleset, outbound=ids,
+                                                forward_suppressed=why_not), **row)
         return "discarded", ids
     reason = f"rejected by rule {decision.fired[-1] if decision.fired else '?'}: {decision.reject}"
-    inbound.advance(session, record.id, stage="rules", status="rejected", last_error=_db_text(reason),
+    inbound.advance(session, record.id, stage="rules", status="rejected", last_error=reason, token=record.lease_token,
                     routing=routing.summary(decision, routed.ruleset, decided="after DATA; no bounce sent"), **row)
     return "rejected", []
 
@@ -165,27 +169,43 @@ def _row_values(parsed: ParsedMessage, verdicts: dict) -> dict:
             "auth_results": verdicts}
 
 
-def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | None = None) -> str | None:
+def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | None = None,
+                   watch: Watch | None = None) -> str | None:
     """Run one inbound row through the pipeline; return its new status, or None if skipped.
 
-    Two write transactions per message: the claim (lease + attempt count, so
-    a poison message stops after MAX_ATTEMPTS even if it kills the worker),
-    and threading -> rules -> storage -> status in one, so a retry finds all
-    of it or none of it. Both commit with synchronous=NORMAL on SQLite (see
-    ``storage.db.pipeline_scope``). ``dispatch_outbound`` gets the ids of mail
-    the rules queued (auto-reply, forwarded copies) after the commit; without
-    it the sweeper sends them.
+    Two write transactions per message: the claim (lease token + attempt
+    count, so a poison message stops after ``max_attempts`` claims even if it
+    kills the worker), and threading -> rules -> storage -> status in one,
+    fenced by the lease token, so a retry finds all of it or none of it and a
+    worker that lost its lease writes nothing. Both commit with
+    synchronous=NORMAL on SQLite (see ``storage.db.pipeline_scope``).
+    ``dispatch_outbound`` gets the ids of mail the rules queued (auto-reply,
+    forwarded copies) after the commit; without it the sweeper sends them.
     """
+    settings = app.settings
     with pipeline_connection(app.engine) as connection:
-        record = inbound.claim(connection, inbound_id, lease=timedelta(seconds=app.settings.processing_lease_seconds))
+        record = inbound.claim(connection, inbound_id, lease=timedelta(seconds=settings.processing_lease_seconds),
+                               max_attempts=settings.max_attempts)
     if record is None:
         return None
-    with logs.bound(tenant=record.tenant):
-        return _run(app, record, dispatch_outbound)
+    if record.status == "failed":
+        message_failed(ATTEMPTS_EXHAUSTED)
+        log.error("inbound %s: %s", inbound_id, record.last_error)
+        return "failed"
+    budget = Budget(settings.budget_cpu_seconds)
+    if watch is not None:
+        watch.started(record, budget)
+    try:
+        with logs.bound(tenant=record.tenant):
+            return _run(app, record, budget, dispatch_outbound)
+    finally:
+        if watch is not None:
+            watch.finished()
 
 
-def _run(app: App, record: InboundRecord, dispatch_outbound: Dispatch | None) -> str:
+def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dispatch | None) -> str | None:
     inbound_id = record.id
+    token = record.lease_token
     stage = "parsing"
     row: dict = {}
     try:
@@ -195,10 +215,12 @@ def _run(app: App, record: InboundRecord, dispatch_outbound: Dispatch | None) ->
             parsed = parsing.parse(raw, record.received_at)
         except ParseFailed as exc:
             with pipeline_scope(app.sessions) as session:
-                inbound.advance(session, inbound_id, stage="parsing", status="parse_failed",
-                                last_error=_db_text(str(exc)), auth_results=verdicts)
+                inbound.advance(session, inbound_id, stage="parsing", status="parse_failed", token=token,
+                                last_error=str(exc), auth_results=verdicts)
             log.warning("inbound %s could not be parsed: %s", inbound_id, exc)
             return "parse_failed"
+        budget.check("parsing")
+        parsed = storable_fields(parsed)
         forwarded = parsed.forward.attachments if parsed.forward else ()
         attachments = [a.data for a in (*parsed.attachments, *forwarded) if a.data]
         if attachments:
@@ -210,8 +232,10 @@ def _run(app: App, record: InboundRecord, dispatch_outbound: Dispatch | None) ->
             conversations.lock_tenant(session, record.tenant_id)
             match = conversations.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
             match, row["auth_results"] = vet_staff_forward(session, record, parsed, verdicts, match)
+            budget.check("threading")
             stage = "rules"
             routed = rules_stage(app, session, record, parsed, match)
+            budget.check("rules")
             if routed is not None and routed.decision.disposition != "accept":
                 status, outbound_ids = _refuse(app, session, record, parsed, routed, row)
             else:
@@ -223,17 +247,45 @@ def _run(app: App, record: InboundRecord, dispatch_outbound: Dispatch | None) ->
                     summary, outbound_ids = _act(app, session, record, parsed, match, recorded, routed)
                 if parsed.bounce is not None:
                     bounces.handle_bounces(session, record.tenant_id)
+                budget.check("storage")
                 status = "done"
-                inbound.advance(session, inbound_id, stage="done", status="done", routing=summary, **row)
+                inbound.advance(session, inbound_id, stage="done", status="done", token=token, routing=summary,
+                                **row)
         if outbound_ids and dispatch_outbound is not None:
             dispatch_outbound(outbound_ids)
         return status
+    except LeaseLost as exc:
+        log.warning("inbound %s: nothing written, %s", inbound_id, exc)
+        return None
     except Exception as exc:
-        final = record.attempts >= MAX_ATTEMPTS
-        with pipeline_scope(app.sessions) as session:
-            inbound.record_error(session, inbound_id, f"{type(exc).__name__}: {exc}", final=final)
-            conversations.set_inbound_stage(session, inbound_id, stage, **row)
+        over = isinstance(exc, OverBudget)
+        final = over or record.attempts >= app.settings.max_attempts
+        error = exc.reason if isinstance(exc, OverBudget) else f"{type(exc).__name__}: {exc}"
+        if not _record_error(app, record, error, final=final, stage=stage, row=row):
+            return None
         if final:
-            log.error("inbound %s failed after %s attempts: %s", inbound_id, record.attempts, exc)
+            message_failed(exc.kind if isinstance(exc, OverBudget) else ERROR)
+            log.error("inbound %s failed after %s attempt(s): %s", inbound_id, record.attempts, error)
             return "failed"
         raise RetryLater(f"inbound {inbound_id}: {exc}") from exc
+
+
+def _record_error(app: App, record: InboundRecord, error: str, *, final: bool, stage: str, row: dict) -> bool:
+    """Write the error with the stage reached and the parsed columns, or, if those are what fails, the error alone.
+
+    False when the row is no longer this claim's (nothing written). Should
+    even the bare error fail to write (the database is down), the row keeps
+    its lease and the claim after the last attempt fails it.
+    """
+    for values in ({"stage": stage, **row}, {}):
+        try:
+            with pipeline_scope(app.sessions) as session:
+                inbound.record_error(session, record.id, error, final=final, token=record.lease_token, **values)
+            return True
+        except LeaseLost as exc:
+            log.warning("inbound %s: error not written, %s", record.id, exc)
+            return False
+        except Exception as exc:
+            log.error("inbound %s: could not record its error%s: %s", record.id,
+                      " with its parsed columns" if values else "", exc)
+    return True

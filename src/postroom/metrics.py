@@ -34,8 +34,28 @@ STAGE_FAILED = Counter("postroom_stage_failed", "Pipeline jobs that raised (and 
                        ["stage"], registry=REGISTRY)
 STAGE_SECONDS = Histogram("postroom_stage_seconds", "Time spent in one pipeline job, per stage", ["stage"],
                           registry=REGISTRY, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+MESSAGES_FAILED = Counter("postroom_messages_failed", "Inbound messages that ended failed, by reason class "
+                          "(budget_cpu, budget_memory, attempts_exhausted, error)", ["reason"], registry=REGISTRY)
 HTTP_SECONDS = Histogram("postroom_http_request_seconds", "HTTP API request durations", ["method", "route", "code"],
                          registry=REGISTRY)
+
+
+def count_failed(reason: str) -> None:
+    """Count one message failed for good, on this process's registry."""
+    MESSAGES_FAILED.labels(reason).inc()
+
+
+_failed_sink: list[Callable[[str], None]] = [count_failed]
+
+
+def message_failed(reason: str) -> None:
+    """Count a message failed for good where ``/metrics`` sees it (see ``relay_failures``)."""
+    _failed_sink[0](reason)
+
+
+def relay_failures(sink: Callable[[str], None]) -> None:
+    """Send this process's failure counts elsewhere: a worker process relays them to the serving process."""
+    _failed_sink[0] = sink
 
 
 def record_stage(stage: str, seconds: float | None, failed: bool) -> None:

@@ -30,6 +30,8 @@ class Settings:
     mail_domain: str = "mail.localhost"
     smtp_listen: str = "127.0.0.1:2525"
     http_listen: str = "127.0.0.1:8025"
+    http_max_body_bytes: int = 2 * 1024 * 1024  # request bodies, counted while they stream in (413 past it)
+    http_max_upload_bytes: int = 32 * 1024 * 1024  # endpoints taking attachments or a whole .eml
     max_message_size: int = 25 * 1024 * 1024
     inline_blob_max: int = 128 * 1024
     max_recipients: int = 100
@@ -44,6 +46,9 @@ class Settings:
     trusted_authserv_ids: str = ""
     dkim_verify: int = 1
     processing_lease_seconds: int = 300
+    max_attempts: int = 5  # claims of one inbound row before it is failed for good
+    budget_cpu_seconds: float = 30.0  # CPU time one message may take in the pipeline (docs/pipeline.md)
+    budget_memory_mb: int = 1024  # resident memory of a worker process running a message (worker processes only)
     tls_cert: str = ""
     tls_key: str = ""
     rules_dir: str = ""
@@ -113,6 +118,8 @@ def _coerce(name: str, raw: object, kind: type) -> object:
             return Path(str(raw))
         if kind is int:
             return int(str(raw))
+        if kind is float:
+            return float(str(raw))
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"setting {name}: {raw!r} is not a valid {kind.__name__}") from exc

@@ -49,7 +49,7 @@ def test_a_failing_stage_is_retried_then_marked_failed_with_its_error(app, tenan
     raw = app.blobs.get(sha)
     with app.engine.begin() as conn:  # a small message: its blob is a blob_data row (tiered_blobs)
         assert conn.execute(delete(BlobData).where(BlobData.sha256 == sha)).rowcount == 1
-    for _ in range(flow.MAX_ATTEMPTS - 1):
+    for _ in range(app.settings.max_attempts - 1):
         try:
             flow.process_inbound(app, inbound_id)
         except flow.RetryLater:

@@ -40,7 +40,7 @@ class Pipeline:
         self.inbound_sink = inbound_sink
         self.process_inbound = dramatiq.actor(
             self._process_inbound, broker=broker, actor_name="process_inbound", queue_name=INBOUND_QUEUE,
-            max_retries=flow.MAX_ATTEMPTS, min_backoff=500, max_backoff=300_000,
+            max_retries=app.settings.max_attempts, min_backoff=500, max_backoff=300_000,
             throws=(),
         )
         self.deliver = dramatiq.actor(

@@ -2,24 +2,42 @@
 
 Claiming is one conditional UPDATE, so two workers handed the same id (at-least-
 once delivery, a recovery sweep) never both process it; a lease lets another
-worker take over from one that died (kill -9) mid-stage.
+worker take over from one that died (kill -9) mid-stage. Each claim draws a new
+lease token, and a claimant's writes apply only while the row still carries
+it: a worker that outlived its lease finds its final write refused
+(``LeaseLost``) and its transaction rolled back, instead of finishing a row
+another worker runs. Attempts are counted at the claim, so a row whose worker
+dies, or whose error cannot be written, is failed by the claim after the last
+attempt rather than run again. Every text written here passes ``storable``.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, Text, bindparam, case, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
+from postroom import budget
 from postroom.errors import NotFound, PostroomError
 from postroom.storage.db import core
 from postroom.storage.tables import InboundMessage, Tenant
+from postroom.storage.text import ERROR_LIMIT, storable, storable_json
 
 RUNNABLE = ("pending", "retrying")
 TERMINAL = ("done", "failed", "parse_failed", "rejected", "discarded", "dropped")
 LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+TEXT_COLUMNS = ("message_id", "subject", "sender")
+JSON_COLUMNS = ("parsed", "auth_results", "routing")
+_LIMITS = {"message_id": 998, "sender": 512, "last_error": ERROR_LIMIT}
+
+
+class LeaseLost(Exception):
+    """The row is no longer this claimant's (its lease expired and another worker claimed it, or an operator
+    or the supervisor finished it): the write was not applied and the transaction must roll back."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,7 @@ class InboundRecord:
     subject: str | None
     sender: str | None
     routing: dict | None = None
+    lease_token: int | None = None
 
 
 def _aware(value: datetime) -> datetime:
@@ -61,12 +80,13 @@ def _record_of(v: dict, slug: str) -> InboundRecord:
         mail_from=v["mail_from"], rcpt_tos=tuple(v["rcpt_tos"] or ()), client_ip=v["client_ip"], helo=v["helo"],
         received_at=_aware(v["received_at"]), stage=v["stage"], status=v["status"], attempts=v["attempts"],
         last_error=v["last_error"], updated_at=_aware(v["updated_at"]), message_id=v["message_id"],
-        subject=v["subject"], sender=v["sender"], routing=v["routing"],
+        subject=v["subject"], sender=v["sender"], routing=v["routing"], lease_token=v["lease_token"],
     )
 
 
 _NAMES = ("id", "tenant_id", "sha256", "size", "source", "mail_from", "rcpt_tos", "client_ip", "helo", "received_at",
-          "stage", "status", "attempts", "last_error", "updated_at", "message_id", "subject", "sender", "routing")
+          "stage", "status", "attempts", "last_error", "updated_at", "message_id", "subject", "sender", "routing",
+          "lease_token")
 _COLUMNS = tuple(getattr(InboundMessage, name) for name in _NAMES)
 
 
@@ -80,49 +100,94 @@ def get_inbound(session: Session, inbound_id: int) -> InboundRecord:
 
 
 _inbound = InboundMessage.__table__.c
+_exhausted = _inbound.attempts >= bindparam("max_attempts")
 _CLAIM = (
     update(InboundMessage.__table__)
     .where(_inbound.id == bindparam("inbound_id"))
     .where(or_(_inbound.status.in_(RUNNABLE),
                (_inbound.status == "processing") & (_inbound.lease_until < bindparam("now"))))
-    .values(status="processing", lease_until=bindparam("lease_until"), attempts=_inbound.attempts + 1,
-            updated_at=bindparam("now"))
+    .values(status=case((_exhausted, "failed"), else_="processing"),
+            lease_until=case((_exhausted, null()), else_=bindparam("lease_until", type_=_inbound.lease_until.type)),
+            attempts=case((_exhausted, _inbound.attempts), else_=_inbound.attempts + 1),
+            last_error=case((_exhausted, bindparam("gave_up", type_=Text())), else_=_inbound.last_error),
+            lease_token=bindparam("token"), updated_at=bindparam("now"))
     .returning(*_COLUMNS, select(Tenant.slug).where(Tenant.id == _inbound.tenant_id).scalar_subquery())
 )
-# Its SET clause is the parameters an execution passes (compiled once per set of names, then cached).
+# Their SET clause is the parameters an execution passes (compiled once per set of names, then cached).
 _UPDATE = update(InboundMessage.__table__).where(_inbound.id == bindparam("row_id"))
+_FENCED = _UPDATE.where(_inbound.status == "processing", _inbound.lease_token == bindparam("token"))
 
 
 def claim(session: Session | Connection, inbound_id: int, now: datetime | None = None,
-          lease: timedelta = LEASE) -> InboundRecord | None:
+          lease: timedelta = LEASE, max_attempts: int = MAX_ATTEMPTS) -> InboundRecord | None:
     """Take the row for processing, or None if it is finished or leased by a live worker.
 
-    One prebuilt Core ``UPDATE … RETURNING`` (the tenant's slug from a
-    subquery): the claim is on every message's path, so it costs one
-    statement and no statement building or ORM step, not an update plus a join.
+    A row already claimed ``max_attempts`` times is not run again: the claim
+    marks it ``failed`` with the reason and returns it so (its worker died
+    each time, or could not write its error). One prebuilt Core ``UPDATE …
+    RETURNING`` (the tenant's slug from a subquery): the claim is on every
+    message's path, so it costs one statement and no statement building or
+    ORM step, not an update plus a join.
     """
     now = now or datetime.now(UTC)
-    found = core(session, _CLAIM, {"inbound_id": inbound_id, "now": now, "lease_until": now + lease}).first()
+    found = core(session, _CLAIM, {"inbound_id": inbound_id, "now": now, "lease_until": now + lease,
+                                   "max_attempts": max_attempts, "token": secrets.randbits(62),
+                                   "gave_up": budget.attempts_reason(max_attempts)}).first()
     if found is None:
         return None
     *values, slug = found
     return _record_of(dict(zip(_NAMES, values, strict=True)), slug)
 
 
-def advance(session: Session, inbound_id: int, *, stage: str, status: str, **values: object) -> None:
+def _storable_values(values: dict[str, object]) -> dict[str, object]:
+    for name in TEXT_COLUMNS:
+        if isinstance(value := values.get(name), str):
+            values[name] = storable(value, _LIMITS.get(name))
+    for name in JSON_COLUMNS:
+        if values.get(name) is not None:
+            values[name] = storable_json(values[name])
+    return values
+
+
+def _write(session: Session, inbound_id: int, token: int | None, values: dict[str, object]) -> None:
+    """One UPDATE of the row; with the claimant's ``token``, only while the row is still that claim's."""
+    values["updated_at"] = datetime.now(UTC)
+    if token is None:
+        core(session, _UPDATE, {"row_id": inbound_id, **values})
+    elif core(session, _FENCED, {"row_id": inbound_id, "token": token, **values}).rowcount != 1:
+        raise LeaseLost(f"inbound {inbound_id} is no longer held by this worker (lease token {token})")
+
+
+def advance(session: Session, inbound_id: int, *, stage: str, status: str, token: int | None = None,
+            **values: object) -> None:
     """Move the row to ``stage``/``status`` and set any extra columns (message_id, parsed...).
 
-    A prebuilt Core statement, without ORM session synchronisation: no verb keeps inbound rows loaded in the
-    session.
+    With ``token`` (the claim's lease token) the write is fenced: LeaseLost if the row is no longer this
+    claim's. A prebuilt Core statement, without ORM session synchronisation: no verb keeps inbound rows
+    loaded in the session. The parsed columns are made storable here, whatever bytes the sender used.
     """
-    core(session, _UPDATE, {"row_id": inbound_id, "stage": stage, "status": status, "lease_until": None,
-                            "updated_at": datetime.now(UTC), **values})
+    if isinstance(error := values.get("last_error"), str):
+        values["last_error"] = storable(error, ERROR_LIMIT)
+    _write(session, inbound_id, token, _storable_values({"stage": stage, "status": status, "lease_until": None,
+                                                         **values}))
 
 
-def record_error(session: Session, inbound_id: int, error: str, *, final: bool) -> None:
-    """Keep the error on the row: ``failed`` for operators, or ``retrying`` for the broker."""
-    core(session, _UPDATE, {"row_id": inbound_id, "status": "failed" if final else "retrying",
-                            "last_error": error[:4000], "lease_until": None, "updated_at": datetime.now(UTC)})
+def record_error(session: Session, inbound_id: int, error: str, *, final: bool, token: int | None = None,
+                 **values: object) -> None:
+    """Keep the error on the row: ``failed`` for operators, or ``retrying`` for the broker.
+
+    ``values`` (the stage reached, parsed columns) go in the same UPDATE; when
+    they are what cannot be written, the caller records the error alone.
+    """
+    _write(session, inbound_id, token, _storable_values({
+        **values, "status": "failed" if final else "retrying", "last_error": storable(error, ERROR_LIMIT),
+        "lease_until": None}))
+
+
+def extend_lease(session: Session | Connection, inbound_id: int, token: int, until: datetime) -> bool:
+    """The heartbeat of a long-running claim: push its lease out, only while the row is still that claim's."""
+    return core(session, _FENCED, {"row_id": inbound_id, "token": token, "lease_until": until,
+                                   "updated_at": datetime.now(UTC)}).rowcount == 1
 
 
 def due_for_recovery(session: Session, *, idle: timedelta = timedelta(0),
@@ -204,3 +269,13 @@ def set_status(session: Session, inbound_id: int, status: str, *, allowed_from: 
             values["stage"] = "parsing"
     session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values))
     return get_inbound(session, inbound_id)
+
+
+def failures_by_reason(session: Session, tenant: str | None = None) -> dict[str, int]:
+    """Failed rows per reason class (budget_cpu, budget_memory, attempts_exhausted, error), from their errors."""
+    label = case(*[(InboundMessage.last_error.like(f"{prefix}%"), name) for name, prefix in budget.PREFIXES.items()],
+                 else_=budget.ERROR)
+    stmt = select(label, func.count()).where(InboundMessage.status == "failed").group_by(label)
+    if tenant:
+        stmt = stmt.join(Tenant).where(Tenant.slug == tenant)
+    return {name: count for name, count in session.execute(stmt)}

@@ -38,6 +38,7 @@ class InboundMessage(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    lease_token: Mapped[int | None] = mapped_column(BigInteger, default=None)  # fences the claimant's writes
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     message_id: Mapped[str | None] = mapped_column(String(998), default=None)

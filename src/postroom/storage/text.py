@@ -1,0 +1,73 @@
+"""Text a stranger wrote, made storable before it goes into a text or JSON column.
+
+Both databases refuse some strings a parser can hand over: lone surrogates
+(the ``surrogateescape`` form of raw 8-bit header bytes) cannot be encoded as
+UTF-8, and PostgreSQL's text and JSON types cannot hold NUL. One such value
+used to fail a message's final write and then the error handler's write of
+the same value, leaving the row running forever. Every value is scanned once
+and returned unchanged (the same object) when it is already storable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import TypeVar
+
+T = TypeVar("T")
+ERROR_LIMIT = 4000  # characters of an error text kept on a row
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str, limit: int | None = None) -> str:
+    """``value`` with NUL and lone surrogates as U+FFFD (raw 8-bit bytes each become one), cut to ``limit``."""
+    if limit is not None and len(value) > limit:
+        value = value[:limit]
+    if value.isascii() and "\x00" not in value:  # isascii is a flag lookup, not a scan
+        return value
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def storable_json(value: T) -> T:
+    """Strings anywhere in a JSON-shaped value (dict keys too) made storable; the same object when nothing changes."""
+    if isinstance(value, str):
+        return storable(value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        items = [(storable_json(k), storable_json(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            return value
+        return dict(items)  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        seq = [storable_json(v) for v in value]
+        if all(v is v0 for v, v0 in zip(seq, value, strict=True)):
+            return value
+        return type(value)(seq)  # type: ignore[return-value]
+    return value
+
+
+def storable_fields(value: T) -> T:
+    """A frozen dataclass tree (a ParsedMessage) with every string in it made storable; bytes stay as they are.
+
+    Applied once to what the parser returns, so every column the pipeline
+    fills from it (the inbound row, messages, conversations, contacts and
+    their JSON) receives storable text, whichever stage writes it.
+    """
+    if isinstance(value, str):
+        return storable(value)  # type: ignore[return-value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for field in dataclasses.fields(value):
+            old = getattr(value, field.name)
+            new = storable_fields(old)
+            if new is not old:
+                changes[field.name] = new
+        return dataclasses.replace(value, **changes) if changes else value  # type: ignore[type-var]
+    if isinstance(value, list | tuple):
+        seq = [storable_fields(v) for v in value]
+        if all(v is v0 for v, v0 in zip(seq, value, strict=True)):
+            return value
+        return type(value)(seq)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return storable_json(value)
+    return value
+
