@@ -20,7 +20,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postroom import metrics
 from postroom.gateway.addresses import Recipient, Refusal, TenantDirectory, classify
-from postroom.gateway.ratelimit import IP_LIMITED, RateLimits
+from postroom.gateway.ratelimit import RateLimits
 from postroom.model import Envelope as MailEnvelope
 from postroom.storage.intake import IntakeItem
 
@@ -63,16 +63,14 @@ class GatewayHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        """Charge the client IP and the sender one token per transaction (see ratelimit)."""
+        """Charge the client IP one token per transaction; the sender pays only for accepted mail (see ratelimit)."""
         if _CONTROL.search(address):
             return BAD_SENDER
-        refusal = self.limits.check(_peer_ip(session), address) if self.limits.enabled else None
+        refusal = self.limits.admit(_peer_ip(session), address) if self.limits.enabled else None
         if refusal is not None:
             log.warning("rate limited MAIL FROM %r from %s", address, _peer_ip(session))
             metrics.REFUSED.labels("rate_limited").inc()
-            if refusal == IP_LIMITED and server.transport is not None:
-                server.loop.call_soon(server.transport.close)  # 421 closes the channel (RFC 5321 3.8)
-            return refusal
+            return refusal  # a 421 also ends the session (GatewaySMTP.push)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return OK_MAIL
@@ -123,6 +121,11 @@ class GatewayHandler:
             if refusal is not None:
                 metrics.REFUSED.labels("rules_rejected").inc()
                 return refusal
+        limited = self.limits.charge(peer, item.envelope.mail_from)
+        if limited is not None:
+            log.warning("rate limited message from %r from %s", item.envelope.mail_from, peer)
+            metrics.REFUSED.labels("rate_limited").inc()
+            return limited
         try:
             with metrics.INTAKE_SECONDS.time():
                 ids = await asyncio.wrap_future(self.submit(item))

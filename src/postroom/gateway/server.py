@@ -171,6 +171,19 @@ class GatewaySMTP(FastDataSMTP):
 
     async def push(self, status: str) -> None:
         await super().push(SIZE_REPLIES.get(status, status))
+        if status.startswith("421") and self.transport is not None:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        """End the session after a 421 (RFC 5321 3.8): commands already pipelined behind it are not run.
+
+        Closing the transport stops reading the socket, but the command loop
+        would go on with whatever was buffered (hundreds of pipelined MAIL
+        FROM); with the buffer emptied it waits for data that never comes,
+        until ``connection_lost`` cancels it.
+        """
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        self.transport.close()
 
     def _timeout_cb(self) -> None:
         """Say why before closing (RFC 5321 4.5.3.2 lets a server end a timed-out session with 421)."""
