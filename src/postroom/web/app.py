@@ -11,6 +11,7 @@ from postroom import metrics
 from postroom.app import App
 from postroom.queue.operations import Dispatch
 from postroom.web import errors
+from postroom.web.limits import Gate
 from postroom.web.routers import console, conversations, health, inbound_api, notifications, operator, replies, rules
 from postroom.web.routers import metrics as metrics_router
 
@@ -28,6 +29,7 @@ def create_app(app: App, dispatch: Dispatch | None = None, dispatch_outbound: Di
     api.state.dispatch_outbound = dispatch_outbound
     api.state.db_metrics = metrics_router.database_registry(app)
     errors.install(api)
+    api.add_middleware(Gate)  # outside the NUL check, which reads the body; inside the timing, so 401/413 count
 
     @api.middleware("http")
     async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -25,6 +25,7 @@ from postroom.storage.apikeys import Principal
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import RowId, db_session, get_app, get_outbound_dispatch
 from postroom.web.errors import ERROR_RESPONSES
+from postroom.web.limits import takes_upload
 from postroom.web.routers.conversations import ConversationStatus, MessageOut, own_conversation
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"],
@@ -64,6 +65,7 @@ def _store_files(app: App, files: list[UploadFile]) -> tuple[AttachmentRef, ...]
 
 
 @router.post("/conversations/{conversation_id}/replies", response_model=ReplyOut, status_code=201)
+@takes_upload
 def post_reply(conversation_id: RowId,
                user_id: Annotated[int, Form(ge=1, le=2**31 - 1, description="The staff user replying")],
                text: Annotated[str, Form(min_length=1, max_length=100_000)],

@@ -1,11 +1,20 @@
-"""Tenant rules over HTTP: validate, test against a message, upload; the same checks as ``postroom rules``."""
+"""Tenant rules over HTTP: validate, test against a message, upload; the same checks as ``postroom rules``.
+
+Rules are compiled in the serving process, which also runs the SMTP gateway:
+the loader bounds each compilation (``rules.bounds``) and a small number of
+slots bounds how many run at once, so a flood of requests waits or gets 503
+instead of multiplying that cost.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from postroom.app import App
@@ -17,11 +26,26 @@ from postroom.storage.apikeys import Principal
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import get_app
 from postroom.web.errors import ERROR_RESPONSES
+from postroom.web.limits import takes_upload
 
-router = APIRouter(prefix="/api/v1/rules", tags=["rules"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/v1/rules", tags=["rules"],
+                   responses={**ERROR_RESPONSES, 503: ERROR_RESPONSES[400] | {"description": "Busy, retry later"}})
 
-MAX_RULES = 1_000_000
-YamlBody = Body(media_type="application/yaml", max_length=MAX_RULES, description="The tenant's rules as YAML")
+YamlBody = Body(media_type="application/yaml", description="The tenant's rules as YAML (at most 256 KiB)")
+SLOTS = 2
+SLOT_WAIT_SECONDS = 10.0
+_slots = threading.BoundedSemaphore(SLOTS)
+
+
+@contextmanager
+def _slot() -> Iterator[None]:
+    if not _slots.acquire(timeout=SLOT_WAIT_SECONDS):
+        raise HTTPException(503, "busy checking other rules files; retry in a few seconds",
+                            headers={"Retry-After": "5"})
+    try:
+        yield
+    finally:
+        _slots.release()
 
 
 class Validation(BaseModel):
@@ -31,7 +55,7 @@ class Validation(BaseModel):
 
 
 class RulesTest(BaseModel):
-    rules: str = Field(max_length=MAX_RULES, description="YAML rule set")
+    rules: str = Field(description="YAML rule set (at most 256 KiB)")
     message: str = Field(max_length=5_000_000, description="The .eml to route, as text")
     is_reply: bool = False
 
@@ -46,7 +70,8 @@ def _compile(text: str) -> Ruleset:
 
 def _validate(text: str) -> Validation:
     try:
-        ruleset = _compile(text)
+        with _slot():
+            ruleset = _compile(text)
     except RulesError as exc:
         return Validation(valid=False, errors=exc.lines)
     return Validation(valid=True, rules=len(ruleset))
@@ -59,17 +84,20 @@ def validate(text: str = YamlBody, principal: Principal = Depends(tenant_princip
 
 
 @router.post("/test", response_model=dict[str, Any])
+@takes_upload
 def test(request: RulesTest, principal: Principal = Depends(tenant_principal)) -> dict[str, Any]:
     """Route a message through a rule set and show, rule by rule, what matched and why."""
-    try:
-        ruleset = _compile(request.rules)
-    except RulesError as exc:
-        return {"valid": False, "errors": exc.lines}
-    parsed = parse(request.message.encode("utf-8", "surrogateescape"))
-    envelope = Envelope(mail_from=parsed.sender.address if parsed.sender else "",
-                        rcpt_tos=tuple(a.address for a in (*parsed.to, *parsed.cc)))
-    inp = RuleInput.from_parsed(parsed, envelope, is_reply=request.is_reply, new_conversation=not request.is_reply)
-    decision = guard_auto_reply(evaluate(inp, ruleset, explain=True), inp, lambda _address: False)
+    with _slot():
+        try:
+            ruleset = _compile(request.rules)
+        except RulesError as exc:
+            return {"valid": False, "errors": exc.lines}
+        parsed = parse(request.message.encode("utf-8", "surrogateescape"))
+        envelope = Envelope(mail_from=parsed.sender.address if parsed.sender else "",
+                            rcpt_tos=tuple(a.address for a in (*parsed.to, *parsed.cc)))
+        inp = RuleInput.from_parsed(parsed, envelope, is_reply=request.is_reply,
+                                    new_conversation=not request.is_reply)
+        decision = guard_auto_reply(evaluate(inp, ruleset, explain=True), inp, lambda _address: False)
     return {"valid": True, **to_jsonable(decision)}
 
 
