@@ -131,6 +131,26 @@ def hard_cases() -> list[tuple[str, int, float, int, str]]:
     return rows
 
 
+def trust() -> tuple[list[dict], bool]:
+    """The scripted attacker of tests/rules/test_trust_attacks.py, each attack's outcome as the test saw it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "trust.jsonl"
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/rules/test_trust_attacks.py"],
+                                capture_output=True, text=True, cwd=ROOT,
+                                env={**os.environ, "POSTROOM_TRUST_REPORT": str(report)})
+        outcomes = [json.loads(line) for line in report.read_text().splitlines()] if report.exists() else []
+    return outcomes, result.returncode == 0
+
+
+def _trust_table(outcomes: list[dict]) -> list[str]:
+    lines = ["| tenant policy | attack (sender: a stranger using the customer's display name) | where it landed "
+             "| flags | conversation data in mail to the stranger |", "| --- | --- | --- | --- | --- |"]
+    for o in outcomes:
+        lines.append(f"| {o['mode']} | {o['attack']} | {o['landed']} | {', '.join(o['flags']) or '-'} "
+                     f"| {', '.join(o['leaked']) or 'none'} |")
+    return lines
+
+
 def _counts_table(counts: dict[str, dict[str, int]]) -> list[str]:
     lines = ["| file | passed | failed | xfailed | skipped |", "| --- | ---: | ---: | ---: | ---: |"]
     for file, c in sorted(counts.items()):
@@ -158,9 +178,12 @@ def main() -> int:
     print("outage, abuse and security suites …", flush=True)
     suites, _, suite_seconds = _pytest([str(RELIABILITY / "test_outages.py"),
                                         str(RELIABILITY / "test_protocol_abuse.py"), str(SECURITY)])
+    print("trust: scripted attacker …", flush=True)
+    attacks, trust_ok = trust()
     relay = _module(SECURITY / "test_open_relay.py")
     abuse_cases = sum(c.get("passed", 0) + c.get("failed", 0) + c.get("xfailed", 0) for c in suites.values())
-    ok = crashed.get("ok") and fuzzed["crashes"] == 0 and all(not c.get("failed") for c in suites.values())
+    ok = crashed.get("ok") and fuzzed["crashes"] == 0 and all(not c.get("failed") for c in suites.values()) \
+        and trust_ok
 
     lines = [
         "# postroom reliability and security figures",
@@ -213,10 +236,20 @@ def main() -> int:
         "",
         *_counts_table(suites),
         "",
+        "## Trust: a stranger against a customer's conversation (`tests/rules/test_trust_attacks.py`)",
+        "",
+        "A customer's conversation with a staff reply; an auto-reply rule answers every message. A stranger "
+        "writes under the customer's display name and tries each way of finding the conversation. Afterwards a "
+        "staff reply quotes only the customer's own message, under the contact's stored name "
+        f"({'held' if trust_ok else 'FAILED'}).",
+        "",
+        *_trust_table(attacks),
+        "",
         "Overall: " + ("all promises held." if ok else "not all held: " + "; ".join(filter(None, [
             "" if crashed.get("ok") else "crash test",
             f"atheris found {', '.join(fuzzed['kinds'])} in the parser" if fuzzed["crashes"] else "",
-            *[f"{file} failed" for file, c in suites.items() if c.get("failed")]])) + "."),
+            *[f"{file} failed" for file, c in suites.items() if c.get("failed")],
+            "" if trust_ok else "trust"])) + "."),
         "",
     ]
     MD.write_text("\n".join(lines))

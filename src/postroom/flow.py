@@ -124,12 +124,14 @@ def _act(app: App, session: Session, record: InboundRecord, parsed: ParsedMessag
     """Apply an accepted message's decision beyond the new conversation: replies, auto-reply, copies."""
     decision = routed.decision
     conversation_id = recorded.conversation_id
-    if conversation_id is not None and not recorded.created_conversation and not recorded.duplicate:
+    if conversation_id is not None and not (recorded.created_conversation or recorded.duplicate or recorded.foreign):
         routing_store.update_conversation(session, conversation_id,
                                           routing.conversation_update(decision, routed.ruleset))
     suppressed = None
     if recorded.duplicate:
         suppressed = "message was already recorded"
+    elif recorded.foreign:
+        suppressed = "sender is not a participant of the conversation; nothing of it is sent to them"
     elif recorded.suppress_auto_reply:
         suppressed = "message is automatic or part of a mail loop"
     elif match.via == "forward":
