@@ -29,7 +29,9 @@ def create_app(app: App, dispatch: Dispatch | None = None, dispatch_outbound: Di
     api.state.dispatch_outbound = dispatch_outbound
     api.state.db_metrics = metrics_router.database_registry(app)
     errors.install(api)
-    api.add_middleware(Gate)  # outside the NUL check, which reads the body; inside the timing, so 401/413 count
+    modules = (health, metrics_router, inbound_api, conversations, replies, notifications, rules, operator, console)
+    # outside the NUL check, which reads the body; inside the timing, so 401 and 413 are counted too
+    api.add_middleware(Gate, routes=[route for module in modules for route in module.router.routes])
 
     @api.middleware("http")
     async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -40,7 +42,6 @@ def create_app(app: App, dispatch: Dispatch | None = None, dispatch_outbound: Di
             time.perf_counter() - started)
         return response
 
-    for module in (health, metrics_router, inbound_api, conversations, replies, notifications, rules, operator,
-                   console):
+    for module in modules:
         api.include_router(module.router)
     return api

@@ -10,12 +10,12 @@ declared Content-Length over the limit and counts the bytes of a streamed
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postroom.web.auth import authenticate_tenant, bearer_token, check_operator
@@ -41,15 +41,18 @@ class BodyTooLarge(HTTPException):
 
 
 class Gate:
-    def __init__(self, app: ASGIApp) -> None:
+    """``routes`` are the app's routes as its routers define them (full paths), to know an endpoint by its path."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
+        self.routes = tuple(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        endpoint = _endpoint(request)
+        endpoint = _endpoint(self.routes, request.scope)
         try:
             if endpoint is not None:
                 await self._authenticate(request)
@@ -100,11 +103,11 @@ class Gate:
                                                               bearer_token(request))
 
 
-def _endpoint(request: Request) -> Callable[..., Any] | None:
+def _endpoint(routes: Sequence[BaseRoute], scope: Scope) -> Callable[..., Any] | None:
     """The endpoint of the route matching the path (a method mismatch still counts: the answer is a 405)."""
     partial = None
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
+    for route in routes:
+        match, _ = route.matches(scope)
         if match is Match.FULL:
             return getattr(route, "endpoint", None)
         if match is Match.PARTIAL and partial is None:
