@@ -86,6 +86,15 @@ def test_signature_appended_once_even_if_staff_pasted_it() -> None:
     assert body(again, "html").count("After-sales") == 1
 
 
+@pytest.mark.parametrize("typed", ["-- \nÉlodie Martin\nAfter-sales", "--\r\nÉlodie Martin\r\nAfter-sales",
+                                   "--\nÉlodie Martin\nAfter-sales"])
+def test_a_signature_typed_with_its_own_delimiter_gets_one(typed: str) -> None:
+    _, msg = wire(context(staff=replace(ELODIE, signature_text=typed)))
+    lines = body(msg, "plain").splitlines()
+    assert [line.rstrip() for line in lines].count("--") == 1
+    assert lines[lines.index("-- ") + 1] == "Élodie Martin"
+
+
 def test_no_signature_without_staff_and_reference_not_duplicated() -> None:
     rendered, _ = wire(context(staff=None, subject="Re: Leak [#7K3M9Q]"))
     assert rendered.subject == "Re: Leak [#7K3M9Q]"

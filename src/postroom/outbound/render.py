@@ -39,6 +39,7 @@ TEMPLATE_ALIASES = {"acknowledgement": "ack", "acknowledgment": "ack"}
 TEXT_AS_HTML = '{% extends "_layout.html.j2" %}{% block body %}{{ text | paragraphs }}{% endblock %}'
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"(?<!^--)[ \t]+$", re.M)
+_OWN_DELIMITER = re.compile(r"\A--[ \t\r]*(?:\n|\Z)")  # a signature typed with its own "-- " line
 
 
 def paragraphs(text: str) -> Markup:
@@ -73,7 +74,7 @@ def signature_parts(text: str, staff: Staff | None) -> tuple[str, Markup]:
     """The signature to append, or empty when the text already ends with it (appended exactly once)."""
     if staff is None or not (staff.signature_text.strip() or staff.signature_html.strip()):
         return "", Markup("")
-    plain = staff.signature_text.strip()
+    plain = _OWN_DELIMITER.sub("", staff.signature_text.strip(), count=1).strip()  # the template writes "-- "
     body = " ".join((text or "").split())
     if plain and body.endswith(" ".join(plain.split())):
         return "", Markup("")
