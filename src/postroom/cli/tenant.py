@@ -28,7 +28,8 @@ def add(ctx: click.Context, slug: str, name: str, exist_ok: bool) -> None:
     with app.session() as session:
         existing = {t.slug: t for t in tenants.list_tenants(session)}
         found = exist_ok and slug.lower() in existing
-        info = existing[slug.lower()] if found else tenants.add_tenant(session, slug, name)
+        info = existing[slug.lower()] if found else tenants.add_tenant(session, slug, name,
+                                                                       mail_domain=app.settings.mail_domain)
     click.echo(f"tenant {info.slug} {'exists' if found else 'created'}: "
                f"mail to inbox@{info.slug}.{app.settings.mail_domain}")
 
@@ -79,8 +80,12 @@ def domain() -> None:
 @click.argument("domain_name")
 @click.pass_context
 def domain_add(ctx: click.Context, slug: str, domain_name: str) -> None:
-    """Receive mail for DOMAIN_NAME as tenant SLUG (point its MX at postroom)."""
+    """Receive mail for DOMAIN_NAME as tenant SLUG (point its MX at postroom).
+
+    Refused when it is, contains or lies under the mail domain or another tenant's domain.
+    """
     app = open_app(ctx)
+    name = tenants.normalize_domain(domain_name)
     with app.session() as session:
-        tenants.add_domain(session, slug, domain_name)
-    click.echo(f"domain {domain_name.lower()} added to {slug}")
+        tenants.add_domain(session, slug, name, mail_domain=app.settings.mail_domain)
+    click.echo(f"domain {name} added to {slug.lower()}")

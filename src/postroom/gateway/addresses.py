@@ -79,20 +79,25 @@ def split_address(address: str) -> tuple[str, str] | None:
 
 
 def classify(address: str, directory: TenantDirectory) -> Recipient | Refusal:
-    """Map one RCPT address to a tenant recipient, or the reason it is refused."""
+    """Map one RCPT address to a tenant recipient, or the reason it is refused.
+
+    Under the mail domain only tenant slugs count and custom domains only
+    elsewhere, so no custom domain row (say one added before such domains were
+    refused, or before the mail domain changed) can take another tenant's mail.
+    """
     parts = split_address(address)
     if parts is None:
         return Refusal.BAD_ADDRESS
     local, domain = parts
-    tenant_id = directory.domains.get(domain)
-    if tenant_id is None:
-        suffix = "." + directory.mail_domain
-        if not domain.endswith(suffix):
-            return Refusal.RELAY_DENIED
-        slug = domain[: -len(suffix)]
-        tenant_id = directory.slugs.get(slug)
+    suffix = "." + directory.mail_domain
+    if domain.endswith(suffix):
+        tenant_id = directory.slugs.get(domain[: -len(suffix)])
         if tenant_id is None:
             return Refusal.UNKNOWN_TENANT
+    else:
+        tenant_id = directory.domains.get(domain) if domain != directory.mail_domain else None
+        if tenant_id is None:
+            return Refusal.RELAY_DENIED
     slug = directory.slug_of(tenant_id)
     normalized = f"{local}@{domain}"
     if local == INBOX:

@@ -1,4 +1,11 @@
-"""Tenant verbs: create tenants, their aliases and custom domains; build the directory; per-tenant caches."""
+"""Tenant verbs: create tenants, their aliases and custom domains; build the directory; per-tenant caches.
+
+A tenant's mail is addressed by domain, so a domain decides who gets it: a
+custom domain may not be, contain or lie under the mail domain (where the
+tenants' ``<slug>.<mail domain>`` names live), nor equal, contain or lie
+under another tenant's custom domain; a new tenant's slug domain may not meet
+an existing custom domain either.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from postroom.gateway.addresses import TenantDirectory, split_address
 from postroom.storage.tables import Tenant, TenantAlias, TenantDomain
 
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+LABEL_RE = SLUG_RE  # a DNS label: letters, digits and inner hyphens, 1 to 63 characters
 RESERVED_LOCAL_PARTS = frozenset({"inbox", "postmaster", "abuse"})
 CACHE_TTL_SECONDS = 2.0
 T = TypeVar("T")
@@ -102,12 +110,19 @@ def _get(session: Session, slug: str) -> Tenant:
     return tenant
 
 
-def add_tenant(session: Session, slug: str, name: str = "") -> TenantInfo:
+def add_tenant(session: Session, slug: str, name: str = "", *, mail_domain: str | None = None) -> TenantInfo:
+    """Create a tenant; given the mail domain (the CLI gives it), a slug domain meeting a custom domain is refused."""
     slug = slug.lower()
     if not SLUG_RE.match(slug):
         raise PostroomError(f"tenant slug {slug!r} must be lower-case letters, digits and hyphens (a DNS label)")
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise PostroomError(f"tenant {slug!r} already exists")
+    if mail_domain:
+        slug_domain = f"{slug}.{mail_domain.lower()}"
+        clash = next(iter(_custom_domains_meeting(session, slug_domain, parents=False)), None)
+        if clash is not None:
+            raise PostroomError(f"tenant {slug!r} would receive at {slug_domain}, but {clash[0]} is a custom domain "
+                                f"of tenant {clash[1]!r}")
     tenant = Tenant(slug=slug, name=name or slug, secret=secrets.token_hex(32), settings={})
     session.add(tenant)
     session.flush()
@@ -141,16 +156,74 @@ def add_alias(session: Session, slug: str, local_part: str) -> TenantInfo:
     return _info(tenant)
 
 
-def add_domain(session: Session, slug: str, domain: str) -> TenantInfo:
+def normalize_domain(text: str) -> str:
+    """The stored form of a custom domain (IDNA, lower-case ASCII, no trailing dot), or PostroomError saying why not.
+
+    It must also be exactly what ``split_address`` makes of an RCPT to it, or
+    mail to the domain would never match the row.
+    """
+    name = text.strip()
+    if not name or name.endswith("."):
+        raise PostroomError(f"domain {text!r} must be a name like support.example.com, without a trailing dot")
+    try:
+        ascii_name = name.lower().encode("idna").decode("ascii").lower()
+        for label in ascii_name.split("."):
+            if label.startswith("xn--"):
+                label.encode("ascii").decode("idna")  # punycode that decodes to nothing valid is refused
+    except UnicodeError as exc:
+        raise PostroomError(f"domain {text!r} is not a valid IDNA name: {exc}") from exc
+    labels = ascii_name.split(".")
+    if len(labels) < 2 or len(ascii_name) > 253:
+        raise PostroomError(f"domain {text!r} must have at least two labels and at most 253 characters")
+    bad = next((label for label in labels if not LABEL_RE.match(label)), None)
+    if bad is not None:
+        raise PostroomError(f"domain {text!r}: label {bad!r} is not letters, digits and inner hyphens (1-63)")
+    if labels[-1].isdigit():
+        raise PostroomError(f"domain {text!r} looks like an IP address, not a domain name")
+    parts = split_address(f"inbox@{name}")
+    if parts is None or parts[1] != ascii_name:
+        raise PostroomError(f"domain {text!r} is not a name mail can be addressed to unambiguously")
+    return ascii_name
+
+
+def _parents(domain: str) -> list[str]:
+    """'a.b.example.com' -> ['b.example.com', 'example.com', 'com']."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(1, len(labels))]
+
+
+def _custom_domains_meeting(session: Session, domain: str, *, parents: bool = True) -> list[tuple[str, str]]:
+    """(custom domain, owner slug) of the rows equal to ``domain``, under it, or (``parents``) above it."""
+    # A normalized domain holds no LIKE wildcard (% or _), so the pattern matches names ending in ".<domain>" only.
+    meets = (TenantDomain.domain == domain) | TenantDomain.domain.like(f"%.{domain}")
+    if parents:
+        meets = meets | TenantDomain.domain.in_(_parents(domain))
+    rows = session.execute(select(TenantDomain.domain, Tenant.slug).join(Tenant).where(meets)
+                           .order_by(TenantDomain.domain))
+    return [(row[0], row[1]) for row in rows]
+
+
+def add_domain(session: Session, slug: str, domain: str, *, mail_domain: str) -> TenantInfo:
+    """Let tenant ``slug`` receive at ``domain``, unless that would take mail meant for someone else (module doc)."""
     tenant = _get(session, slug)
-    parts = split_address(f"x@{domain}")
-    if parts is None:
-        raise PostroomError(f"{domain!r} is not a domain name")
-    tenant.domains.append(TenantDomain(domain=parts[1]))
+    name = normalize_domain(domain)
+    base = mail_domain.lower()
+    if name == base or name.endswith("." + base):
+        where = "is" if name == base else "is under"
+        raise PostroomError(f"domain {name} {where} the mail domain {base}, where tenants receive at "
+                            f"<slug>.{base}; {slug} already has {slug}.{base}")
+    if base.endswith("." + name):
+        raise PostroomError(f"domain {name} contains the mail domain {base}")
+    for taken, owner in _custom_domains_meeting(session, name):
+        if taken == name:
+            raise PostroomError(f"domain {name} already belongs to tenant {owner!r}")
+        if owner != tenant.slug:
+            raise PostroomError(f"domain {name} overlaps {taken}, a domain of tenant {owner!r}")
+    tenant.domains.append(TenantDomain(domain=name))
     try:
         session.flush()
     except IntegrityError as exc:
-        raise PostroomError(f"domain {domain!r} already belongs to a tenant") from exc
+        raise PostroomError(f"domain {name} already belongs to a tenant") from exc
     tenant_changed(session, tenant.id)
     return _info(tenant)
 
