@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
+import smtplib
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postroom.app import App
+from postroom.service import Service
 from postroom.settings import Settings
 from postroom.storage import staff
 from postroom.testing import Received, free_port
@@ -247,3 +249,24 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     paths.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                             serialization.NoEncryption()))
     return paths
+
+
+@pytest.fixture
+def running(fast: Settings, tenant_ids: dict[str, int]) -> Iterator[Service]:
+    svc = Service(fast).start()
+    if fast.broker_url:
+        svc.pipeline.broker.flush_all()
+    with svc.app.session() as session:
+        staff.add_user(session, "acme", email="elodie@acme.example", name="Élodie Martin",
+                       signature_text="Élodie Martin\nAfter-sales, Acme Builders",
+                       signature_html="<p><b>Élodie Martin</b><br>After-sales</p>")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def customer(running: Service) -> Iterator[smtplib.SMTP]:
+    """An SMTP client of *this* service (the shared ``smtp`` fixture would start a second one)."""
+    client = smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=10)
+    yield client
+    client.quit()

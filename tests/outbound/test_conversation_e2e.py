@@ -6,41 +6,16 @@ conversation; notes and the internal status must not appear in anything sent.
 
 from __future__ import annotations
 
-import smtplib
-from collections.abc import Iterator
-
 import pytest
 
 from postroom.outbound import actions, compose, delivery
 from postroom.service import Service
-from postroom.settings import Settings
 from postroom.storage import conversations, staff
 from postroom.storage import outbound as store
 from postroom.testing import make_eml, wait_until
 
 NOTE = "INTERNAL: customer is difficult, do not offer a discount (NOTE-7731)"
 STAFF = "elodie@acme.example"
-
-
-@pytest.fixture
-def running(fast: Settings, tenant_ids: dict[str, int]) -> Iterator[Service]:
-    svc = Service(fast).start()
-    if fast.broker_url:
-        svc.pipeline.broker.flush_all()
-    with svc.app.session() as session:
-        staff.add_user(session, "acme", email=STAFF, name="Élodie Martin",
-                       signature_text="Élodie Martin\nAfter-sales, Acme Builders",
-                       signature_html="<p><b>Élodie Martin</b><br>After-sales</p>")
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture
-def customer(running: Service) -> Iterator[smtplib.SMTP]:
-    """An SMTP client of *this* service (the shared ``smtp`` fixture would start a second one)."""
-    client = smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=10)
-    yield client
-    client.quit()
 
 
 def conversation_of(svc: Service) -> conversations.ConversationSummary:

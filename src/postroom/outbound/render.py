@@ -14,13 +14,15 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
 import nh3
 from jinja2 import (
-    ChoiceLoader,
+    BaseLoader,
+    Environment,
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
@@ -87,6 +89,33 @@ def new_message_id(domain: str) -> str:
     return f"<{int(time.time() * 1000):x}.{secrets.token_hex(12)}@{domain}>"
 
 
+class OverridesLoader(BaseLoader):
+    """A tenant's template folder over the built-ins, re-read while the service runs.
+
+    An override added, changed or removed takes effect at the next render:
+    a built-in is only up to date while no override of that name exists, and
+    an override only while its file keeps its modification time (Jinja asks
+    ``uptodate`` before reusing a compiled template, ``auto_reload``).
+    """
+
+    def __init__(self, folder: Path, builtin: BaseLoader) -> None:
+        self.folder = folder
+        self.overrides = FileSystemLoader(folder)
+        self.builtin = builtin
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool]]:
+        try:
+            return self.overrides.get_source(environment, template)
+        except TemplateNotFound:
+            source, filename, builtin_uptodate = self.builtin.get_source(environment, template)
+            override = self.folder / template
+
+            def uptodate() -> bool:
+                return not override.exists() and (builtin_uptodate is None or builtin_uptodate())
+
+            return source, filename, uptodate
+
+
 class Renderer:
     """Jinja environments per tenant (built-ins + that tenant's overrides), built once and cached."""
 
@@ -103,12 +132,10 @@ class Renderer:
             return env
 
     def _build(self, tenant_slug: str) -> SandboxedEnvironment:
-        loaders = []
-        if self.overrides_root is not None:
-            loaders.append(FileSystemLoader(self.overrides_root / tenant_slug))
-        loaders.append(PackageLoader("postroom.outbound", "templates"))
+        builtin = PackageLoader("postroom.outbound", "templates")
+        loader = builtin if self.overrides_root is None else OverridesLoader(self.overrides_root / tenant_slug, builtin)
         env = SandboxedEnvironment(
-            loader=ChoiceLoader(loaders), autoescape=select_autoescape(["html.j2"], default=False),
+            loader=loader, autoescape=select_autoescape(["html.j2"], default=False),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
             auto_reload=True,
         )
