@@ -7,11 +7,16 @@ here lets a command family be added with one line and no import side effects.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from typing import Any
 
 import click
 
-from postroom.errors import PostroomError
+from postroom.cli.failures import describe
+from postroom.cli.quiet import quiet_parser_generator
+
+quiet_parser_generator()
 
 COMMAND_MODULES = (
     "postroom.cli.serve",
@@ -26,13 +31,24 @@ COMMAND_MODULES = (
 )
 
 
+def _debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    """Set POSTROOM_DEBUG so that ``main`` and the processes this command starts show tracebacks."""
+    if value:
+        os.environ["POSTROOM_DEBUG"] = "1"
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="POSTROOM_CONFIG",
               help="TOML config file; environment variables override it.")
+@click.option("--debug", is_flag=True, is_eager=True, expose_value=False, callback=_debug,
+              help="Show Python tracebacks instead of one-line errors (also POSTROOM_DEBUG=1).")
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None) -> None:
     """postroom: email gateway and mail pipeline for customer-conversation portals."""
-    ctx.obj = {"config_file": config_file}
+    if ctx.obj is None:
+        ctx.obj = {}
+    ctx.obj["config_file"] = config_file
 
 
 for _name in COMMAND_MODULES:
@@ -40,15 +56,22 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point: a PostroomError is one clear line on stderr and exit code 1; usage errors 2."""
+    """Entry point: any error is one line on stderr, exit code 1; usage errors 2; tracebacks only when debugging.
+
+    ``state`` is the root context's ``obj``: it outlives the context, so the
+    settings the command loaded can name the URL or folder that failed.
+    """
+    state: dict[str, Any] = {}
     try:
-        cli.main(standalone_mode=False)
+        cli.main(standalone_mode=False, obj=state)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except PostroomError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except Exception as exc:
+        if os.environ.get("POSTROOM_DEBUG", "") not in ("", "0"):
+            raise
+        click.echo(f"error: {describe(exc, state.get('settings'))}", err=True)
         sys.exit(1)

@@ -15,8 +15,13 @@ from postroom.settings import Settings, load_settings
 
 
 def settings_of(ctx: click.Context) -> Settings:
+    """Load the settings and keep them on the root context, where ``main`` finds them to word an error."""
     root = ctx.find_root()
-    return load_settings((root.obj or {}).get("config_file"))
+    if root.obj is None:
+        root.obj = {}
+    settings = load_settings(root.obj.get("config_file"))
+    root.obj["settings"] = settings
+    return settings
 
 
 def open_app(ctx: click.Context) -> App:
