@@ -85,7 +85,7 @@ def user_list(ctx: click.Context, tenant: str, as_json: bool) -> None:
 @click.command()
 @click.argument("conversation_id", type=int)
 @click.option("--as", "staff_email", required=True, help="The staff user's e-mail.")
-@click.option("--text", "text_file", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--text", "text_file", required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               help="File with the reply text ('-' for stdin).")
 @click.option("--attach", "attach", multiple=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--portal", is_flag=True, help="Send as a portal notification instead of e-mail.")
@@ -109,7 +109,8 @@ def reply(ctx: click.Context, conversation_id: int, staff_email: str, text_file:
 @click.command()
 @click.argument("conversation_id", type=int)
 @click.option("--as", "staff_email", required=True, help="The staff user's e-mail.")
-@click.option("--text", "text_file", required=True, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--text", "text_file", required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              help="File with the note's text ('-' for stdin).")
 @click.pass_context
 def note(ctx: click.Context, conversation_id: int, staff_email: str, text_file: str) -> None:
     """Add an internal note (never sent to the customer)."""
