@@ -7,18 +7,21 @@ import os
 import smtplib
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from postroom.app import App
 from postroom.cli import cli
 from postroom.errors import PostroomError
 from postroom.service import Service
 from postroom.settings import Settings
+from postroom.storage import tenants
 from postroom.storage.tables import InboundMessage, TenantDomain
-from postroom.testing import make_eml
+from postroom.testing import make_eml, wait_until
 
 Run = Callable[..., tuple[int, str]]
 
@@ -108,3 +111,40 @@ def test_the_real_command_refuses_in_one_line(settings: Settings, tenant_ids: di
     assert done.returncode == 1
     assert done.stderr.splitlines() == ["error: domain demo.mail.test is under the mail domain mail.test, where "
                                         "tenants receive at <slug>.mail.test; acme already has acme.mail.test"]
+
+
+def test_nested_domains_added_at_once_by_two_tenants_do_not_both_pass(app: App, tenant_ids: dict[str, int]) -> None:
+    """globex's add runs its check while acme's add is not yet committed; it waits for it and is refused."""
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite transactions here begin IMMEDIATE: a second one cannot even start")
+    acme_flushed, acme_may_commit = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def acme_adds() -> None:
+        with app.session() as session:
+            tenants.add_domain(session, "acme", "acme.example", mail_domain="mail.test")
+            acme_flushed.set()
+            acme_may_commit.wait(30)
+
+    def globex_adds() -> None:
+        try:
+            with app.session() as session:
+                tenants.add_domain(session, "globex", "help.acme.example", mail_domain="mail.test")
+            outcome.append("added")
+        except PostroomError as exc:
+            outcome.append(str(exc))
+
+    def globex_waits_for_the_lock() -> bool:
+        with app.engine.connect() as conn:
+            return bool(conn.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")))
+
+    first = threading.Thread(target=acme_adds)
+    first.start()
+    assert acme_flushed.wait(30)
+    second = threading.Thread(target=globex_adds)
+    second.start()
+    assert wait_until(lambda: outcome or globex_waits_for_the_lock(), timeout=30)
+    acme_may_commit.set()
+    first.join(30)
+    second.join(30)
+    assert outcome == ["domain help.acme.example overlaps acme.example, a domain of tenant 'acme'"]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 LABEL_RE = SLUG_RE  # a DNS label: letters, digits and inner hyphens, 1 to 63 characters
 RESERVED_LOCAL_PARTS = frozenset({"inbox", "postmaster", "abuse"})
 CACHE_TTL_SECONDS = 2.0
+DOMAIN_LOCK_KEY = 0x706F7374646F6D  # pg_advisory_xact_lock key of domain changes
 T = TypeVar("T")
 _caches: list[TenantCache] = []
 
@@ -118,6 +119,7 @@ def add_tenant(session: Session, slug: str, name: str = "", *, mail_domain: str 
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise PostroomError(f"tenant {slug!r} already exists")
     if mail_domain:
+        _one_domain_change_at_a_time(session)
         slug_domain = f"{slug}.{mail_domain.lower()}"
         clash = next(iter(_custom_domains_meeting(session, slug_domain, parents=False)), None)
         if clash is not None:
@@ -186,6 +188,16 @@ def normalize_domain(text: str) -> str:
     return ascii_name
 
 
+def _one_domain_change_at_a_time(session: Session) -> None:
+    """The overlap checks read, then write: two tenants adding nested domains at once must not both pass.
+
+    SQLite transactions here begin IMMEDIATE, which serialises them already; on
+    PostgreSQL a transaction-scoped advisory lock does.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DOMAIN_LOCK_KEY})
+
+
 def _parents(domain: str) -> list[str]:
     """'a.b.example.com' -> ['b.example.com', 'example.com', 'com']."""
     labels = domain.split(".")
@@ -208,6 +220,7 @@ def add_domain(session: Session, slug: str, domain: str, *, mail_domain: str) ->
     tenant = _get(session, slug)
     name = normalize_domain(domain)
     base = mail_domain.lower()
+    _one_domain_change_at_a_time(session)
     if name == base or name.endswith("." + base):
         where = "is" if name == base else "is under"
         raise PostroomError(f"domain {name} {where} the mail domain {base}, where tenants receive at "
