@@ -25,6 +25,7 @@ from postroom.metrics import StageMetrics
 from postroom.queue.actors import OUTBOUND_QUEUE, Pipeline
 from postroom.queue.broker import make_broker
 from postroom.queue.processes import WorkerProcesses
+from postroom.queue.wakeup import WakeListener
 from postroom.rules.routing import DataScreen
 from postroom.settings import Settings
 from postroom.storage.intake import GroupCommitter
@@ -57,6 +58,7 @@ class Service:
     committer: GroupCommitter | None = field(default=None, init=False)
     gateway: Gateway | None = field(default=None, init=False)
     http: HttpServer | None = field(default=None, init=False)
+    wake: WakeListener | None = field(default=None, init=False)
 
     def start(self) -> Service:
         self.app = App.open(self.settings, migrate=self.migrate)
@@ -75,6 +77,9 @@ class Service:
             if recovered:
                 log.info("re-enqueued %s unfinished inbound messages", recovered)
             self.pipeline.start_sweeper()
+            if not self.settings.broker_url:  # commands reach this in-process broker through the wake-up socket
+                self.wake = WakeListener(self.settings.data_dir, self.pipeline.dispatch,
+                                         self.pipeline.dispatch_outbound).start()
         if self.run_smtp:
             self.committer = GroupCommitter(self.app.sessions, self.app.blobs)
             handler = GatewayHandler(self.app.directory, self.committer.submit, self.dispatch or self.pipeline.dispatch,
@@ -109,6 +114,8 @@ class Service:
         return self.http.url
 
     def stop(self) -> None:
+        if self.wake is not None:
+            self.wake.stop()
         if self.http is not None:
             self.http.stop()
         if self.gateway is not None:

@@ -10,6 +10,7 @@ import click
 from postroom.app import App
 from postroom.cli.common import age, echo_json, echo_table, open_app
 from postroom.outbound import actions, compose
+from postroom.queue import wakeup
 from postroom.storage import outbound as store
 
 STATUSES = store.STATUSES
@@ -20,19 +21,19 @@ def register(group: click.Group) -> None:
         group.add_command(command)
 
 
-def _dispatcher(app: App):  # type: ignore[no-untyped-def]
-    """With a shared broker, enqueue now; in-process mode leaves the row queued for ``postroom serve``'s sweeper."""
-    if not app.settings.broker_url:
-        return None
-    from postroom.queue.actors import Pipeline
-    from postroom.queue.broker import make_broker
+class _Waker:
+    """Hands committed outbound ids to the workers now (``queue.wakeup``) and remembers whether anyone heard."""
 
-    pipeline = Pipeline(app, make_broker(app.settings))
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.heard = True
 
-    def dispatch(ids: Iterable[int]) -> None:
-        pipeline.dispatch_outbound(ids)
+    def __call__(self, ids: Iterable[int]) -> None:
+        self.heard = wakeup.wake(self.app, outbound=list(ids))
 
-    return dispatch
+    @property
+    def where(self) -> str:
+        return "enqueued" if self.heard else "queued (no postroom serve is running: sent when it starts)"
 
 
 def _read(path: str) -> str:
@@ -95,15 +96,14 @@ def reply(ctx: click.Context, conversation_id: int, staff_email: str, text_file:
           portal: bool, as_json: bool) -> None:
     """Queue a staff reply to the conversation's customer."""
     app = open_app(ctx)
-    dispatch = _dispatcher(app)
+    waker = _Waker(app)
     queued = actions.reply(app, conversation_id, staff_email, _read(text_file),
                            attachments=compose.attach_paths(app, attach), channel="portal" if portal else "email",
-                           dispatch=dispatch)
+                           dispatch=waker)
     if as_json:
         echo_json({"message": queued.message_row, "outbound": queued.outbound})
         return
-    where = "enqueued" if dispatch else "queued (sent by the running postroom serve)"
-    click.echo(f"outbound {queued.outbound.id} {where}: {queued.outbound.message_id}")
+    click.echo(f"outbound {queued.outbound.id} {waker.where}: {queued.outbound.message_id}")
 
 
 @click.command()
@@ -186,5 +186,6 @@ def outbound_show(ctx: click.Context, outbound_id: int, as_json: bool, body: boo
 def outbound_retry(ctx: click.Context, outbound_id: int) -> None:
     """Send a failed, bounced or unknown message again (same Message-ID and content, fresh lifetime)."""
     app = open_app(ctx)
-    record = actions.retry_outbound(app, outbound_id, dispatch=_dispatcher(app))
-    click.echo(f"outbound {record.id} is queued again")
+    waker = _Waker(app)
+    record = actions.retry_outbound(app, outbound_id, dispatch=waker)
+    click.echo(f"outbound {record.id} {waker.where} again")
