@@ -25,8 +25,8 @@ ATTEMPTS_PREFIX = "gave up after"
 PREFIXES = {BUDGET_CPU: CPU_PREFIX, BUDGET_MEMORY: MEMORY_PREFIX, ATTEMPTS_EXHAUSTED: ATTEMPTS_PREFIX}
 
 
-def cpu_reason(limit: float, where: str, how: str) -> str:
-    return f"{CPU_PREFIX} ({limit:g} s) {where}; {how}"
+def cpu_reason(limit: float, used: float, when: str, how: str) -> str:
+    return f"{CPU_PREFIX} ({limit:g} s): {used:.1f} s {when}; {how}"
 
 
 def memory_reason(limit_mb: int, rss_mb: float) -> str:
@@ -67,4 +67,4 @@ class Budget:
     def check(self, stage: str) -> None:
         """Raise OverBudget when the message already took more than its CPU time (called after each stage)."""
         if self.cpu_seconds > 0 and (used := self.used()) > self.cpu_seconds:
-            raise OverBudget(BUDGET_CPU, cpu_reason(self.cpu_seconds, f"after {stage} ({used:.1f} s)", "stopped"))
+            raise OverBudget(BUDGET_CPU, cpu_reason(self.cpu_seconds, used, f"by the end of {stage}", "stopped"))

@@ -221,14 +221,14 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
                                 last_error=str(exc), auth_results=verdicts)
             log.warning("inbound %s could not be parsed: %s", inbound_id, exc)
             return "parse_failed"
-        budget.check("parsing")
         parsed = storable_fields(parsed)
+        row = _row_values(parsed, verdicts)
+        budget.check("parsing")
         forwarded = parsed.forward.attachments if parsed.forward else ()
         attachments = [a.data for a in (*parsed.attachments, *forwarded) if a.data]
         if attachments:
             app.blobs.put_many(attachments)
         stage = "threading"
-        row = _row_values(parsed, verdicts)
         outbound_ids: list[int] = []
         with pipeline_scope(app.sessions) as session:
             conversations.lock_tenant(session, record.tenant_id)

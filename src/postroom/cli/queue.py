@@ -35,13 +35,15 @@ def parse_since(value: str | None) -> datetime | None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def queue(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
-    """Counts per stage and status, split by age (<5m, <1h, <1d, older) with the oldest item, like qshape."""
+    """Counts per stage and status, split by age (<5m, <1h, <1d, older) with the oldest item, like qshape; then
+    failed messages by reason (budget_cpu, budget_memory, attempts_exhausted, error)."""
     if ctx.invoked_subcommand:
         return
     app = open_app(ctx)
     with app.session() as session:
         lines = inbound.summary(session, tenant)
         ages = inbound.age_buckets(session, tenant)
+        failures = inbound.failures_by_reason(session, tenant)
     if as_json:
         echo_json([{"stage": ln.stage, "status": ln.status, "count": ln.count,
                     "oldest": ln.oldest, "oldest_age_seconds": int((datetime.now(UTC) - ln.oldest).total_seconds())
@@ -53,6 +55,9 @@ def queue(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
     echo_table(["STAGE", "STATUS", "COUNT", *AGE_LABELS, "OLDEST"],
                [(ln.stage, ln.status, ln.count, *(ages.get((ln.stage, ln.status), {}).get(b, 0) for b in AGE_LABELS),
                  age(ln.oldest)) for ln in lines])
+    if failures:
+        click.echo("failed by reason: " + ", ".join(f"{name} {count}" for name, count in sorted(failures.items()))
+                   + " (see: postroom queue list --status failed)")
 
 
 @queue.command("list")
@@ -74,7 +79,7 @@ def list_(ctx: click.Context, status: str | None, tenant: str | None, since: str
         return
     echo_table(["ID", "TENANT", "STAGE", "STATUS", "AGE", "FROM", "SUBJECT", "ERROR"],
                [(r.id, r.tenant, r.stage, r.status, age(r.received_at), r.sender or r.mail_from,
-                 (r.subject or "")[:40], (r.last_error or "")[:60]) for r in records])
+                 (r.subject or "")[:40], (r.last_error or "")[:100]) for r in records])
 
 
 @queue.command("show")

@@ -32,12 +32,15 @@ SWEEP_IDLE = timedelta(seconds=30)
 
 class Pipeline:
     """``inbound_sink``, when given, takes inbound ids instead of this broker (worker processes, see
-    ``queue.processes``); outbound jobs, the sweeper and the scheduled jobs stay here."""
+    ``queue.processes``); outbound jobs, the sweeper and the scheduled jobs stay here. ``watch`` is told which
+    row each pipeline thread runs (a worker process publishes it to its supervisor)."""
 
-    def __init__(self, app: App, broker: Broker, inbound_sink: Callable[[Iterable[int]], None] | None = None) -> None:
+    def __init__(self, app: App, broker: Broker, inbound_sink: Callable[[Iterable[int]], None] | None = None,
+                 watch: flow.Watch | None = None) -> None:
         self.app = app
         self.broker = broker
         self.inbound_sink = inbound_sink
+        self.watch = watch
         self.process_inbound = dramatiq.actor(
             self._process_inbound, broker=broker, actor_name="process_inbound", queue_name=INBOUND_QUEUE,
             max_retries=app.settings.max_attempts, min_backoff=500, max_backoff=300_000,
@@ -53,7 +56,7 @@ class Pipeline:
         self._sweeper: threading.Thread | None = None
 
     def _process_inbound(self, inbound_id: int) -> None:
-        flow.process_inbound(self.app, inbound_id, dispatch_outbound=self.dispatch_outbound)
+        flow.process_inbound(self.app, inbound_id, dispatch_outbound=self.dispatch_outbound, watch=self.watch)
 
     def _deliver(self, outbound_id: int) -> None:
         """One attempt; a deferral is scheduled as a delayed message (the sweeper is the safety net)."""

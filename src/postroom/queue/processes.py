@@ -7,9 +7,13 @@ takes the next message. With Redis or RabbitMQ the processes consume the
 broker directly. Every process has a pipe of its own to the parent (never a
 shared queue, whose lock a killed process could take with it); one parent
 thread owns the pipes, hands out ids, relays stage metrics to this process's
-registry and replaces a process that dies. The database stays the record: a
-dead process loses at most the ids it held, which the recovery sweep re-sends
-(rows are claimed atomically, so nothing runs twice).
+registry and replaces a process that dies. The same thread enforces the
+per-message budget (``queue.budget``): it kills a process whose current
+message overruns its CPU or memory budget and fails that row with the
+reason. The database stays the record: a dead process loses at most the ids
+it held, which go back to ``retrying`` (the rows it was running) or are
+re-sent by the recovery sweep (rows are claimed atomically and the final
+write is fenced by the claim's lease token, so nothing runs twice).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -33,17 +37,20 @@ from sqlalchemy.engine import make_url
 
 from postroom.app import App
 from postroom.logs import LogContext, configure, inbound_tenant
-from postroom.metrics import StageMetrics, record_stage
+from postroom.metrics import StageMetrics, count_failed, record_stage, relay_failures
 from postroom.queue.actors import INBOUND_QUEUE, OUTBOUND_QUEUE, Pipeline
 from postroom.queue.broker import make_broker
+from postroom.queue.budget import Enforcer, InFlight, Publisher
 from postroom.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FEED_WAIT = 0.1  # seconds between looks at a process's own queue while it is full (a finished job wakes it sooner)
-SUPERVISE_EVERY = 1.0
+HANDED_KEPT = 64  # ids last handed to each process, re-sent if it dies (finished ones are skipped by the claim)
+SUPERVISE_EVERY = 0.25  # seconds between looks at the budgets of the messages being run
 ASK = None  # what a worker process sends for "one more id, please"; a tuple is a metrics observation
 READY = "ready"  # sent once, when the process has opened the database and its broker
+FAILED = "failed"  # (FAILED, reason class): a message failed for good, counted in the serving process
 
 
 class _Channel:
@@ -58,7 +65,7 @@ class _Channel:
             self.conn.send(message)
 
 
-def _worker_process(settings: Settings, conn: Connection) -> None:
+def _worker_process(settings: Settings, conn: Connection, table: InFlight) -> None:
     """Body of one worker process: a pipeline on a broker of its own, fed over ``conn`` (in-process broker)."""
     configure(settings.log_format)
     stop = threading.Event()
@@ -71,7 +78,8 @@ def _worker_process(settings: Settings, conn: Connection) -> None:
     broker.add_middleware(LogContext(inbound_tenant(app)))
     finished = _Finished()
     broker.add_middleware(finished)
-    pipeline = Pipeline(app, broker)
+    relay_failures(lambda reason: channel.send((FAILED, reason)))
+    pipeline = Pipeline(app, broker, watch=Publisher(table))
     channel.send(READY)
     pipeline.start_worker(pipeline_threads(settings), {INBOUND_QUEUE})
     pipeline.start_worker(settings.worker_threads, {OUTBOUND_QUEUE})
@@ -139,7 +147,10 @@ def _feed(pipeline: Pipeline, channel: _Channel, stop: threading.Event, finished
 class _Child:
     proc: BaseProcess
     conn: Connection
+    table: InFlight
+    handed: deque[int] = field(default_factory=lambda: deque(maxlen=HANDED_KEPT))
     asking: bool = False
+    killed: bool = False  # by the budget check, which already wrote what became of its rows
 
 
 class WorkerProcesses:
@@ -155,10 +166,16 @@ class WorkerProcesses:
         os.set_blocking(self._wake_w, False)
         self._stopping = threading.Event()
         self._owner: threading.Thread | None = None
+        self._enforcer = Enforcer(settings, redispatch=None if settings.broker_url else self.dispatch)
 
     @property
     def pids(self) -> list[int]:
         return [child.proc.pid for child in self._children if child.proc.pid is not None]
+
+    def running(self) -> dict[int, list[int]]:
+        """Inbound ids each live process is running now, by pid (what the budget check sees)."""
+        return {child.proc.pid: [one.inbound_id for one in child.table.running()]
+                for child in self._children if child.proc.pid is not None and child.proc.is_alive()}
 
     def start(self, timeout: float = 60.0) -> WorkerProcesses:
         self._children = [self._spawn(n) for n in range(self.count)]
@@ -177,11 +194,12 @@ class WorkerProcesses:
 
     def _spawn(self, n: int) -> _Child:
         ours, theirs = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_process, args=(self.settings, theirs),
+        table = InFlight(self._ctx, pipeline_threads(self.settings))
+        proc = self._ctx.Process(target=_worker_process, args=(self.settings, theirs, table),
                                  name=f"postroom-worker-{n + 1}", daemon=True)
         proc.start()
         theirs.close()
-        return _Child(proc, ours)
+        return _Child(proc, ours, table)
 
     def dispatch(self, ids: Iterable[int]) -> None:
         """Queue inbound ids for whichever process asks first (in-process broker only)."""
@@ -202,6 +220,7 @@ class WorkerProcesses:
                 os.read(self._wake_r, 65536)
             for conn in (obj for obj in ready if obj in by_conn):
                 self._receive(by_conn[conn])
+            self._enforce()
             self._replace_dead()
             self._hand_out()
 
@@ -211,6 +230,8 @@ class WorkerProcesses:
                 message = child.conn.recv()
                 if message is ASK:
                     child.asking = True
+                elif isinstance(message, tuple) and message[0] == FAILED:
+                    count_failed(message[1])
                 elif message != READY:  # a replacement's READY needs no answer
                     record_stage(*message)
         except (EOFError, OSError):
@@ -221,20 +242,46 @@ class WorkerProcesses:
             if not self._pending:
                 return
             if child.asking:
+                inbound_id = self._pending.popleft()
                 try:
-                    child.conn.send(self._pending.popleft())
+                    child.conn.send(inbound_id)
                 except OSError:
+                    self._pending.appendleft(inbound_id)
                     continue
+                child.handed.append(inbound_id)
                 child.asking = False
+
+    def _enforce(self) -> None:
+        """Kill a process whose current message is over budget; extend the leases of long-running claims."""
+        running = []
+        for child in self._children:
+            pid = child.proc.pid
+            if pid is None or child.killed or not child.proc.is_alive():
+                continue
+            current = child.table.running()
+            verdict = self._enforcer.judge(pid, current)
+            if verdict is None:
+                running.extend(current)
+                continue
+            child.killed = True
+            child.proc.kill()
+            child.proc.join(5)
+            self._enforcer.killed(child.proc.name, pid, verdict, current)
+        self._enforcer.heartbeat(running)
 
     def _replace_dead(self) -> None:
         for n, child in enumerate(self._children):
             if child.proc.is_alive() or self._stopping.is_set():
                 continue
-            log.error("worker process %s (pid %s) exited with %s; starting a replacement (the ids it held "
-                      "are re-sent by the recovery sweep)", child.proc.name, child.proc.pid, child.proc.exitcode)
+            if not child.killed:
+                log.error("worker process %s (pid %s) exited with %s; starting a replacement (the rows it was "
+                          "running go back to retrying; the ids it held are sent again)",
+                          child.proc.name, child.proc.pid, child.proc.exitcode)
+                self._enforcer.died(child.proc.name, child.proc.pid or 0, child.proc.exitcode, child.table.running())
             child.conn.close()
             self._children[n] = self._spawn(n)
+            if not self.settings.broker_url:  # ids it had queued but not run: otherwise only the sweep finds them
+                self.dispatch(child.handed)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let every process finish the jobs it is running, then stop it (ids not yet run stay pending rows)."""
@@ -253,5 +300,6 @@ class WorkerProcesses:
                 child.proc.join()
             child.conn.close()
         self._children.clear()
+        self._enforcer.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
