@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import signal
+import socket
+import ssl
 import threading
 
 import click
 
 from postroom.app import App
 from postroom.cli.common import settings_of
+from postroom.cli.failures import listen_failure
+from postroom.errors import PostroomError
 from postroom.logs import LogContext, configure, inbound_tenant
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
 from postroom.queue.processes import pipeline_threads
-from postroom.service import Service, SmtpProcesses
-from postroom.settings import redact_url
+from postroom.service import Service, SmtpProcesses, tls_context
+from postroom.settings import Settings, redact_url
+from postroom.storage.blobs import sha256_hex
+from postroom.storage.db import make_engine
+from postroom.storage.migrate import revisions
 
 
 def register(group: click.Group) -> None:
@@ -38,12 +45,59 @@ def _logging(ctx: click.Context, verbose: bool) -> None:
         raise click.UsageError(str(exc)) from exc
 
 
+def _check_listen(setting: str, host: str, port: int) -> None:
+    """Fail before starting anything if ``host:port`` is taken (port 0 picks a free one: nothing to check).
+
+    Without this a second ``serve`` started its worker processes before the
+    gateway found the port taken. The probe sets SO_REUSEADDR like the real
+    listeners, but not SO_REUSEPORT, so it also fails against a serve that shares its port.
+    """
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PostroomError(listen_failure(f"{host}:{port}", exc, setting)) from exc
+
+
+def _check_tls(settings: Settings) -> None:
+    """Read the certificate and key now, so a bad path is one line before any listener starts."""
+    try:
+        tls_context(settings)
+    except ssl.SSLError as exc:
+        raise PostroomError(f"cannot load TLS certificate {settings.tls_cert}: not a PEM certificate with its key "
+                            f"({exc.reason or exc}); check POSTROOM_TLS_CERT and POSTROOM_TLS_KEY") from exc
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        files = f"{settings.tls_cert} / key {settings.tls_key or '(in the certificate file)'}"
+        raise PostroomError(f"cannot load TLS certificate {files}: {reason}; check POSTROOM_TLS_CERT and "
+                            "POSTROOM_TLS_KEY (PEM files readable by this user)") from exc
+
+
+def _check_schema(settings: Settings) -> None:
+    """With --no-migrate, refuse to run on a schema this postroom does not expect (``postroom init`` migrates)."""
+    engine = make_engine(settings.resolved_database_url, pool_size=1)
+    try:
+        current, head = revisions(engine)
+    finally:
+        engine.dispose()
+    if current != head:
+        raise PostroomError(f"the database is at migration {current or '(none)'} but this postroom needs {head}: "
+                            "run `postroom init` (it applies the migrations) before serve and worker")
+
+
 @click.command()
 @click.pass_context
 def init(ctx: click.Context) -> None:
-    """Create the data folder and apply database migrations."""
+    """Create the data folder, apply database migrations and check that the blob store answers."""
     settings = settings_of(ctx)
-    App.open(settings).close()
+    app = App.open(settings)
+    try:
+        app.blobs.exists(sha256_hex(b""))
+    finally:
+        app.close()
     click.echo(f"initialised: database {redact_url(settings.resolved_database_url)}, "
                f"blobs {redact_url(settings.resolved_blob_url)}")
 
@@ -54,17 +108,24 @@ def init(ctx: click.Context) -> None:
               help="Gateway processes sharing the SMTP port (default POSTROOM_SMTP_PROCESSES, 1).")
 @click.option("--worker-processes", type=click.IntRange(min=0), default=None,
               help="Pipeline worker processes (default POSTROOM_WORKER_PROCESSES; 0: threads in this process).")
+@click.option("--no-migrate", is_flag=True,
+              help="Only check that the database is migrated (deployments run `postroom init` once).")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
 def serve(ctx: click.Context, no_workers: bool, smtp_processes: int | None, worker_processes: int | None,
-          verbose: bool) -> None:
+          no_migrate: bool, verbose: bool) -> None:
     """Run the SMTP gateway, the HTTP API and console (and, with the in-process broker, the workers)."""
-    _logging(ctx, verbose)
     settings = settings_of(ctx)
     if worker_processes is not None:
         settings = settings.replace(worker_processes=worker_processes)
     processes = smtp_processes or settings.smtp_processes
-    service = Service(settings, run_workers=not no_workers, reuse_port=processes > 1).start()
+    _check_tls(settings)
+    _check_listen("POSTROOM_SMTP_LISTEN", *settings.smtp_address)
+    _check_listen("POSTROOM_HTTP_LISTEN", *settings.http_address)
+    if no_migrate:
+        _check_schema(settings)
+    _logging(ctx, verbose)  # after the checks: a failed one is its error line alone, without library log lines
+    service = Service(settings, run_workers=not no_workers, reuse_port=processes > 1, migrate=not no_migrate).start()
     host, port = settings.smtp_address
     extra: SmtpProcesses | None = None
     if processes > 1:
@@ -94,16 +155,20 @@ def serve(ctx: click.Context, no_workers: bool, smtp_processes: int | None, work
 
 @click.command()
 @click.option("--threads", type=int, default=None, help="Worker threads (default POSTROOM_WORKER_THREADS).")
+@click.option("--no-migrate", is_flag=True,
+              help="Only check that the database is migrated (deployments run `postroom init` once).")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
-def worker(ctx: click.Context, threads: int | None, verbose: bool) -> None:
+def worker(ctx: click.Context, threads: int | None, no_migrate: bool, verbose: bool) -> None:
     """Process queued mail from a Redis or RabbitMQ broker (separate from `serve`)."""
-    _logging(ctx, verbose)
     settings = settings_of(ctx)
     if not settings.broker_url:
         raise click.UsageError("postroom worker needs POSTROOM_BROKER_URL (redis://… or amqp://…); "
                                "with the in-process broker, `postroom serve` runs the workers")
-    app = App.open(settings)
+    if no_migrate:
+        _check_schema(settings)
+    _logging(ctx, verbose)
+    app = App.open(settings, migrate=not no_migrate)
     broker = make_broker(settings)
     broker.add_middleware(LogContext(inbound_tenant(app)))
     pipeline = Pipeline(app, broker)

@@ -31,6 +31,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
+def revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """(the database's revision, this postroom's head): a process that does not migrate checks they agree."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision(), head
+
+
 def pending_changes(engine: Engine) -> list[tuple]:
     """Differences between the migrated schema and the models (empty when they agree)."""
     from alembic.autogenerate import compare_metadata
