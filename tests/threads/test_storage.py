@@ -128,7 +128,7 @@ def test_autoclose_job(app, tenant_ids, deliver) -> None:
     assert [c.status for c in globex] == ["open"]
 
 
-def test_contacts_are_created_and_merged_on_a_shared_address(app, tenant_ids, deliver) -> None:
+def test_contacts_are_created_and_merged_on_request(app, tenant_ids, deliver) -> None:
     a, b = make_msgid(domain="x.example"), make_msgid(domain="x.example")
     deliver(make_eml(sender="Jean <jean@home.example>", message_id=a, subject="Maison"))
     deliver(make_eml(sender="J. Dupont <j.dupont@work.example>", message_id=b, subject="Bureau"))
@@ -136,7 +136,9 @@ def test_contacts_are_created_and_merged_on_a_shared_address(app, tenant_ids, de
     home, work = message_of(app, acme, a).author_contact_id, message_of(app, acme, b).author_contact_id
     assert home != work
     with app.session() as session:
-        merged = contacts.add_contact_address(session, home, "J.Dupont@work.example")
+        with pytest.raises(PostroomError, match=f"belongs to contact {work}; .* merge {home} {work}"):
+            contacts.add_contact_address(session, home, "J.Dupont@work.example")
+        merged = contacts.merge_contacts(session, keep_id=home, drop_id=work)
         assert merged.addresses == ("jean@home.example", "j.dupont@work.example")
         assert contacts.get_contact(session, work).merged_into_id == home
         assert {c.contact_id for c in conversations.list_conversations(session, "acme")} == {home}

@@ -30,6 +30,7 @@ class FakeLookup:
     started: dict[int, int] = field(default_factory=dict)
     staff: set[str] = field(default_factory=set)
     written: dict[int, set[str]] = field(default_factory=dict)  # conversation -> addresses with a trusted message
+    blocked: set[str] = field(default_factory=set)
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
         return self.conversations.get(conversation_id)
@@ -57,6 +58,9 @@ class FakeLookup:
 
     def has_written(self, conversation_id: int, address: str) -> bool:
         return address in self.written.get(conversation_id, set())
+
+    def is_blocked(self, address: str) -> bool:
+        return address in self.blocked
 
     def _newest(self, convs) -> list[ConversationRef]:
         return sorted(convs, key=lambda c: c.last_activity_at, reverse=True)
@@ -95,6 +99,19 @@ def inp(**changes) -> MatchInput:
 
 def ctx(fake: FakeLookup | None = None, contact: int | None = 10, **policy) -> MatchContext:
     return MatchContext(lookup=fake or lookup(), policy=ThreadingPolicy(**policy), secret=SECRET, contact_id=contact)
+
+
+# --- 0. blocked sender ---
+
+def test_blocked_sender_goes_to_inbox_before_its_token_or_chain_is_read() -> None:
+    fake = lookup()
+    fake.blocked.add("jean@example.com")
+    found = s.match(inp(tokens=(make_token(SECRET, 1, 10),), in_reply_to=("<m1@x>",), subject="Re: Heating"), fake,
+                    secret=SECRET)
+    assert (found.destination, found.via, found.flags, found.conversation_id, found.suggestions) == \
+        ("inbox", "blocked", ("blocked",), None, ())
+    other = s.match(inp(sender="anna@example.com", in_reply_to=("<m2@y>",)), fake, secret=SECRET)
+    assert (other.destination, other.conversation_id) == ("conversation", 2)
 
 
 # --- 1. reply token ---

@@ -1,21 +1,27 @@
-"""Contact verbs: find or create the contact of an address, add addresses, merge contacts.
+"""Contact verbs: find or create the contact of an address, link addresses, merge contacts, preferences.
 
-An address belongs to at most one contact of a tenant (unique index), so
-"two contacts turn out to share an address" happens when an address of one
-is added to another: the two are merged into the one being edited.
+An address belongs to at most one contact of a tenant (unique index). Linking
+an address another contact owns is refused: staff merge the two instead, which
+moves the other's addresses, conversations and messages to the kept one and
+leaves it pointing there (``merged_into_id``), so tokens issued to it still
+lead to the kept contact. A contact's ``channel`` (email or portal) and
+``locale`` decide how and in which language postroom writes to them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
 from postroom.storage.db import core
-from postroom.storage.tables import Contact, ContactAddress, Conversation, Message
+from postroom.storage.tables import Contact, ContactAddress, Conversation, Message, Tenant
+
+CHANNELS = ("email", "portal")
+MAX_SIMILAR = 3
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,9 @@ class ContactInfo:
     addresses: tuple[str, ...]
     unit_ref: str | None
     merged_into_id: int | None
+    channel: str = "email"
+    locale: str | None = None
+    conversations: int = 0
 
     @property
     def email(self) -> str | None:
@@ -40,10 +49,26 @@ def get_contact(session: Session, contact_id: int) -> ContactInfo:
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"no contact {contact_id}")
-    addresses = session.scalars(select(ContactAddress.address).where(ContactAddress.contact_id == contact_id)
+    return _info(session, contact)
+
+
+def _info(session: Session, contact: Contact) -> ContactInfo:
+    addresses = session.scalars(select(ContactAddress.address).where(ContactAddress.contact_id == contact.id)
                                 .order_by(ContactAddress.primary.desc(), ContactAddress.id))
+    count = session.scalar(select(func.count()).select_from(Conversation).where(Conversation.contact_id == contact.id))
     return ContactInfo(contact.id, contact.tenant_id, contact.name, tuple(addresses), contact.unit_ref,
-                       contact.merged_into_id)
+                       contact.merged_into_id, contact.channel or "email", contact.locale, count or 0)
+
+
+def list_contacts(session: Session, tenant: str, *, merged: bool = False, limit: int = 500) -> list[ContactInfo]:
+    """The tenant's contacts, newest first; merged ones only when asked for."""
+    tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == tenant.lower()))
+    if tenant_id is None:
+        raise NotFound(f"no tenant {tenant!r}; create it with: postroom tenant add {tenant}")
+    stmt = select(Contact).where(Contact.tenant_id == tenant_id).order_by(Contact.id.desc()).limit(limit)
+    if not merged:
+        stmt = stmt.where(Contact.merged_into_id.is_(None))
+    return [_info(session, c) for c in session.scalars(stmt)]
 
 
 _addresses = ContactAddress.__table__.c
@@ -64,6 +89,11 @@ _CONTACT_AND_NAME = (select(_addresses.contact_id, _contacts.name)
 
 def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "") -> int:
     """The contact owning ``address``, created (with that address as primary) when unknown."""
+    return ensure_contact_created(session, tenant_id, address, name)[0]
+
+
+def ensure_contact_created(session: Session, tenant_id: int, address: str, name: str = "") -> tuple[int, bool]:
+    """As ``ensure_contact``, and whether this call created it (a new address: look for namesakes)."""
     address = normalize_address(address)
     if not address:
         raise PostroomError("a contact needs an e-mail address")
@@ -71,7 +101,7 @@ def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "
     if found is not None:
         if name and not found.name:
             _fill_name(session, found.contact_id, name[:200])
-        return found.contact_id
+        return found.contact_id, False
     contact = Contact(tenant_id=tenant_id, name=(name or "")[:200])
     try:
         with session.begin_nested():
@@ -84,8 +114,31 @@ def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "
         found = contact_for_address(session, tenant_id, address)
         if found is None:
             raise
-        return found
-    return contact.id
+        return found, False
+    return contact.id, True
+
+
+_SAME_NAME = (select(_contacts.id, _contacts.name).where(
+    _contacts.tenant_id == bindparam("tenant_id"), func.lower(_contacts.name) == bindparam("name"),
+    _contacts.id != bindparam("contact_id"), _contacts.merged_into_id.is_(None))
+    .order_by(_contacts.id).limit(MAX_SIMILAR))
+
+
+def similar_contacts(session: Session, tenant_id: int, contact_id: int, name: str) -> list[dict]:
+    """Other live contacts of the tenant with this display name: ``[{contact_id, address}]``.
+
+    A display name is the sender's claim, so this is only a hint for staff
+    (who may merge), never a reason to thread a message anywhere.
+    """
+    name = " ".join((name or "").split()).lower()
+    if not name:
+        return []
+    rows = core(session, _SAME_NAME, {"tenant_id": tenant_id, "name": name[:200], "contact_id": contact_id}).all()
+    emails = {cid: address for cid, address in session.execute(
+        select(ContactAddress.contact_id, ContactAddress.address)
+        .where(ContactAddress.contact_id.in_([r.id for r in rows]))
+        .order_by(ContactAddress.primary, ContactAddress.id.desc()))} if rows else {}
+    return [{"contact_id": r.id, "address": emails.get(r.id, "")} for r in rows]
 
 
 _FILL_NAME = (update(Contact.__table__).where(_contacts.id == bindparam("contact_id"),
@@ -103,27 +156,41 @@ def _fill_name(session: Session, contact_id: int, name: str) -> None:
 
 
 def add_contact_address(session: Session, contact_id: int, address: str) -> ContactInfo:
-    """Give a contact another address; if a second contact owns it, merge that one into this one."""
+    """Give a contact another address; refused when another contact owns it (merge them instead)."""
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"no contact {contact_id}")
+    if contact.merged_into_id is not None:
+        raise PostroomError(f"contact {contact_id} was merged into contact {contact.merged_into_id}; link to that one")
     address = normalize_address(address)
+    if "@" not in address or " " in address or len(address) > 320:
+        raise PostroomError(f"{address!r} is not an e-mail address")
     owner = contact_for_address(session, contact.tenant_id, address)
     if owner == contact_id:
         return get_contact(session, contact_id)
     if owner is not None:
-        merge_contacts(session, keep_id=contact_id, drop_id=owner)
-    else:
-        session.add(ContactAddress(tenant_id=contact.tenant_id, contact_id=contact_id, address=address))
-        session.flush()
+        raise PostroomError(f"{address} belongs to contact {owner}; to make them one, merge them with: "
+                            f"postroom contact merge {contact_id} {owner}")
+    session.add(ContactAddress(tenant_id=contact.tenant_id, contact_id=contact_id, address=address))
+    session.flush()
     return get_contact(session, contact_id)
 
 
 def merge_contacts(session: Session, *, keep_id: int, drop_id: int) -> ContactInfo:
-    """Move addresses, conversations and authored messages of ``drop_id`` to ``keep_id``."""
+    """Move addresses, conversations and authored messages of ``drop_id`` to ``keep_id``.
+
+    Contacts merged into ``drop_id`` earlier now point at ``keep_id`` too, so
+    ``live_contact`` needs one step for any of them.
+    """
     keep, drop = session.get(Contact, keep_id), session.get(Contact, drop_id)
-    if keep is None or drop is None or keep.tenant_id != drop.tenant_id or keep_id == drop_id:
-        raise PostroomError(f"contacts {keep_id} and {drop_id} cannot be merged (missing or of other tenants)")
+    if keep is None or drop is None or keep.tenant_id != drop.tenant_id:
+        missing = keep_id if keep is None or (drop is not None and keep.tenant_id != drop.tenant_id) else drop_id
+        raise NotFound(f"no contact {missing} in this tenant")
+    if keep_id == drop_id:
+        raise PostroomError(f"contact {keep_id} cannot be merged into itself")
+    for contact in (keep, drop):
+        if contact.merged_into_id is not None:
+            raise PostroomError(f"contact {contact.id} was already merged into contact {contact.merged_into_id}")
     session.execute(update(ContactAddress).where(ContactAddress.contact_id == drop_id)
                     .values(contact_id=keep_id, primary=False))
     session.execute(update(Conversation).where(Conversation.contact_id == drop_id).values(contact_id=keep_id))
@@ -131,17 +198,31 @@ def merge_contacts(session: Session, *, keep_id: int, drop_id: int) -> ContactIn
     session.execute(update(Contact).where(Contact.merged_into_id == drop_id).values(merged_into_id=keep_id))
     keep.name = keep.name or drop.name
     keep.unit_ref = keep.unit_ref or drop.unit_ref
+    keep.locale = keep.locale or drop.locale
     drop.merged_into_id = keep_id
     session.flush()
+    session.expire_all()  # Core updates above changed rows the session may hold
     return get_contact(session, keep_id)
 
 
-def set_contact(session: Session, contact_id: int, *, name: str | None = None, unit_ref: str | None = None) -> None:
+def set_contact(session: Session, contact_id: int, *, name: str | None = None, unit_ref: str | None = None,
+                channel: str | None = None, locale: str | None = None) -> ContactInfo:
+    """Change what is given; ``locale=""`` falls back to the tenant's language."""
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"no contact {contact_id}")
+    if channel is not None:
+        if channel not in CHANNELS:
+            raise PostroomError(f"channel {channel!r}: use one of {', '.join(CHANNELS)}")
+        contact.channel = channel
+    if locale is not None:
+        locale = locale.strip()
+        if len(locale) > 16 or (locale and not locale.replace("-", "").replace("_", "").isalpha()):
+            raise PostroomError(f"locale {locale!r}: use a language tag such as fr or nl-BE")
+        contact.locale = locale or None
     if name is not None:
         contact.name = name[:200]
     if unit_ref is not None:
         contact.unit_ref = unit_ref or None
     session.flush()
+    return get_contact(session, contact_id)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
 from postroom.model import Attachment, ParsedMessage, to_jsonable
-from postroom.storage import contacts, staff
+from postroom.storage import blocks, contacts, staff
 from postroom.storage.db import core
 from postroom.storage.inbound import InboundRecord
 from postroom.storage.tables import (
@@ -269,6 +269,9 @@ class SqlLookup:
         rows = core(self.session, _WRITTEN, {"id": conversation_id, "address": address.lower()})
         return any(trust.vouched(flags or ()) for (flags,) in rows)
 
+    def is_blocked(self, address: str) -> bool:
+        return blocks.is_blocked(self.session, self.tenant_id, address)
+
 
 def match_inbound(session: Session, inbound: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
                   now: datetime | None = None) -> ThreadMatch:
@@ -302,9 +305,14 @@ class Recorded:
         return trust.FOREIGN in self.flags
 
     @property
+    def blocked(self) -> bool:
+        """True when the sender's address is blocked for the tenant: nothing is ever sent to it."""
+        return trust.BLOCKED in self.flags
+
+    @property
     def suppress_auto_reply(self) -> bool:
-        """True when nothing automatic may answer this message (loop, automatic mail, duplicate)."""
-        return self.loop or self.duplicate or any(f in self.flags for f in ("auto_reply", "bounce"))
+        """True when nothing automatic may answer this message (loop, automatic mail, duplicate, blocked sender)."""
+        return self.loop or self.duplicate or any(f in self.flags for f in ("auto_reply", "bounce", trust.BLOCKED))
 
 
 def _random_reference() -> str:
@@ -496,7 +504,7 @@ def _apply_decision(conv: dict[str, Any], decision: Any, session: Session) -> No
     if assign is not None:
         if assign.kind == "user":
             user = staff.user_by_email(session, conv["tenant_id"], assign.value)
-            conv["responsible_user_id"] = user.id if user else conv["responsible_user_id"]
+            conv["responsible_user_id"] = user.id if user and user.active else conv["responsible_user_id"]
         elif assign.kind == "team":
             team = staff.team_by_name(session, conv["tenant_id"], assign.value)
             conv["responsible_team_id"] = team.id if team else conv["responsible_team_id"]
@@ -524,11 +532,14 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     forward = parsed.forward if match.via == "forward" else None
 
     author_contact: int | None = None
+    similar: list[dict] | None = None
     if forward is not None:
         if forward.sender is not None:
             author_contact = contacts.contact_for_address(session, tenant_id, forward.sender.address)
     elif sender and not automatic:
-        author_contact = contacts.ensure_contact(session, tenant_id, sender, sender_name)
+        author_contact, created_contact = contacts.ensure_contact_created(session, tenant_id, sender, sender_name)
+        if created_contact and sender_name:
+            similar = contacts.similar_contacts(session, tenant_id, author_contact, sender_name) or None
     elif sender:
         author_contact = contacts.contact_for_address(session, tenant_id, sender)
 
@@ -561,7 +572,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
                                      else parsed.attachments),
         inbound_id=inbound.id, flags=sorted(set(flags)), matched_via=match.via,
         forward=to_jsonable(forward) if forward else None, forwarded_by=sender if forward else None,
-        suggestions=list(match.suggestions),
+        suggestions=list(match.suggestions), similar_contacts=similar,
     )
     message_row: int | None = core(session, _INSERT_MESSAGE[session.get_bind().dialect.name], values).scalar()
     if message_row is None:
@@ -594,7 +605,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
             notified = True
         conv.set(updated_at=now)
         _save_thread(session, conv)
-    elif not automatic:
+    elif not automatic and trust.BLOCKED not in flags:  # a blocked sender's mail waits silently
         _event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message_row, via=match.via)
         notified = True
     if parsed.bounce is not None and parsed.bounce.original_message_id:
@@ -707,6 +718,8 @@ def add_staff_message(session: Session, conversation_id: int, user_id: int, *, k
     user = staff.get_user(session, user_id)
     if user.tenant_id != conv.tenant_id:
         raise PostroomError(f"staff user {user_id} is not of the conversation's tenant")
+    if not user.active:
+        raise PostroomError(f"staff user {user.email} is deactivated and cannot write in conversations")
     mid = refs.canonical(message_id) if message_id else None
     message = Message(
         tenant_id=conv.tenant_id, conversation_id=conv.id, direction="out", kind=kind, author_user_id=user.id,
@@ -774,20 +787,39 @@ def reply_address(session: Session, conversation_id: int, tenant_domain: str, co
 
 @dataclass(frozen=True)
 class Moved:
+    """What a move did; ``notice_contact_id`` is whom the customer notice goes to (None: nobody)."""
+
     message_id: int
     from_conversation_id: int | None
     to_conversation_id: int
     created_conversation: bool
     author_contact_id: int | None
+    notice_contact_id: int | None = None
+    emptied: bool = False  # the conversation it left has no message any more: closed, flagged emptied_by_move
+
+
+EMPTIED_BY_MOVE = "emptied_by_move"
+
+
+def _contact_label(session: Session, contact_id: int | None) -> str:
+    if contact_id is None:
+        return "no contact"
+    email = _primary_addresses(session, {contact_id}).get(contact_id)
+    return f"contact {contact_id} ({email})" if email else f"contact {contact_id}"
 
 
 def move_message(session: Session, message_row: int, *, to_conversation_id: int | None = None,
-                 new: bool = False, author_email: str | None = None, author_name: str | None = None,
-                 now: datetime | None = None) -> Moved:
+                 new: bool = False, force: bool = False, author_email: str | None = None,
+                 author_name: str | None = None, now: datetime | None = None) -> Moved:
     """Move a message (from the unsorted inbox or another conversation) into a conversation, or a new one.
 
-    ``author_email`` corrects the author the parser recovered. A customer's message
-    moved from one conversation to another raises a ``message_moved`` event for the customer.
+    ``author_email`` corrects the author the parser recovered. A customer's
+    message moved into a conversation of another contact is refused unless
+    ``force``: that contact would see a stranger's words in their thread. A
+    customer's message moved between conversations raises a ``message_moved``
+    event (and the caller's notice) only when its author is the target's
+    contact: nobody learns of a conversation they are not part of. A
+    conversation left without messages is closed and flagged ``emptied_by_move``.
     """
     if new == (to_conversation_id is not None):
         raise PostroomError("give either a conversation to move to or new=True")
@@ -802,10 +834,13 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
         message.author_contact_id = None
     if author_name is not None and not author_email:
         message.author_name = author_name[:200]
-    if message.direction == "in" and message.author_email and message.author_user_id is None:
+    customer = message.direction == "in" and bool(message.author_email) and message.author_user_id is None
+    if customer:
         message.author_contact_id = contacts.ensure_contact(session, tenant_id, message.author_email,
                                                             message.author_name)
     source = message.conversation_id
+    lookup = SqlLookup(session, tenant_id)
+    author = lookup.live_contact(message.author_contact_id) if message.author_contact_id is not None else None
     if new:
         target = _create_conversation(session, tenant_id, subject=message.subject,
                                       contact_id=message.author_contact_id, now=now)
@@ -815,6 +850,11 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
             raise NotFound(f"no conversation {to_conversation_id} for this message's tenant")
         if target.id == source:
             raise PostroomError(f"message {message_row} is already in conversation {target.id}")
+        owner = lookup.live_contact(target.contact_id) if target.contact_id is not None else None
+        if customer and owner != author and not force:
+            raise PostroomError(f"message {message_row} is from {_contact_label(session, author)} but conversation "
+                                f"{target.id} is {_contact_label(session, owner)}'s; confirm with --force "
+                                f"(API: \"force\": true)")
     message.conversation_id = target.id
     message.suggestions = []
     if trust.FOREIGN in (message.flags or ()):  # staff put it here: its author is a participant from now on
@@ -825,12 +865,26 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
             target.status, target.closed_at = "open", None
     target.last_activity_at = now
     target.updated_at = now
-    if source is not None and message.direction == "in" and message.author_contact_id is not None:
-        _event(session, tenant_id, "message_moved", "contact", message.author_contact_id,
-               conversation_id=target.id, message_id=message.id, from_conversation_id=source,
-               reference=target.reference)
+    notice = None
+    if source is not None and customer and author is not None and target.contact_id is not None \
+            and lookup.live_contact(target.contact_id) == author:
+        notice = author
+        _event(session, tenant_id, "message_moved", "contact", author, conversation_id=target.id,
+               message_id=message.id, from_conversation_id=source, reference=target.reference)
     session.flush()
-    return Moved(message.id, source, target.id, new, message.author_contact_id)
+    emptied = source is not None and _empty(session, source, now)
+    return Moved(message.id, source, target.id, new, message.author_contact_id, notice, emptied)
+
+
+def _empty(session: Session, conversation_id: int, now: datetime) -> bool:
+    """Close a conversation that has no message left, flagged ``emptied_by_move``; True if it was empty."""
+    if session.scalar(select(func.count()).select_from(Message).where(Message.conversation_id == conversation_id)):
+        return False
+    conv = session.get_one(Conversation, conversation_id)
+    conv.status, conv.closed_at, conv.updated_at = "closed", now, now
+    conv.flags = sorted({*(conv.flags or ()), EMPTIED_BY_MOVE})
+    session.flush()
+    return True
 
 
 def mark_read(session: Session, message_row: int, read: bool = True) -> None:
@@ -930,6 +984,7 @@ class MessageView:
     forward: dict | None = None
     forwarded_by: str | None = None
     suggestions: tuple[int, ...] = ()
+    similar_contacts: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -987,7 +1042,7 @@ def _view(m: Message) -> MessageView:
         m.author_user_id, m.subject, _aware(m.sent_at), _aware(m.created_at), m.message_id, tuple(m.in_reply_to or ()),
         tuple(m.references or ()), m.reply_text, m.text, tuple(m.flags or ()), m.matched_via, m.is_read,
         m.is_answered, tuple(m.attachments or ()), m.inbound_id, m.forward, m.forwarded_by,
-        tuple(m.suggestions or ()))
+        tuple(m.suggestions or ()), tuple(m.similar_contacts or ()))
 
 
 def list_conversations(session: Session, tenant: str, *, status: str | None = None,

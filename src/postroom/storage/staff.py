@@ -1,15 +1,21 @@
-"""Staff verbs: users (name, e-mail, signature) and teams of a tenant."""
+"""Staff verbs: users (name, e-mail, signature) and teams of a tenant.
+
+A deactivated user stays (their messages keep an author) but is no longer
+staff: never assigned, cannot reply, and their address is trusted neither as
+a participant nor for forwards (``active_addresses``, cached per tenant and
+dropped by ``tenant_changed`` on every change here).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
-from postroom.storage.tables import StaffUser, Team, TeamMember, Tenant
+from postroom.storage.tables import Conversation, StaffUser, Team, TeamMember, Tenant
 from postroom.storage.tenants import TenantCache, tenant_changed
 
 
@@ -32,6 +38,15 @@ class TeamInfo:
     name: str
     email: str | None
     members: tuple[int, ...]
+    member_emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Deactivated:
+    """A deactivated user and the conversations they were responsible for, now unassigned."""
+
+    user: StaffUserInfo
+    unassigned: tuple[int, ...]
 
 
 def _tenant_id(session: Session, tenant: str | int) -> int:
@@ -118,10 +133,35 @@ def active_addresses(session: Session, tenant_id: int) -> frozenset[str]:
     return _active_addresses.get(session, tenant_id)
 
 
+def deactivate_user(session: Session, tenant: str | int, email: str) -> Deactivated:
+    """Make a staff user inactive and unassign their conversations that are not closed.
+
+    Left assigned, those conversations would wait for someone who no longer
+    answers; unassigned, they fall back to their team or the tenant.
+    """
+    tenant_id = _tenant_id(session, tenant)
+    user = session.scalar(select(StaffUser).where(StaffUser.tenant_id == tenant_id,
+                                                  StaffUser.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"no staff user {email} in this tenant; list them with: postroom user list TENANT")
+    user.active = False
+    owned = tuple(session.scalars(select(Conversation.id).where(
+        Conversation.tenant_id == tenant_id, Conversation.responsible_user_id == user.id,
+        Conversation.status != "closed").order_by(Conversation.id)))
+    if owned:
+        session.execute(update(Conversation).where(Conversation.id.in_(owned)).values(responsible_user_id=None))
+    session.flush()
+    tenant_changed(session, tenant_id)
+    return Deactivated(_info(session, user), owned)
+
+
 def add_team(session: Session, tenant: str | int, name: str, *, email: str | None = None,
              members: tuple[int, ...] = ()) -> TeamInfo:
     tenant_id = _tenant_id(session, tenant)
-    team = Team(tenant_id=tenant_id, name=name.strip(), email=email)
+    name = " ".join(name.split())
+    if not name or len(name) > 200:
+        raise PostroomError("a team name needs 1 to 200 characters")
+    team = Team(tenant_id=tenant_id, name=name, email=email)
     try:
         with session.begin_nested():
             session.add(team)
@@ -130,6 +170,7 @@ def add_team(session: Session, tenant: str | int, name: str, *, email: str | Non
         raise PostroomError(f"a team {name!r} already exists for this tenant") from exc
     for user_id in members:
         add_team_member(session, team.id, user_id)
+    tenant_changed(session, tenant_id)
     return get_team(session, team.id)
 
 
@@ -142,13 +183,44 @@ def add_team_member(session: Session, team_id: int, user_id: int) -> None:
         session.flush()
 
 
+def remove_team_member(session: Session, team_id: int, user_id: int) -> bool:
+    """True when the user was a member."""
+    removed = session.execute(delete(TeamMember).where(TeamMember.team_id == team_id, TeamMember.user_id == user_id))
+    session.flush()
+    return bool(removed.rowcount)
+
+
 def get_team(session: Session, team_id: int) -> TeamInfo:
     team = session.get(Team, team_id)
     if team is None:
         raise NotFound(f"no team {team_id}")
-    members = tuple(session.scalars(select(TeamMember.user_id).where(TeamMember.team_id == team_id)
-                                    .order_by(TeamMember.user_id)))
-    return TeamInfo(team.id, team.tenant_id, team.name, team.email, members)
+    rows = session.execute(select(TeamMember.user_id, StaffUser.email)
+                           .join(StaffUser, StaffUser.id == TeamMember.user_id)
+                           .where(TeamMember.team_id == team_id).order_by(StaffUser.email)).all()
+    return TeamInfo(team.id, team.tenant_id, team.name, team.email, tuple(r[0] for r in rows),
+                    tuple(r[1] for r in rows))
+
+
+def list_teams(session: Session, tenant: str | int) -> list[TeamInfo]:
+    tenant_id = _tenant_id(session, tenant)
+    ids = session.scalars(select(Team.id).where(Team.tenant_id == tenant_id).order_by(Team.name))
+    return [get_team(session, team_id) for team_id in ids]
+
+
+def named_team(session: Session, tenant: str | int, name: str) -> TeamInfo:
+    """The team called ``name``, NotFound saying how to create it."""
+    found = team_by_name(session, tenant, " ".join(name.split()))
+    if found is None:
+        raise NotFound(f"no team {name!r} in this tenant; create it with: postroom team add TENANT {name!r}")
+    return found
+
+
+def named_user(session: Session, tenant: str | int, email: str) -> StaffUserInfo:
+    found = user_by_email(session, tenant, email)
+    if found is None:
+        raise NotFound(f"no staff user {email} in this tenant; add one with: postroom user add TENANT "
+                       f"--email {email} --name NAME")
+    return found
 
 
 def team_by_name(session: Session, tenant: str | int, name: str) -> TeamInfo | None:

@@ -1,7 +1,8 @@
 """Where a message belongs: the ordered matching steps over a ``ConversationLookup``.
 
 Each step is a plain function ``step(inp, ctx) -> ThreadMatch | None``; the
-first answer wins. The order is the issue's: reply token, Message-ID chain,
+first answer wins. A blocked sender goes to the unsorted inbox before any
+step looks at what the message claims. Then the issue's order: reply token, Message-ID chain,
 reference tag, subject heuristic, then a new conversation (or the tenant's
 unsorted inbox for what must never create one). Forwards sent to ``inbox@``
 go to the unsorted inbox right after the token step, with suggestions.
@@ -22,7 +23,7 @@ from postroom.model import ParsedMessage
 from postroom.threading import references as refs
 from postroom.threading import subjects, tokens
 from postroom.threading.policy import ThreadingPolicy
-from postroom.threading.trust import FOREIGN
+from postroom.threading.trust import BLOCKED, FOREIGN
 
 Destination = Literal["conversation", "new", "inbox"]
 MAX_SUGGESTIONS = 5
@@ -84,6 +85,10 @@ class ConversationLookup(Protocol):
 
     def has_written(self, conversation_id: int, address: str) -> bool:
         """True when ``address`` wrote a message of the conversation that no trust flag marks (``trust.vouched``)."""
+        ...
+
+    def is_blocked(self, address: str) -> bool:
+        """True when the tenant blocked this address (a conversation of its contact was marked spam)."""
         ...
 
 
@@ -211,6 +216,17 @@ def _join(inp: MatchInput, ctx: MatchContext, conversation: ConversationRef, via
         found = _inbox(inp, ctx, via, (FOREIGN,))
         return replace(found, suggestions=tuple(dict.fromkeys((conversation.id, *found.suggestions)))[:MAX_SUGGESTIONS])
     return _attach(ctx, conversation.id, via, matched=matched, flags=(FOREIGN,), token_contact_id=token_contact_id)
+
+
+def blocked(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
+    """0. A blocked sender never opens or joins a conversation, whatever token or header it shows.
+
+    No suggestions either: staff marked this sender's conversation spam, the
+    message waits in the inbox flagged ``blocked`` in case that was a mistake.
+    """
+    if inp.sender and ctx.lookup.is_blocked(inp.sender):
+        return ThreadMatch("inbox", "blocked", None, ctx.contact_id, None, (BLOCKED,))
+    return None
 
 
 def by_token(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
@@ -343,7 +359,7 @@ def suggest(inp: MatchInput, ctx: MatchContext) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ranked))[:MAX_SUGGESTIONS]
 
 
-STEPS: tuple[Step, ...] = (by_token, forward_to_inbox, by_message_ids, by_reference_tag, by_subject)
+STEPS: tuple[Step, ...] = (blocked, by_token, forward_to_inbox, by_message_ids, by_reference_tag, by_subject)
 
 
 def match(inp: MatchInput, lookup: ConversationLookup, *, secret: bytes,

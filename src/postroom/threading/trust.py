@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 FOREIGN = "foreign_sender"
+BLOCKED = "blocked"  # the sender's address is blocked for the tenant (a conversation of theirs was marked spam)
 # Flags that mean a message's author was not proven to belong where the message is, or that nobody wrote it:
 # such a message makes no one a participant and is never quoted back to a customer.
-UNTRUSTED_FLAGS = frozenset({FOREIGN, "forged_token", "token_unknown_conversation", "quarantine", "auto_reply",
-                             "bounce", "loop"})
+UNTRUSTED_FLAGS = frozenset({FOREIGN, BLOCKED, "forged_token", "token_unknown_conversation", "quarantine",
+                             "auto_reply", "bounce", "loop"})
 
 
 def vouched(flags: Iterable[str]) -> bool:

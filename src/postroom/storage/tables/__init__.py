@@ -7,6 +7,7 @@ from postroom.storage.tables.apikeys import ApiKey
 from postroom.storage.tables.base import Base, utcnow
 from postroom.storage.tables.blobs import BlobData
 from postroom.storage.tables.conversations import (
+    BlockedAddress,
     Contact,
     ContactAddress,
     Conversation,
@@ -22,6 +23,6 @@ from postroom.storage.tables.inbound import InboundMessage
 from postroom.storage.tables.outbound import OutboundAttempt, OutboundMessage, OutboundRecipient
 from postroom.storage.tables.tenants import Tenant, TenantAlias, TenantDomain
 
-__all__ = ["ApiKey", "Base", "BlobData", "Contact", "ContactAddress", "Conversation", "Message", "MessageBounce",
+__all__ = ["ApiKey", "Base", "BlobData", "BlockedAddress", "Contact", "ContactAddress", "Conversation", "Message", "MessageBounce",
            "NotificationEvent", "OutboundAttempt", "OutboundMessage", "OutboundRecipient", "StaffUser", "Team",
            "TeamMember", "ThreadRef", "InboundMessage", "Tenant", "TenantAlias", "TenantDomain", "utcnow"]

@@ -60,6 +60,8 @@ class Contact(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     unit_ref: Mapped[str | None] = mapped_column(String(200), default=None)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), default=None)
+    channel: Mapped[str] = mapped_column(String(10), default="email", server_default="email")  # email | portal
+    locale: Mapped[str | None] = mapped_column(String(16), default=None)  # None: the tenant's
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -74,6 +76,20 @@ class ContactAddress(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     address: Mapped[str] = mapped_column(String(320))
     primary: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BlockedAddress(Base):
+    """An address whose mail goes to the unsorted inbox flagged ``blocked`` (set by marking a conversation spam)."""
+
+    __tablename__ = "blocked_addresses"
+    __table_args__ = (UniqueConstraint("tenant_id", "address"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"),
+                                                        default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Conversation(Base):
@@ -163,6 +179,8 @@ class Message(Base):
     forward: Mapped[dict | None] = mapped_column(default=None)
     forwarded_by: Mapped[str | None] = mapped_column(String(320), default=None)
     suggestions: Mapped[list] = mapped_column(default=list)
+    # other contacts with the sender's display name, when the sender's address was new: [{contact_id, address}]
+    similar_contacts: Mapped[list | None] = mapped_column(default=None)
 
 
 class ThreadRef(Base):
