@@ -61,7 +61,7 @@ def test_a_raw_8bit_message_id_is_stored_and_the_message_done(service: Service, 
     client.sendmail("jean@example.com", ["inbox@acme.mail.test"], RAW_8BIT)
     [row] = wait_until(lambda: [r for r in _rows(app) if r.status not in ("pending", "processing", "retrying")]
                        or None)
-    assert (row.status, row.attempts) == ("done", 1)
+    assert (row.status, row.attempts) == ("done", 1), row.last_error
     assert row.message_id == "<caf\ufffd\ufffd\ufffd@example.com>"
     with app.session() as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 1

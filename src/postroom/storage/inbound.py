@@ -31,7 +31,7 @@ TERMINAL = ("done", "failed", "parse_failed", "rejected", "discarded", "dropped"
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 TEXT_COLUMNS = ("message_id", "subject", "sender")
-JSON_COLUMNS = ("parsed", "auth_results", "routing")
+JSON_COLUMNS = ("auth_results", "routing")  # ``parsed`` is built from a ParsedMessage the flow made storable
 _LIMITS = {"message_id": 998, "sender": 512, "last_error": ERROR_LIMIT}
 
 
