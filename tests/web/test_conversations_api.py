@@ -75,7 +75,7 @@ ROW_ROUTES: list[tuple[str, str, dict]] = [
     ("GET", "/api/v1/messages/{message_id}", {}),
     ("POST", "/api/v1/messages/{message_id}/read", {"json": {"read": False}}),
     ("GET", "/api/v1/messages/{message_id}/attachments/{index}", {}),
-    ("POST", "/api/v1/messages/{message_id}/move", {"json": {"conversation_id": "{other}"}}),
+    ("POST", "/api/v1/messages/{message_id}/move", {"json": {"conversation_id": "{other}", "force": True}}),
 ]
 # Routes over the tenant's rows as a whole (lists, bulk changes): checked by test_lists_and_bulk_stay_in_tenant.
 TENANT_WIDE = {("GET", "/api/v1/conversations"), ("POST", "/api/v1/conversations/bulk"),
@@ -102,11 +102,12 @@ def requests_for(ids: dict[str, int]) -> list[tuple[str, str, str, dict]]:
 
 def test_every_tenant_route_is_isolation_tested(client: TestClient) -> None:
     """A new tenant route must be added to one of the tables above (or to test_tenant_api's)."""
+    from .test_people_api import PEOPLE_COVERED
     from .test_tenant_api import ISOLATION, LISTS
 
     tenant_routes = {(m.upper(), p) for p, ops in client.get("/openapi.json").json()["paths"].items()
                      for m, op in ops.items() if {"TenantKey": []} in op.get("security", [])}
-    covered = {(m, t) for m, t, _ in ROW_ROUTES} | TENANT_WIDE | NO_ROWS | set(ISOLATION) | set(LISTS)
+    covered = {(m, t) for m, t, _ in ROW_ROUTES} | TENANT_WIDE | NO_ROWS | set(ISOLATION) | set(LISTS) | PEOPLE_COVERED
     assert tenant_routes == covered
 
 

@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "postroom.cli.apikey",
     "postroom.cli.conversations",
     "postroom.cli.outbound",
+    "postroom.cli.team",
+    "postroom.cli.contact",
 )
 
 

@@ -6,7 +6,9 @@ import click
 
 from postroom.cli.common import age, echo_json, echo_table, open_app
 from postroom.errors import PostroomError
-from postroom.storage import conversations
+from postroom.outbound import actions
+from postroom.queue import wakeup
+from postroom.storage import blocks, conversations
 from postroom.storage.tables.conversations import STATUSES
 from postroom.storage.tenants import get_tenant
 
@@ -18,7 +20,7 @@ def register(group: click.Group) -> None:
 
 @click.group("conversations")
 def conversations_group() -> None:
-    """Conversations: list, show, dump for scoring, auto-close, threading settings."""
+    """Conversations: list, show, dump for scoring, auto-close, spam, threading settings."""
 
 
 @conversations_group.command("list")
@@ -97,6 +99,36 @@ def autoclose(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"{total} conversation(s) closed")
 
 
+@conversations_group.command("spam")
+@click.argument("conversation_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def spam(ctx: click.Context, conversation_id: int, as_json: bool) -> None:
+    """Mark a conversation spam: close it and block its contact's addresses for the tenant."""
+    with open_app(ctx).session() as session:
+        change = blocks.mark_spam(session, conversation_id)
+    if as_json:
+        echo_json(change)
+        return
+    blocked = ", ".join(change.addresses) or "no new address"
+    click.echo(f"conversation {change.conversation_id} marked spam and closed; blocked: {blocked}")
+
+
+@conversations_group.command("unspam")
+@click.argument("conversation_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def unspam(ctx: click.Context, conversation_id: int, as_json: bool) -> None:
+    """Undo spam: reopen the conversation and unblock its contact's addresses."""
+    with open_app(ctx).session() as session:
+        change = blocks.unmark_spam(session, conversation_id)
+    if as_json:
+        echo_json(change)
+        return
+    lifted = ", ".join(change.addresses) or "no address was blocked"
+    click.echo(f"conversation {change.conversation_id} is {change.status}; unblocked: {lifted}")
+
+
 def _on_off(value: str | None) -> bool | None:
     return None if value is None else value == "on"
 
@@ -168,9 +200,15 @@ def inbox_list(ctx: click.Context, tenant: str, limit: int, as_json: bool) -> No
     if not found:
         click.echo("the unsorted inbox is empty")
         return
-    echo_table(["ID", "AGE", "VIA", "FROM", "SUBJECT", "FLAGS", "SUGGESTED"],
+    echo_table(["ID", "AGE", "VIA", "FROM", "SUBJECT", "FLAGS", "SUGGESTED", "NOTE"],
                [(m.id, age(m.created_at), m.matched_via, m.author_email or "-", m.subject[:40],
-                 ",".join(m.flags) or "-", " ".join(map(str, m.suggestions)) or "-") for m in found])
+                 ",".join(m.flags) or "-", " ".join(map(str, m.suggestions)) or "-", similar_note(m) or "-")
+                for m in found])
+
+
+def similar_note(message: conversations.MessageView) -> str:
+    """'same name as contact 12 (jean@old.example)': the sender's address is new, its display name is not."""
+    return "; ".join(f"same name as contact {s['contact_id']} ({s['address']})" for s in message.similar_contacts)
 
 
 @inbox.command("move")
@@ -180,28 +218,39 @@ def inbox_list(ctx: click.Context, tenant: str, limit: int, as_json: bool) -> No
 @click.option("--author", default=None, help="Correct the author's e-mail address (e.g. a wrongly recovered forward).")
 @click.option("--author-name", default=None)
 @click.option("--tenant", default=None, help="Needed when MESSAGE is a Message-ID header value.")
+@click.option("--force", is_flag=True, help="Move a customer's message into a conversation of another contact.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def inbox_move(ctx: click.Context, message: str, to_conversation: int | None, new: bool, author: str | None,
-               author_name: str | None, tenant: str | None, as_json: bool) -> None:
-    """Move MESSAGE (a message id, or a Message-ID with --tenant) into a conversation or a new one."""
+               author_name: str | None, tenant: str | None, force: bool, as_json: bool) -> None:
+    """Move MESSAGE (a message id, or a Message-ID with --tenant) into a conversation or a new one.
+
+    A customer moved between their own conversations gets a notice (template move_notice) on their channel.
+    """
     if new == (to_conversation is not None):
         raise click.UsageError("give either --to CONVERSATION_ID or --new")
     app = open_app(ctx)
-    with app.session() as session:
-        if message.isdigit():
-            row = int(message)
-        else:
-            if not tenant:
-                raise click.UsageError("a Message-ID needs --tenant")
+    if message.isdigit():
+        row = int(message)
+    else:
+        if not tenant:
+            raise click.UsageError("a Message-ID needs --tenant")
+        with app.session() as session:
             found = conversations.message_row_by_header(session, get_tenant(session, tenant).id, message)
-            if found is None:
-                raise PostroomError(f"no message {message} for tenant {tenant}")
-            row = found
-        moved = conversations.move_message(session, row, to_conversation_id=to_conversation, new=new,
-                                           author_email=author, author_name=author_name)
+        if found is None:
+            raise PostroomError(f"no message {message} for tenant {tenant}")
+        row = found
+    done = actions.move(app, row, to_conversation_id=to_conversation, new=new, force=force, author_email=author,
+                        author_name=author_name)
+    heard = wakeup.wake(app, outbound=[done.notice.id]) if done.notice is not None else True
+    moved = done.moved
     if as_json:
-        echo_json(moved)
+        echo_json({**vars(moved), "notice_outbound_id": done.notice.id if done.notice else None})
         return
     what = "new conversation" if moved.created_conversation else "conversation"
     click.echo(f"message {moved.message_id} moved to {what} {moved.to_conversation_id}")
+    if done.notice is not None:
+        queued = "queued" if heard else "queued (no postroom serve is running: sent when it starts)"
+        click.echo(f"notice to the customer: outbound {done.notice.id} {queued}")
+    if moved.emptied:
+        click.echo(f"conversation {moved.from_conversation_id} has no message left: closed, flagged emptied_by_move")

@@ -89,16 +89,18 @@ def user_list(ctx: click.Context, tenant: str, as_json: bool) -> None:
 @click.option("--text", "text_file", required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               help="File with the reply text ('-' for stdin).")
 @click.option("--attach", "attach", multiple=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--portal", is_flag=True, help="Send as a portal notification instead of e-mail.")
+@click.option("--portal/--email", "portal", default=None,
+              help="Send as a portal notification or as e-mail (default: the contact's channel).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def reply(ctx: click.Context, conversation_id: int, staff_email: str, text_file: str, attach: tuple[str, ...],
-          portal: bool, as_json: bool) -> None:
+          portal: bool | None, as_json: bool) -> None:
     """Queue a staff reply to the conversation's customer."""
     app = open_app(ctx)
     waker = _Waker(app)
     queued = actions.reply(app, conversation_id, staff_email, _read(text_file),
-                           attachments=compose.attach_paths(app, attach), channel="portal" if portal else "email",
+                           attachments=compose.attach_paths(app, attach),
+                           channel=None if portal is None else "portal" if portal else "email",
                            dispatch=waker)
     if as_json:
         echo_json({"message": queued.message_row, "outbound": queued.outbound})

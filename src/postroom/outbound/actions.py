@@ -3,7 +3,9 @@
 ``reply`` stores the staff message and its outbound row in one transaction
 (the message's Message-ID is the outbound Message-ID, so bounces and the
 customer's answer find it), then hands the id to the queue. ``note`` stores
-an internal note and sends nothing. Contexts are built here from public
+an internal note and sends nothing. Everything written to a contact goes on
+the contact's channel (email or portal) unless the caller names one, in the
+contact's language (else the tenant's), and never to a blocked address. Contexts are built here from public
 messages only: notes, status, assignee and categories never reach a template.
 """
 
@@ -17,16 +19,20 @@ from sqlalchemy.orm import Session
 
 from postroom.app import App
 from postroom.errors import NotFound, PostroomError
-from postroom.outbound import compose
+from postroom.outbound import compose, locale
 from postroom.outbound.compose import Dispatch
 from postroom.outbound.model import AttachmentRef, OutboundContext, Person, QuotedMessage, Staff
-from postroom.storage import conversations, mentions, staff, tenants
+from postroom.storage import blocks, contacts, conversations, mentions, staff, tenants
 from postroom.storage import outbound as outbound_store
 from postroom.storage.outbound import AttemptRecord, OutboundRecord
 from postroom.storage.staff import StaffUserInfo
 from postroom.threading import trust
 
 CHANNELS = ("email", "portal")
+
+
+class Blocked(PostroomError):
+    """The conversation's contact is blocked (spam): nothing may be sent to them."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,14 @@ def conversation_context(session: Session, app: App, conversation_id: int, *, ki
     summary, messages = conversations.get_conversation(session, conversation_id)
     if not summary.contact_email:
         raise PostroomError(f"conversation {conversation_id} has no contact e-mail address to write to")
+    if blocks.is_blocked(session, summary.tenant_id, summary.contact_email):
+        raise Blocked(f"{summary.contact_email} is blocked (a conversation was marked spam); nothing is sent to it "
+                      f"until: postroom conversations unspam ID")
     tenant = next(t for t in tenants.list_tenants(session) if t.id == summary.tenant_id)
     brand = compose.brand(app, tenant)
+    locale = contacts.preferences(session, summary.contact_id)[1]
+    if locale:
+        brand = replace(brand, locale=locale)
     thread = conversations.thread_headers(session, conversation_id)
     author = Staff(user.name, user.email, user.signature_text, user.signature_html or "") if user else None
     ctx = OutboundContext(
@@ -103,10 +115,13 @@ def conversation_context(session: Session, app: App, conversation_id: int, *, ki
 
 
 def reply(app: App, conversation_id: int, staff_email: str, text: str, *,
-          attachments: Iterable[AttachmentRef] = (), channel: str = "email",
+          attachments: Iterable[AttachmentRef] = (), channel: str | None = None,
           dispatch: Dispatch | None = None) -> Queued:
-    """Queue a staff reply to the conversation's contact (e-mail or portal notification)."""
-    if channel not in CHANNELS:
+    """Queue a staff reply to the conversation's contact (e-mail or portal notification).
+
+    ``channel`` None: the contact's preferred channel.
+    """
+    if channel is not None and channel not in CHANNELS:
         raise PostroomError(f"channel {channel!r}: use one of {', '.join(CHANNELS)}")
     if not text.strip():
         raise PostroomError("a reply needs some text")
@@ -114,6 +129,7 @@ def reply(app: App, conversation_id: int, staff_email: str, text: str, *,
     with app.session() as session:
         summary, _ = conversations.get_conversation(session, conversation_id)
         user = _staff_user(session, summary.tenant_id, staff_email)
+        channel = channel or contacts.preferences(session, summary.contact_id)[0]
         ctx, tenant_id = conversation_context(session, app, conversation_id, kind="reply", text=text, user=user,
                                               attachments=refs)
         rendered = compose.render(app, ctx, channel=channel)
@@ -143,19 +159,68 @@ def automatic(app: App, conversation_id: int, *, kind: str, text: str = "", temp
               dispatch: Dispatch | None = None) -> OutboundRecord | None:
     """Queue an acknowledgement (``ack``) or a rule's ``auto_reply`` (``template`` = the rule's template name).
 
-    Returns None while the contact is in a mail loop.
+    Sent on the contact's channel. Returns None while the contact is in a mail
+    loop or blocked.
     """
     if kind not in ("ack", "auto_reply"):
         raise PostroomError(f"automatic mail kind {kind!r}: use ack or auto_reply")
     with app.session() as session:
-        ctx, tenant_id = conversation_context(session, app, conversation_id, kind=kind, text=text)
+        try:
+            ctx, tenant_id = conversation_context(session, app, conversation_id, kind=kind, text=text)
+        except Blocked:
+            return None
         ctx = replace(ctx, template=template)
         if conversations.loop_suppressed(session, conversation_id, ctx.recipient.email):
             return None
-        record = compose.store(session, app, ctx, compose.render(app, ctx), tenant_id=tenant_id)
+        channel = contacts.preferences(session, conversations.get_conversation(session, conversation_id)[0]
+                                       .contact_id)[0]
+        record = compose.store(session, app, ctx, compose.render(app, ctx, channel=channel), tenant_id=tenant_id,
+                               channel=channel)
     if dispatch is not None:
         dispatch([record.id])
     return record
+
+
+@dataclass(frozen=True)
+class MoveDone:
+    """A move and the notice it sent the customer (None: nobody to tell, or the contact is blocked)."""
+
+    moved: conversations.Moved
+    notice: OutboundRecord | None
+
+
+def move(app: App, message_row: int, *, to_conversation_id: int | None = None, new: bool = False,
+         force: bool = False, author_email: str | None = None, author_name: str | None = None,
+         dispatch: Dispatch | None = None) -> MoveDone:
+    """Move a message (``conversations.move_message``) and, in the same transaction, queue the customer's notice.
+
+    The notice (template ``move_notice``, which a tenant can override) goes on
+    the contact's channel in their language, only to the message's author and
+    only when they are the target conversation's contact: it names that
+    conversation, which nobody else may learn of.
+    """
+    with app.session() as session:
+        moved = conversations.move_message(session, message_row, to_conversation_id=to_conversation_id, new=new,
+                                           force=force, author_email=author_email, author_name=author_name)
+        record = _move_notice(session, app, moved) if moved.notice_contact_id is not None else None
+    if record is not None and dispatch is not None:
+        dispatch([record.id])
+    return MoveDone(moved, record)
+
+
+def _move_notice(session: Session, app: App, moved: conversations.Moved) -> OutboundRecord | None:
+    message = conversations.get_message(session, moved.message_id)
+    try:
+        ctx, tenant_id = conversation_context(session, app, moved.to_conversation_id, kind="move_notice")
+    except Blocked:
+        return None
+    t = locale.translator(ctx.tenant.locale)
+    when = message.sent_at or message.created_at
+    ctx = replace(ctx, text=t("move_notice_body", subject=message.subject or "-", date=when.strftime("%Y-%m-%d")),
+                  in_reply_to=message.message_id or ctx.in_reply_to)
+    channel = contacts.preferences(session, moved.notice_contact_id)[0]
+    return compose.store(session, app, ctx, compose.render(app, ctx, channel=channel), tenant_id=tenant_id,
+                         channel=channel)
 
 
 def list_outbound(app: App, *, status: str | None = None, tenant: str | None = None,

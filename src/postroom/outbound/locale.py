@@ -23,6 +23,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "notification_body": "{author} sent you a new message.",
         "open_portal": "Open the conversation",
         "via": "{staff} via {tenant}",
+        "move_notice_subject": "Your message was moved",
+        "move_notice_body": "Your message \"{subject}\" of {date} is now part of this conversation. Please "
+                            "answer this email if you write to us about it again.",
     },
     "fr": {
         "greeting": "Bonjour {name},",
@@ -38,6 +41,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "notification_body": "{author} vous a envoyé un nouveau message.",
         "open_portal": "Ouvrir la conversation",
         "via": "{staff} via {tenant}",
+        "move_notice_subject": "Votre message a été déplacé",
+        "move_notice_body": "Votre message « {subject} » du {date} fait maintenant partie de cette conversation. "
+                            "Répondez à cet e-mail si vous nous écrivez encore à ce sujet.",
     },
     "nl": {
         "greeting": "Beste {name},",
@@ -53,6 +59,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "notification_body": "{author} heeft u een nieuw bericht gestuurd.",
         "open_portal": "Het gesprek openen",
         "via": "{staff} via {tenant}",
+        "move_notice_subject": "Uw bericht is verplaatst",
+        "move_notice_body": "Uw bericht \"{subject}\" van {date} hoort nu bij dit gesprek. Antwoord op deze e-mail "
+                            "als u ons er opnieuw over schrijft.",
     },
     "de": {
         "greeting": "Hallo {name},",
@@ -69,6 +78,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "notification_body": "{author} hat Ihnen eine neue Nachricht geschickt.",
         "open_portal": "Unterhaltung öffnen",
         "via": "{staff} über {tenant}",
+        "move_notice_subject": "Ihre Nachricht wurde verschoben",
+        "move_notice_body": "Ihre Nachricht „{subject}“ vom {date} gehört jetzt zu dieser Unterhaltung. Bitte "
+                            "antworten Sie auf diese E-Mail, wenn Sie uns erneut dazu schreiben.",
     },
 }
 LOCALES = tuple(STRINGS)

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-Kind = Literal["reply", "ack", "auto_reply", "notification"]
+Kind = Literal["reply", "ack", "auto_reply", "notification", "move_notice"]
 Channel = Literal["email", "portal"]
 
-KINDS: tuple[str, ...] = ("reply", "ack", "auto_reply", "notification")
-AUTOMATIC_KINDS = frozenset({"ack", "auto_reply"})
+KINDS: tuple[str, ...] = ("reply", "ack", "auto_reply", "notification", "move_notice")
+AUTOMATIC_KINDS = frozenset({"ack", "auto_reply", "move_notice"})
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ def auto_reply(app: App, session: Session, record: InboundRecord, parsed: Parsed
 
     Sent with a null envelope sender (RFC 3834 3.3: nothing answers or
     bounces back to it) and ``Auto-Submitted: auto-replied`` (set by the
-    renderer for automatic kinds). The template comes from the rule.
+    renderer for automatic kinds). The template comes from the rule, the
+    channel from the recipient's contact (email when they have none).
     """
     template = decision.auto_reply
     if template is None:
@@ -61,17 +62,20 @@ def auto_reply(app: App, session: Session, record: InboundRecord, parsed: Parsed
     try:
         ctx, tenant_id = actions.conversation_context(session, app, conversation_id, kind="auto_reply")
         ctx = replace(ctx, template=template)
+        contact_id = contacts.contact_for_address(session, tenant_id, sender)
         if ctx.recipient.email.lower() != sender:
-            contact_id = contacts.contact_for_address(session, tenant_id, sender)
             name = parsed.sender.name if parsed.sender else ""
             ctx = replace(ctx, recipient=Person(name, sender), reply_address=conversations.reply_address(
                 session, conversation_id, ctx.tenant.domain, contact_id))
-        rendered = replace(compose.render(app, ctx, message_id=_message_id("auto", record, ctx.tenant.domain)),
-                           mail_from="")
+        channel = contacts.preferences(session, contact_id)[0]
+        rendered = replace(compose.render(app, ctx, channel=channel,
+                                          message_id=_message_id("auto", record, ctx.tenant.domain)), mail_from="")
         with session.begin_nested():
-            queued = compose.store(session, app, ctx, rendered, tenant_id=tenant_id)
+            queued = compose.store(session, app, ctx, rendered, tenant_id=tenant_id, channel=channel)
     except IntegrityError:
         return None, "already queued for this message"
+    except actions.Blocked as exc:
+        return None, str(exc)
     except (PostroomError, TemplateError) as exc:
         log.error("inbound %s: auto-reply %r not sent: %s", record.id, template, exc)
         return None, f"cannot render template {template!r}: {exc}"

@@ -60,6 +60,14 @@ def _info(session: Session, contact: Contact) -> ContactInfo:
                        contact.merged_into_id, contact.channel or "email", contact.locale, count or 0)
 
 
+def preferences(session: Session, contact_id: int | None) -> tuple[str, str | None]:
+    """(channel, locale) postroom writes to the contact with; (email, None) without a contact."""
+    if contact_id is None:
+        return "email", None
+    row = session.execute(select(Contact.channel, Contact.locale).where(Contact.id == contact_id)).first()
+    return (row.channel or "email", row.locale) if row else ("email", None)
+
+
 def list_contacts(session: Session, tenant: str, *, merged: bool = False, limit: int = 500) -> list[ContactInfo]:
     """The tenant's contacts, newest first; merged ones only when asked for."""
     tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == tenant.lower()))

@@ -43,8 +43,9 @@ def _check(session: Session, tenant_id: int, changes: dict[str, Any]) -> dict[st
             raise PostroomError(f"a subject needs 1 to {MAX_SUBJECT} characters")
         checked["subject"] = subject
     user = checked.get("responsible_user_id")
-    if user is not None and session.scalar(select(StaffUser.tenant_id).where(StaffUser.id == user)) != tenant_id:
-        raise PostroomError(f"no staff user {user} in this tenant")
+    if user is not None and session.scalar(select(StaffUser.tenant_id).where(
+            StaffUser.id == user, StaffUser.active.is_(True))) != tenant_id:
+        raise PostroomError(f"no active staff user {user} in this tenant")
     team = checked.get("responsible_team_id")
     if team is not None and session.scalar(select(Team.tenant_id).where(Team.id == team)) != tenant_id:
         raise PostroomError(f"no team {team} in this tenant")

@@ -71,7 +71,7 @@ def _assign(session: Session, conv: Conversation, assign: object) -> None:
     kind, value = getattr(assign, "kind", None), str(getattr(assign, "value", ""))
     if kind == "user":
         user = staff.user_by_email(session, conv.tenant_id, value)
-        if user is not None:
+        if user is not None and user.active:  # a deactivated user is never assigned
             conv.responsible_user_id, conv.responsible_team_id = user.id, None
     elif kind == "team":
         team = staff.team_by_name(session, conv.tenant_id, value)

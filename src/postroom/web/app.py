@@ -12,7 +12,17 @@ from postroom.app import App
 from postroom.queue.operations import Dispatch
 from postroom.web import errors
 from postroom.web.limits import Gate
-from postroom.web.routers import console, conversations, health, inbound_api, notifications, operator, replies, rules
+from postroom.web.routers import (
+    console,
+    conversations,
+    health,
+    inbound_api,
+    notifications,
+    operator,
+    people,
+    replies,
+    rules,
+)
 from postroom.web.routers import metrics as metrics_router
 
 DESCRIPTION = """Conversations and mail of one tenant (send its API key as `Authorization: Bearer KEY`),
@@ -29,7 +39,8 @@ def create_app(app: App, dispatch: Dispatch | None = None, dispatch_outbound: Di
     api.state.dispatch_outbound = dispatch_outbound
     api.state.db_metrics = metrics_router.database_registry(app)
     errors.install(api)
-    modules = (health, metrics_router, inbound_api, conversations, replies, notifications, rules, operator, console)
+    modules = (health, metrics_router, inbound_api, conversations, replies, people, notifications, rules, operator,
+               console)
     # outside the NUL check, which reads the body; inside the timing, so 401 and 413 are counted too
     api.add_middleware(Gate, routes=[route for module in modules for route in module.router.routes])
 

@@ -23,6 +23,6 @@ from postroom.storage.tables.inbound import InboundMessage
 from postroom.storage.tables.outbound import OutboundAttempt, OutboundMessage, OutboundRecipient
 from postroom.storage.tables.tenants import Tenant, TenantAlias, TenantDomain
 
-__all__ = ["ApiKey", "Base", "BlobData", "BlockedAddress", "Contact", "ContactAddress", "Conversation", "Message", "MessageBounce",
-           "NotificationEvent", "OutboundAttempt", "OutboundMessage", "OutboundRecipient", "StaffUser", "Team",
-           "TeamMember", "ThreadRef", "InboundMessage", "Tenant", "TenantAlias", "TenantDomain", "utcnow"]
+__all__ = ["ApiKey", "Base", "BlobData", "BlockedAddress", "Contact", "ContactAddress", "Conversation", "Message",
+           "MessageBounce", "NotificationEvent", "OutboundAttempt", "OutboundMessage", "OutboundRecipient", "StaffUser",
+           "Team", "TeamMember", "ThreadRef", "InboundMessage", "Tenant", "TenantAlias", "TenantDomain", "utcnow"]

@@ -18,13 +18,15 @@ from sqlalchemy.orm import Session
 
 from postroom.app import App
 from postroom.errors import NotFound, PostroomError
+from postroom.outbound import actions
+from postroom.outbound.compose import Dispatch
 from postroom.storage import conversation_edits, conversation_search, conversations, inbound, mentions, staff
 from postroom.storage.apikeys import Principal
 from postroom.storage.conversation_search import ConversationFilter
 from postroom.storage.conversations import ConversationSummary, MessageView
 from postroom.web import exports
 from postroom.web.auth import tenant_principal
-from postroom.web.deps import RowId, db_session, get_app
+from postroom.web.deps import RowId, db_session, get_app, get_outbound_dispatch
 from postroom.web.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"], responses=ERROR_RESPONSES)
@@ -50,6 +52,10 @@ class MessageOut(BaseModel):
     is_read: bool
     is_answered: bool
     attachments: list[dict]
+    flags: list[str] = Field(default_factory=list, description="e.g. blocked, foreign_sender, bounce")
+    similar_contacts: list[dict] = Field(
+        default_factory=list, description="The sender's address was new but other contacts have its display name: "
+                                          "[{contact_id, address}] (a hint to merge, never proof)")
 
     @classmethod
     def of(cls, view: MessageView) -> MessageOut:
@@ -134,6 +140,8 @@ class NoteOut(MessageOut):
 class MoveIn(BaseModel):
     conversation_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     new: bool = False
+    force: bool = Field(default=False, description="Confirm moving a customer's message into another contact's "
+                                                   "conversation")
 
     @model_validator(mode="after")
     def one_target(self) -> MoveIn:
@@ -147,6 +155,8 @@ class Moved(BaseModel):
     from_conversation_id: int | None
     to_conversation_id: int
     created_conversation: bool
+    notice_outbound_id: int | None = Field(default=None, description="The notice queued for the customer")
+    emptied: bool = Field(default=False, description="The conversation it left is empty: closed, emptied_by_move")
 
 
 def own_conversation(session: Session, principal: Principal,
@@ -285,14 +295,23 @@ def mark_message_read(message_id: RowId, mark: ReadIn, principal: Principal = De
 
 @router.post("/messages/{message_id}/move", response_model=Moved)
 def move_message(message_id: RowId, move: MoveIn, principal: Principal = Depends(tenant_principal),
-                 session: Session = Depends(db_session)) -> Moved:
-    """Move a message (unsorted or misfiled) into a conversation of the tenant, or into a new one."""
+                 session: Session = Depends(db_session), app: App = Depends(get_app),
+                 dispatch: Dispatch | None = Depends(get_outbound_dispatch)) -> Moved:
+    """Move a message (unsorted or misfiled) into a conversation of the tenant, or into a new one.
+
+    Into another contact's conversation only with ``force``; the customer is
+    told (``move_notice``) when moved between their own conversations.
+    """
     own_message(session, principal, message_id)
     if move.conversation_id is not None:
         own_conversation(session, principal, move.conversation_id)
-    moved = conversations.move_message(session, message_id, to_conversation_id=move.conversation_id, new=move.new)
+    session.commit()  # the move runs in its own transaction: end this one first (SQLite holds the write lock)
+    done = actions.move(app, message_id, to_conversation_id=move.conversation_id, new=move.new, force=move.force,
+                        dispatch=dispatch)
+    moved = done.moved
     return Moved(message_id=moved.message_id, from_conversation_id=moved.from_conversation_id,
-                 to_conversation_id=moved.to_conversation_id, created_conversation=moved.created_conversation)
+                 to_conversation_id=moved.to_conversation_id, created_conversation=moved.created_conversation,
+                 notice_outbound_id=done.notice.id if done.notice else None, emptied=moved.emptied)
 
 
 def content_disposition(filename: str) -> str:
