@@ -20,11 +20,12 @@ from postroom.app import App
 from postroom.budget import ATTEMPTS_EXHAUSTED, ERROR, Budget, OverBudget
 from postroom.errors import ParseFailed
 from postroom.gateway import auth
-from postroom.metrics import message_failed
+from postroom.metrics import message_failed, rule_action_skipped
 from postroom.model import Envelope, ParsedMessage, to_jsonable
 from postroom.outbound import bounces
 from postroom.outbound.compose import Dispatch
-from postroom.rules import RoutingDecision, RuleInput, Ruleset, evaluate, guard_auto_reply, routing, sending
+from postroom.rules import RoutingDecision, RuleInput, Ruleset, directory, evaluate, guard_auto_reply, routing, sending
+from postroom.staff_directory import StaffDirectory
 from postroom.storage import conversations, inbound, staff
 from postroom.storage import routing as routing_store
 from postroom.storage.db import pipeline_connection, pipeline_scope
@@ -97,7 +98,12 @@ def rules_stage(app: App, session: Session, record: InboundRecord, parsed: Parse
         trusted_authserv_ids=app.settings.trusted_authserv_id_list,
     )
     since = datetime.now(UTC) - AUTO_REPLY_PERIOD
-    decision = guard_auto_reply(evaluate(inp, ruleset), inp, lambda address: routing_store.auto_replied_since(
+    decided = evaluate(inp, ruleset)
+    vetted = directory.vet(decided, StaffDirectory(app, session, record.tenant))
+    for warning in vetted.warnings[len(decided.warnings):]:
+        log.warning("inbound %s: %s", record.id, warning)
+        rule_action_skipped()
+    decision = guard_auto_reply(vetted, inp, lambda address: routing_store.auto_replied_since(
         session, record.tenant_id, address, since))
     return Routed(decision, ruleset, inp)
 

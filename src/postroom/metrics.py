@@ -36,6 +36,8 @@ STAGE_SECONDS = Histogram("postroom_stage_seconds", "Time spent in one pipeline 
                           registry=REGISTRY, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 MESSAGES_FAILED = Counter("postroom_messages_failed", "Inbound messages that ended failed, by reason class "
                           "(budget_cpu, budget_memory, attempts_exhausted, error)", ["reason"], registry=REGISTRY)
+RULE_ACTIONS_SKIPPED = Counter("postroom_rule_actions_skipped", "Rule actions skipped at run time: they name a "
+                               "user, team or template the tenant does not have", registry=REGISTRY)
 HTTP_SECONDS = Histogram("postroom_http_request_seconds", "HTTP API request durations", ["method", "route", "code"],
                          registry=REGISTRY)
 
@@ -51,6 +53,10 @@ _failed_sink: list[Callable[[str], None]] = [count_failed]
 def message_failed(reason: str) -> None:
     """Count a message failed for good where ``/metrics`` sees it (see ``relay_failures``)."""
     _failed_sink[0](reason)
+
+
+def rule_action_skipped() -> None:
+    RULE_ACTIONS_SKIPPED.inc()
 
 
 def relay_failures(sink: Callable[[str], None]) -> None:

@@ -195,6 +195,12 @@ def test_rules_validate_test_and_upload(client: TestClient, app: App, keys: dict
     key = {**auth(keys["acme"]), "Content-Type": "application/yaml"}
     good = fixture_bytes("rules/example.yaml")
     bad = fixture_bytes("rules/invalid.yaml")
+    unknown = client.post("/api/v1/rules/validate", content=good, headers=key).json()
+    assert unknown["valid"] is False and [e.split(": ")[0] for e in unknown["errors"]] == \
+        ["rules.yaml:25:23", "rules.yaml:40:23"]  # the tenant has no team finance, no user lead@acme.example
+    with app.session() as session:
+        staff.add_team(session, "acme", "finance")
+        staff.add_user(session, "acme", email="lead@acme.example", name="Lead")
     assert client.post("/api/v1/rules/validate", content=good, headers=key).json()["valid"] is True
     refused = client.post("/api/v1/rules/validate", content=bad, headers=key).json()
     assert refused["valid"] is False and refused["errors"][0].startswith("rules.yaml:")

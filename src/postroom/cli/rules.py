@@ -8,10 +8,12 @@ from typing import IO, Any
 
 import click
 
+from postroom.cli.common import open_app
 from postroom.model import Envelope, to_jsonable
 from postroom.parsing import parse
-from postroom.rules import RoutingDecision, RuleInput, RulesError, evaluate, guard_auto_reply, read_ruleset
+from postroom.rules import RoutingDecision, RuleInput, RulesError, directory, evaluate, guard_auto_reply, read_ruleset
 from postroom.rules.model import Ruleset
+from postroom.staff_directory import StaffDirectory
 
 
 class RulesRefused(click.ClickException):
@@ -37,18 +39,32 @@ def rules_group() -> None:
     """Check routing rules files and see what they do to a message."""
 
 
-def _load(file: Path) -> Ruleset:
+def _load(file: Path, ctx: click.Context, tenant: str | None) -> Ruleset:
+    """The compiled file; with a tenant, also refused when it names a user, team or template the tenant lacks."""
     try:
-        return read_ruleset(file)
+        ruleset = read_ruleset(file)
     except RulesError as exc:
         raise RulesRefused(exc.lines) from None
+    if tenant is not None:
+        app = open_app(ctx)
+        with app.session() as session:
+            missing = directory.problems(ruleset, StaffDirectory(app, session, tenant))
+        if missing:
+            raise RulesRefused(missing)
+    return ruleset
+
+
+TENANT = click.option("--tenant", default=None,
+                      help="Also check the users, teams and templates the rules name against this tenant.")
 
 
 @rules_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def check_command(file: Path) -> None:
+@TENANT
+@click.pass_context
+def check_command(ctx: click.Context, file: Path, tenant: str | None) -> None:
     """Validate FILE; print every problem as file:line:col and exit 1 if there are any."""
-    ruleset = _load(file)
+    ruleset = _load(file, ctx, tenant)
     click.echo(f"OK {file}: {len(ruleset)} rule{'s' if len(ruleset) != 1 else ''}")
 
 
@@ -61,7 +77,10 @@ def check_command(file: Path) -> None:
 @click.option("--reply", "is_reply", is_flag=True, help="Pretend threading matched a conversation.")
 @click.option("--contact", "contact", multiple=True, metavar="KEY=VALUE", help="Contact attribute, repeatable.")
 @click.option("--language", help="Pretend the message's language is known.")
+@TENANT
+@click.pass_context
 def test_command(
+    ctx: click.Context,
     file: Path,
     message: Path,
     as_json: bool,
@@ -70,9 +89,10 @@ def test_command(
     is_reply: bool,
     contact: tuple[str, ...],
     language: str | None,
+    tenant: str | None,
 ) -> None:
     """Show rule by rule whether FILE's rules match MESSAGE.eml and why, then the resulting actions."""
-    ruleset = _load(file)
+    ruleset = _load(file, ctx, tenant)
     parsed = parse(message.read_bytes())
     if any("=" not in c for c in contact):
         raise click.BadParameter("expected KEY=VALUE", param_hint="--contact")

@@ -142,6 +142,15 @@ class Renderer:
         env.filters.update(paragraphs=paragraphs, quote=quote, filesize=filesize, maildate=maildate)
         return env
 
+    def has_template(self, tenant_slug: str, name: str) -> bool:
+        """True when ``name`` (or its alias) has a text template for this tenant, built in or its own."""
+        name = TEMPLATE_ALIASES.get(name, name)
+        try:
+            self.environment(tenant_slug).get_template(f"{name}.txt.j2")
+        except TemplateNotFound:
+            return False
+        return True
+
     def render(self, ctx: OutboundContext, *, message_id: str | None = None, date: datetime | None = None) -> Rendered:
         """Subject, both parts and the full header set for one message."""
         if ctx.kind not in KINDS:

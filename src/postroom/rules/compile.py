@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -9,7 +10,7 @@ from postroom.rules import actions, schema
 from postroom.rules.bounds import MAX_FILE_BYTES
 from postroom.rules.conditions import PREDICATES, Kind
 from postroom.rules.errors import RulesError
-from postroom.rules.model import Rule, Ruleset
+from postroom.rules.model import Action, Assign, Rule, Ruleset
 from postroom.rules.positions import Located, Path
 from postroom.rules.tree import All, Always, AnyOf, Leaf, Node, Not
 
@@ -29,7 +30,7 @@ def parse_ruleset(text: str, filename: str = "<rules>") -> Ruleset:
             name=rule["name"],
             line=where[path].value.line,
             condition=condition,
-            actions=actions.from_then(rule["then"], rule["name"]),
+            actions=_placed(actions.from_then(rule["then"], rule["name"]), (*path, "then"), where),
             stop=bool(rule["then"].get("stop")),
             enabled=rule["enabled"],
         ))
@@ -47,6 +48,17 @@ def read_ruleset(path: str | FsPath) -> Ruleset:
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError([f"{path}:1:1: cannot read rules file: {exc}"]) from None
     return parse_ruleset(text, str(path))
+
+
+def _placed(found: tuple[Action, ...], then: Path, where: dict[Path, Located]) -> tuple[Action, ...]:
+    """Each action with the line:col of its value, so later checks (the tenant's directory) can point at it."""
+    placed = []
+    for action in found:
+        path: Path = (*then, action.kind)
+        if isinstance(action.value, Assign):
+            path = (*path, action.value.kind)
+        placed.append(dataclasses.replace(action, at=_at(where, path)) if path in where else action)
+    return tuple(placed)
 
 
 def _at(where: dict[Path, Located], path: Path) -> str:

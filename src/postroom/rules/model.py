@@ -42,11 +42,12 @@ ActionValue = str | bool | Assign | Reject | tuple[str, ...]
 
 @dataclass(frozen=True)
 class Action:
-    """One action of one rule, e.g. ``Action("category", "Finance", "Invoices")``."""
+    """One action of one rule, e.g. ``Action("category", "Finance", "Invoices")``; ``at`` is its line:col."""
 
     kind: str
     value: ActionValue
     rule: str
+    at: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

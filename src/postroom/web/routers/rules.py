@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field
 from postroom.app import App
 from postroom.model import Envelope, to_jsonable
 from postroom.parsing import parse
-from postroom.rules import RuleInput, RulesError, Ruleset, evaluate, guard_auto_reply, parse_ruleset
+from postroom.rules import RuleInput, RulesError, Ruleset, directory, evaluate, guard_auto_reply, parse_ruleset
 from postroom.rules.loader import RuleBook
+from postroom.staff_directory import StaffDirectory
 from postroom.storage.apikeys import Principal
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import get_app
@@ -68,28 +69,40 @@ def _compile(text: str) -> Ruleset:
         raise RulesError([f"rules.yaml: not readable as YAML: {exc}".replace("\n", " ")]) from exc
 
 
-def _validate(text: str) -> Validation:
+def _vetted(text: str, app: App, tenant: str) -> Ruleset:
+    """The compiled rules, refused (RulesError) when they name a user, team or template the tenant lacks."""
+    ruleset = _compile(text)
+    with app.session() as session:
+        missing = directory.problems(ruleset, StaffDirectory(app, session, tenant))
+    if missing:
+        raise RulesError(missing)
+    return ruleset
+
+
+def _validate(text: str, app: App, tenant: str) -> Validation:
     try:
         with _slot():
-            ruleset = _compile(text)
+            ruleset = _vetted(text, app, tenant)
     except RulesError as exc:
         return Validation(valid=False, errors=exc.lines)
     return Validation(valid=True, rules=len(ruleset))
 
 
 @router.post("/validate", response_model=Validation)
-def validate(text: str = YamlBody, principal: Principal = Depends(tenant_principal)) -> Validation:
-    """Check a rule set; every problem comes back as ``file:line:col: message``."""
-    return _validate(text)
+def validate(text: str = YamlBody, principal: Principal = Depends(tenant_principal),
+             app: App = Depends(get_app)) -> Validation:
+    """Check a rule set against the tenant; every problem comes back as ``file:line:col: message``."""
+    return _validate(text, app, principal.tenant)
 
 
 @router.post("/test", response_model=dict[str, Any])
 @takes_upload
-def test(request: RulesTest, principal: Principal = Depends(tenant_principal)) -> dict[str, Any]:
+def test(request: RulesTest, principal: Principal = Depends(tenant_principal),
+         app: App = Depends(get_app)) -> dict[str, Any]:
     """Route a message through a rule set and show, rule by rule, what matched and why."""
     with _slot():
         try:
-            ruleset = _compile(request.rules)
+            ruleset = _vetted(request.rules, app, principal.tenant)
         except RulesError as exc:
             return {"valid": False, "errors": exc.lines}
         parsed = parse(request.message.encode("utf-8", "surrogateescape"))
@@ -105,7 +118,7 @@ def test(request: RulesTest, principal: Principal = Depends(tenant_principal)) -
 def upload(text: str = YamlBody, principal: Principal = Depends(tenant_principal),
            app: App = Depends(get_app)) -> Validation:
     """Replace the tenant's rules, only if they validate (the pipeline reloads them on change)."""
-    result = _validate(text)
+    result = _validate(text, app, principal.tenant)
     if result.valid:
         path = RuleBook(app.settings.resolved_rules_dir).path_for(principal.tenant)
         path.parent.mkdir(parents=True, exist_ok=True)
