@@ -22,16 +22,21 @@ selection are done directly:
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import email
+import email.base64mime
 import email.errors
 import email.header
 import email.policy
+import email.quoprimime
 import email.utils
 import re
 from email.message import Message
 
 from charset_normalizer import from_bytes
+
+from postroom.parsing import limits
 
 #: Declared charsets that are, in practice, windows-1252 when C1 bytes occur.
 _LATIN1_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "iso_8859-1", "us-ascii", "ascii"}
@@ -59,14 +64,41 @@ codecs.register_error("postroom-cp1252", _cp1252_fallback)
 class _Part(Message):
     """A compat32 Message that works its content type out once: the feed parser and this stage ask
     each part ~20 times, and each answer re-scans the part's header fields. Whatever changes the
-    fields or the default type forgets the answer."""
+    fields or the default type forgets the answer.
+
+    It also bounds the cost of hostile structure: a multipart or message part nested deeper than
+    ``MAX_MIME_DEPTH`` reads as ``application/octet-stream`` (the feed parser then keeps its content
+    as one opaque leaf instead of recursing, and checks every line against every open boundary), and
+    parameters are split in linear time (the stdlib re-slices the header for every parameter)."""
 
     _ctype: str | None = None
+    _depth = 0
+    depth_capped = False
+
+    def attach(self, payload) -> None:
+        if isinstance(payload, _Part):
+            payload._depth = self._depth + 1
+        super().attach(payload)
 
     def get_content_type(self) -> str:
         if self._ctype is None:
-            self._ctype = super().get_content_type()
+            found = super().get_content_type()
+            self.depth_capped = self._depth >= limits.MAX_MIME_DEPTH and found.startswith(("multipart/", "message/"))
+            self._ctype = "application/octet-stream" if self.depth_capped else found
         return self._ctype
+
+    def _get_params_preserve(self, failobj, header):
+        value = self.get(header, None)
+        if value is None:
+            return failobj
+        params = []
+        for p in _split_params(str(value)):
+            name, eq, val = p.partition("=")
+            params.append((name.strip(), val.strip()) if eq else (p.strip(), ""))
+        try:
+            return email.utils.decode_params(params)
+        except (TypeError, ValueError):  # RFC 2231 continuations numbered and not, or a 5,000-digit number
+            return email.utils.decode_params(params[:1] + [p for p in params[1:] if "*" not in p[0]])
 
     def set_raw(self, name, value) -> None:
         self._ctype = None
@@ -91,6 +123,31 @@ class _Part(Message):
     def set_default_type(self, ctype) -> None:
         self._ctype = None
         super().set_default_type(ctype)
+
+
+def _split_params(value: str) -> list[str]:
+    """``email.message._parseparam`` in linear time: same pieces, counting quotes incrementally."""
+    plist = []
+    start, size = 0, len(value)
+    while True:
+        end = value.find(";", start)
+        quotes, counted = 0, start
+        while end > start:
+            quotes += value.count('"', counted, end) - value.count('\\"', counted, end)
+            counted = end
+            if quotes % 2 == 0:
+                break
+            end = value.find(";", end + 1)
+        if end < 0:
+            end = size
+        piece = value[start:end]
+        if "=" in piece:
+            i = piece.index("=")
+            piece = piece[:i].strip().lower() + "=" + piece[i + 1 :].strip()
+        plist.append(piece.strip())
+        if end >= size:
+            return plist
+        start = end + 1
 
 
 def load(raw: bytes) -> tuple[Message, bool]:
@@ -128,8 +185,17 @@ def repair_header_block(raw: bytes) -> bytes:
     return b"\n".join(lines) + raw[end:]
 
 
-def _codec(charset: str | None) -> str | None:
-    """A Python codec name for a declared charset, or None if unknown/absent."""
+#: Codec names Python calls text encodings that no mail client means: they raise on ordinary bytes or
+#: decode escape sequences instead of characters.
+_NOT_MAIL_CODECS = {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"}
+
+
+def text_codec(charset: str | None) -> str | None:
+    """The Python codec for a charset name taken from mail, or None when it names no text encoding.
+
+    Every charset a sender writes (part parameter, encoded word) is looked up here: ``codecs.lookup``
+    also knows bytes-to-bytes codecs (hex, base64, zlib, rot13...), which raise on ``bytes.decode``,
+    so those count as unknown charsets and the bytes are repaired as text instead."""
     if not charset:
         return None
     name = charset.strip().strip("\"'").lower()
@@ -137,18 +203,20 @@ def _codec(charset: str | None) -> str | None:
     if not name:
         return None
     try:
-        found = codecs.lookup(name).name
+        info = codecs.lookup(name)
     except (LookupError, ValueError):  # ValueError: a NUL inside the charset name
         return None
-    return _SUPERSETS.get(found, found)
+    if not info._is_text_encoding or info.name in _NOT_MAIL_CODECS:
+        return None
+    return _SUPERSETS.get(info.name, info.name)
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
     """Decode text bytes with the declared charset, repairing common lies."""
-    if not _HIGH_BYTES.search(data) and (charset is None or _codec(charset) in (None, "ascii", "utf-8")):
+    if not _HIGH_BYTES.search(data) and (charset is None or text_codec(charset) in (None, "ascii", "utf-8")):
         return data.decode("ascii", errors="replace")
     declared = (charset or "").strip().strip("\"'").lower()
-    codec = _codec(charset)
+    codec = text_codec(charset)
     if declared in _LATIN1_ALIASES or codec in ("latin-1", "iso8859-1", "ascii"):
         if declared in ("us-ascii", "ascii") and _utf8_ok(data):
             return data.decode("utf-8")
@@ -158,10 +226,13 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     if codec:
         try:
             return data.decode(codec)
-        except UnicodeDecodeError:
+        except UnicodeError:
             if codec == "iso2022_jp":
                 return _iso2022jp_as_cp932(data)
+        try:
             return data.decode(codec, errors="replace")
+        except UnicodeError:  # a codec that fails even with errors="replace" (utf-7 state, ...)
+            pass
     return guess_decode(data)
 
 
@@ -241,13 +312,82 @@ def _decode_header_value(value: str | None) -> str:
     # Outlook and others put encoded words inside quotes and words; split them out.
     spaced = _ENCODED_WORD.sub(lambda m: f" {m.group(0)} ", value)
     try:
-        chunks = email.header.decode_header(spaced)
+        chunks = decode_header(spaced)
     except (ValueError, AssertionError, LookupError, email.errors.HeaderParseError):  # a broken word stays as sent
         return value.strip()
     out = []
     for chunk, charset in chunks:
         out.append(decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk)
     return _SPACES.sub(" ", "".join(out)).strip()
+
+
+_WORD_HEAD = re.compile(r"=\?([^?]*)\?([qQbB])\?")
+
+
+def decode_header(header: str) -> list[tuple[bytes | str, str | None]]:
+    """``email.header.decode_header`` in linear time, same result (and same HeaderParseError).
+
+    The standard library's is quadratic in the number of encoded words (list ``pop(0)``, ``del``
+    and bytes ``+=``), and its word regex rescans a line for every ``=?`` without a closing ``?=``."""
+    if not _has_encoded_word(header):
+        return [(header, None)]
+    words: list[tuple[str, str | None, str | None]] = []
+    for line in header.splitlines():
+        pos, first = 0, True
+        while True:
+            head = _WORD_HEAD.search(line, pos)
+            end = line.find("?=", head.end()) if head else -1
+            unencoded = line[pos:head.start()] if end != -1 else line[pos:]
+            if first:
+                unencoded, first = unencoded.lstrip(), False
+            if unencoded:
+                words.append((unencoded, None, None))
+            if end == -1:
+                break
+            words.append((line[head.end():end], head.group(2).lower(), head.group(1).lower()))
+            pos = end + 2
+    kept = [w for n, w in enumerate(words)
+            if not (0 < n < len(words) - 1 and words[n + 1][1] and words[n - 1][1] and w[0].isspace())]
+    collapsed: list[tuple[bytes, str | None]] = []
+    run: list[bytes] = []
+    last_charset: str | None = None
+    for encoded, encoding, charset in kept:
+        word = _decode_word(encoded, encoding)
+        if run and charset != last_charset:
+            collapsed.append(((b" " if last_charset is None else b"").join(run), last_charset))
+            run = []
+        run.append(word)
+        last_charset = charset
+    collapsed.append(((b" " if last_charset is None else b"").join(run), last_charset))
+    return collapsed
+
+
+def _decode_word(encoded: str, encoding: str | None) -> bytes:
+    if encoding is None:
+        return bytes(encoded, "raw-unicode-escape")
+    if encoding == "q":
+        return bytes(email.quoprimime.header_decode(encoded), "raw-unicode-escape")
+    encoded += "==="[: (4 - len(encoded) % 4) % 4]
+    try:
+        return email.base64mime.decode(encoded)
+    except binascii.Error as exc:
+        raise email.errors.HeaderParseError("Base64 decoding error") from exc
+
+
+def _has_encoded_word(header: str) -> bool:
+    """Whether the stdlib's word regex matches anywhere: a head (whose charset may run over a line
+    break) with ``?=`` after it on its own line. Each line is searched for ``?=`` once."""
+    pos, failed_until = 0, -1
+    while (head := _WORD_HEAD.search(header, pos)) is not None:
+        end = head.end()
+        if end > failed_until:
+            line_end = header.find("\n", end)
+            line_end = len(header) if line_end == -1 else line_end
+            if header.find("?=", end, line_end) != -1:
+                return True
+            failed_until = line_end
+        pos = head.start() + 1
+    return False
 
 
 def header_index(msg: Message) -> dict[str, list[str]]:
@@ -313,13 +453,27 @@ def filename(part: Message, charset_hint: str | None = None) -> str | None:
         return None  # most body parts: skip the stdlib's parameter parsing (called for every leaf)
     if any(has_surrogates(r) for r in raws):
         part = _decoded_params(raws, charset_hint)
+    missing = object()
     try:
-        name = part.get_filename() or part.get_param("name")
+        name = part.get_param("filename", missing, "content-disposition")
+        if name is missing:
+            name = part.get_param("name", missing)
+        name = None if name is missing else collapse_rfc2231(name).strip()
+        name = name or part.get_param("name")
     except (ValueError, IndexError, TypeError, LookupError):
         name = None
     if isinstance(name, tuple):
-        name = email.utils.collapse_rfc2231_value(name)
+        name = collapse_rfc2231(name)
     return decode_header_value(str(name)) if name else None
+
+
+def collapse_rfc2231(value: str | tuple) -> str:
+    """``email.utils.collapse_rfc2231_value`` decoding through :func:`decode_bytes`: the stdlib raises
+    on charset names like ``undefined`` and shows the bytes as Latin-1 for unknown ones."""
+    if not isinstance(value, tuple) or len(value) != 3:
+        return email.utils.unquote(str(value))
+    charset, _, text = value
+    return decode_bytes(bytes(text, "raw-unicode-escape"), charset or "us-ascii")
 
 
 def has_surrogates(value: str) -> bool:
@@ -344,7 +498,7 @@ def charset(part: Message) -> str | None:
     except (ValueError, IndexError):
         return None
     if isinstance(found, tuple):
-        found = email.utils.collapse_rfc2231_value(found)
+        found = collapse_rfc2231(found)
     return found if isinstance(found, str) and found.strip() else None
 
 
@@ -421,8 +575,11 @@ def walk_leaves(msg: Message, into_messages: bool = False):
 
 
 def defects(msg: Message) -> list[str]:
-    """The email package's defects over the whole tree, by class name."""
+    """The email package's defects over the whole tree, by class name, and where nesting was cut."""
     found: list[str] = []
     for part in msg.walk():
         found.extend(type(d).__name__ for d in getattr(part, "defects", []))
+        if content_type(part) and getattr(part, "depth_capped", False):
+            found.append(f"mime-truncated: parts nested deeper than {limits.MAX_MIME_DEPTH} levels kept as one "
+                         "attachment")
     return list(dict.fromkeys(found))
