@@ -99,7 +99,8 @@ def mailer(service: Service) -> Mailer:
 @pytest.fixture
 def run(people_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
     """The real ``postroom`` CLI on the test's database; ``code`` is the exit code expected."""
-    for name in ("data_dir", "database_url", "mail_domain", "outbound_url", "rules_dir"):
+    for name in ("data_dir", "database_url", "mail_domain", "outbound_url", "rules_dir", "broker_url",
+                 "broker_namespace"):
         monkeypatch.setenv(f"POSTROOM_{name.upper()}", str(getattr(people_settings, name)))
 
     def invoke(*args: str, code: int = 0) -> str:

@@ -266,6 +266,9 @@ class SqlLookup:
         return address.lower() in staff.active_addresses(self.session, self.tenant_id)
 
     def has_written(self, conversation_id: int, address: str) -> bool:
+        """A deactivated staff member's past messages were trusted as staff's: they vouch for nothing now."""
+        if address.lower() in staff.inactive_addresses(self.session, self.tenant_id):
+            return False
         rows = core(self.session, _WRITTEN, {"id": conversation_id, "address": address.lower()})
         return any(trust.vouched(flags or ()) for (flags,) in rows)
 

@@ -155,6 +155,21 @@ def deactivate_user(session: Session, tenant: str | int, email: str) -> Deactiva
     return Deactivated(_info(session, user), owned)
 
 
+def _load_inactive_addresses(session: Session, tenant_id: int) -> frozenset[str]:
+    users = StaffUser.__table__.c
+    session.flush()
+    return frozenset(session.connection().execute(
+        select(users.email).where(users.tenant_id == tenant_id, users.active.is_(False))).scalars())
+
+
+_inactive_addresses: TenantCache[frozenset[str]] = TenantCache(_load_inactive_addresses)
+
+
+def inactive_addresses(session: Session, tenant_id: int) -> frozenset[str]:
+    """Addresses of deactivated staff: what they wrote as staff no longer makes them participants."""
+    return _inactive_addresses.get(session, tenant_id)
+
+
 def add_team(session: Session, tenant: str | int, name: str, *, email: str | None = None,
              members: tuple[int, ...] = ()) -> TeamInfo:
     tenant_id = _tenant_id(session, tenant)
