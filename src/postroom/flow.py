@@ -100,9 +100,11 @@ def rules_stage(app: App, session: Session, record: InboundRecord, parsed: Parse
     since = datetime.now(UTC) - AUTO_REPLY_PERIOD
     decided = evaluate(inp, ruleset)
     vetted = directory.vet(decided, StaffDirectory(app, session, record.tenant))
+    for action in decided.actions:
+        if action not in vetted.actions:
+            rule_action_skipped(action.kind)
     for warning in vetted.warnings[len(decided.warnings):]:
         log.warning("inbound %s: %s", record.id, warning)
-        rule_action_skipped()
     decision = guard_auto_reply(vetted, inp, lambda address: routing_store.auto_replied_since(
         session, record.tenant_id, address, since))
     return Routed(decision, ruleset, inp)

@@ -36,8 +36,8 @@ STAGE_SECONDS = Histogram("postroom_stage_seconds", "Time spent in one pipeline 
                           registry=REGISTRY, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 MESSAGES_FAILED = Counter("postroom_messages_failed", "Inbound messages that ended failed, by reason class "
                           "(budget_cpu, budget_memory, attempts_exhausted, error)", ["reason"], registry=REGISTRY)
-RULE_ACTIONS_SKIPPED = Counter("postroom_rule_actions_skipped", "Rule actions skipped at run time: they name a "
-                               "user, team or template the tenant does not have", registry=REGISTRY)
+RULE_ACTIONS_SKIPPED = Counter("postroom_rule_actions_skipped", "Rule actions skipped at run time, by kind: they "
+                               "name a user, team or template the tenant does not have", ["kind"], registry=REGISTRY)
 HTTP_SECONDS = Histogram("postroom_http_request_seconds", "HTTP API request durations", ["method", "route", "code"],
                          registry=REGISTRY)
 
@@ -47,21 +47,36 @@ def count_failed(reason: str) -> None:
     MESSAGES_FAILED.labels(reason).inc()
 
 
-_failed_sink: list[Callable[[str], None]] = [count_failed]
+def count_rule_action_skipped(kind: str) -> None:
+    RULE_ACTIONS_SKIPPED.labels(kind).inc()
+
+
+# Counters whose events can happen in a worker process and must be seen by the serving process's /metrics.
+RELAYED: dict[str, Callable[[str], None]] = {"messages_failed": count_failed,
+                                             "rule_actions_skipped": count_rule_action_skipped}
+
+
+def count_here(name: str, label: str) -> None:
+    """Count one event of a relayed counter on this process's registry."""
+    RELAYED[name](label)
+
+
+_sink: list[Callable[[str, str], None]] = [count_here]
 
 
 def message_failed(reason: str) -> None:
-    """Count a message failed for good where ``/metrics`` sees it (see ``relay_failures``)."""
-    _failed_sink[0](reason)
+    """Count a message failed for good where ``/metrics`` sees it (see ``relay_counts``)."""
+    _sink[0]("messages_failed", reason)
 
 
-def rule_action_skipped() -> None:
-    RULE_ACTIONS_SKIPPED.inc()
+def rule_action_skipped(kind: str) -> None:
+    """Count a rule action skipped at run time (it names something the tenant lacks) where ``/metrics`` sees it."""
+    _sink[0]("rule_actions_skipped", kind)
 
 
-def relay_failures(sink: Callable[[str], None]) -> None:
-    """Send this process's failure counts elsewhere: a worker process relays them to the serving process."""
-    _failed_sink[0] = sink
+def relay_counts(sink: Callable[[str, str], None]) -> None:
+    """Send this process's relayed counts elsewhere: a worker process relays them to the serving process."""
+    _sink[0] = sink
 
 
 def record_stage(stage: str, seconds: float | None, failed: bool) -> None:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 from postroom.app import App
 from postroom.logs import LogContext, configure, inbound_tenant
-from postroom.metrics import StageMetrics, count_failed, record_stage, relay_failures
+from postroom.metrics import StageMetrics, count_here, record_stage, relay_counts
 from postroom.queue.actors import INBOUND_QUEUE, OUTBOUND_QUEUE, Pipeline
 from postroom.queue.broker import make_broker
 from postroom.queue.budget import Enforcer, InFlight, Publisher
@@ -50,7 +50,7 @@ HANDED_KEPT = 64  # ids last handed to each process, re-sent if it dies (finishe
 SUPERVISE_EVERY = 0.25  # seconds between looks at the budgets of the messages being run
 ASK = None  # what a worker process sends for "one more id, please"; a tuple is a metrics observation
 READY = "ready"  # sent once, when the process has opened the database and its broker
-FAILED = "failed"  # (FAILED, reason class): a message failed for good, counted in the serving process
+COUNTED = "counted"  # (COUNTED, counter, label): an event of a relayed counter, counted in the serving process
 
 
 class _Channel:
@@ -78,7 +78,7 @@ def _worker_process(settings: Settings, conn: Connection, table: InFlight) -> No
     broker.add_middleware(LogContext(inbound_tenant(app)))
     finished = _Finished()
     broker.add_middleware(finished)
-    relay_failures(lambda reason: channel.send((FAILED, reason)))
+    relay_counts(lambda name, label: channel.send((COUNTED, name, label)))
     pipeline = Pipeline(app, broker, watch=Publisher(table))
     channel.send(READY)
     pipeline.start_worker(pipeline_threads(settings), {INBOUND_QUEUE})
@@ -230,8 +230,8 @@ class WorkerProcesses:
                 message = child.conn.recv()
                 if message is ASK:
                     child.asking = True
-                elif isinstance(message, tuple) and message[0] == FAILED:
-                    count_failed(message[1])
+                elif isinstance(message, tuple) and message[0] == COUNTED:
+                    count_here(message[1], message[2])
                 elif message != READY:  # a replacement's READY needs no answer
                     record_stage(*message)
         except (EOFError, OSError):
