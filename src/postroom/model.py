@@ -108,6 +108,8 @@ class ParsedMessage:
     size: int = 0
     sender_header: Address | None = None
     auto_submitted: str | None = None
+    #: Fields cut by the parsing stage's cost bounds (postroom.parsing.limits); the raw mail is whole.
+    truncated: tuple[str, ...] = ()
 
     def header(self, name: str) -> str | None:
         """First value of a header, case-insensitive, or None."""

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from postroom.errors import ParseFailed
 from postroom.model import Address, Attachment, AutoReply, Bounce, Forward, ParsedMessage
-from postroom.parsing import addresses, attachments, autoreply, bounces, forwarded, html, mime, trimming
+from postroom.parsing import addresses, attachments, autoreply, bounces, forwarded, html, limits, mime, trimming
 from postroom.parsing.autoreply import is_null_sender
 from postroom.parsing.dates import parse_header_date
 
@@ -25,9 +25,10 @@ __all__ = ["ParseFailed", "is_null_sender", "parse", "parsed_to_json"]
 
 _ID = re.compile(r"<[^<>\s]+>")
 _FOLD = re.compile(r"\r?\n[ \t]")
-_MAX_TRIM = 2_000_000
 _MAX_FORWARD_SCAN = 300_000
 _MAX_DEPTH = 3
+#: References kept: the first (the thread's root) and the most recent ones.
+_MAX_REFERENCES = 1000
 T = TypeVar("T")
 
 
@@ -62,6 +63,7 @@ class _Builder:
         self.raw, self.msg, self.received_at, self.depth = raw, msg, received_at, depth
         self.fields = mime.header_index(msg)
         self.defects: list[str] = mime.defects(msg) + (["repaired-header-block"] if repaired else [])
+        self.truncated: list[str] = ["mime"] if any(d.startswith("mime-truncated") for d in self.defects) else []
 
     def guard(self, step: str, fn: Callable[[], T], default: T) -> T:
         try:
@@ -72,9 +74,21 @@ class _Builder:
             self.defects.append(f"{step}-failed: {type(exc).__name__}: {str(exc)[:200]}")
             return default
 
+    def cut(self, field: str, value: str, limit: int, why: str) -> str:
+        """``value`` cut at ``limit`` characters; a cut is flagged (``truncated`` and ``defects``)."""
+        if len(value) <= limit:
+            return value
+        self.flag(field, f"{why}, cut at {limit} characters")
+        return value[:limit]
+
+    def flag(self, field: str, why: str) -> None:
+        self.truncated.append(field)
+        self.defects.append(f"{field}-truncated: {why}")
+
     def build(self) -> ParsedMessage:
         msg = self.msg
-        subject = self.guard("subject", lambda: self._header("Subject"), "")
+        subject = self.cut("subject", self.guard("subject", lambda: self._header("Subject"), ""),
+                           limits.MAX_HEADER_TEXT, "decoded header")
         date, fallback = self._date()
         sender = self.guard("from", lambda: self._addresses("From"), ())
         if not sender:
@@ -84,8 +98,7 @@ class _Builder:
         text, trim_source = self._texts(text_plain, html_raw)
         cids = html.cid_references(html_raw or "")
         atts = self.guard("attachments", lambda: attachments.collect(msg, cids), ())
-        trimmed = self.guard("trimming", lambda: trimming.trim(trim_source[:_MAX_TRIM]),
-                             trimming.Trimmed(text, "", ""))
+        trimmed = self.guard("trimming", lambda: trimming.trim(trim_source), trimming.Trimmed(text, "", ""))
         bounce = self.guard("bounce", lambda: self._bounce(subject), None)
         forward = None if bounce else self.guard("forward", lambda: self._forward(text, subject, trimmed, atts),
                                                  None)
@@ -101,7 +114,7 @@ class _Builder:
             to=self.guard("to", lambda: self._addresses("To"), ()),
             cc=self.guard("cc", lambda: self._addresses("Cc"), ()),
             text=text,
-            html=self.guard("html", lambda: html.sanitize(html_raw), None) if html_raw else None,
+            html=self._html(html_raw) if html_raw else None,
             reply_text=trimmed.reply,
             quoted_text=trimmed.quoted,
             signature=trimmed.signature,
@@ -109,8 +122,7 @@ class _Builder:
             forward=forward,
             auto_reply=AutoReply(reason) if reason else None,
             bounce=bounce,
-            defects=tuple(dict.fromkeys(self.defects)),
-            headers=tuple((k, mime.decode_header_value(str(v))) for k, v in msg.raw_items()),
+            headers=self._headers(),
             date_is_fallback=fallback,
             list_id=self._header("List-Id") or None,
             authentication_results=tuple(mime.decode_header_value(v)
@@ -118,6 +130,8 @@ class _Builder:
             size=len(self.raw),
             sender_header=next(iter(self.guard("sender", lambda: self._addresses("Sender"), ())), None),
             auto_submitted=self._header("Auto-Submitted") or None,
+            defects=tuple(dict.fromkeys(self.defects)),
+            truncated=tuple(dict.fromkeys(self.truncated)),
         )
 
     def _first(self, name: str) -> str | None:
@@ -139,11 +153,32 @@ class _Builder:
             found = found.replace(tzinfo=UTC)
         return found, False
 
+    def _headers(self) -> tuple[tuple[str, str], ...]:
+        decoded = tuple((k, mime.decode_header_value(str(v)[: 4 * limits.MAX_HEADER_TEXT]))
+                        for k, v in self.msg.raw_items())
+        if all(len(v) <= limits.MAX_HEADER_TEXT for _, v in decoded):
+            return decoded
+        self.flag("headers", f"decoded header values cut at {limits.MAX_HEADER_TEXT} characters")
+        return tuple((k, v[: limits.MAX_HEADER_TEXT]) for k, v in decoded)
+
+    def _html(self, html_raw: str) -> str | None:
+        done = self.guard("html", lambda: html.sanitize_bounded(html_raw), html.Sanitized(None))
+        if done.truncated:
+            self.flag("html", f"sanitised HTML over {limits.derived_limit(len(html_raw))} characters "
+                              f"({limits.DERIVED_RATIO}x its source) cut")
+        if done.flattened:
+            self.defects.append(f"html-flattened: elements nested deeper than {limits.MAX_HTML_DEPTH} unwrapped or "
+                                f"attributes past {limits.MAX_HTML_ATTRIBUTES} per tag dropped before sanitising")
+        return done.html
+
     def _addresses(self, name: str) -> tuple[Address, ...]:
         values = self.fields.get(name.lower())
         if not values:
             return ()
         value = ", ".join(_FOLD.sub(" ", v) for v in values)
+        if len(value) > limits.MAX_ADDRESS_LIST:
+            self.flag(name.lower(), f"address list read from its first {limits.MAX_ADDRESS_LIST} characters")
+            value = value[: limits.MAX_ADDRESS_LIST]
         if mime.has_surrogates(value):
             value = mime.guess_decode(value.encode("utf-8", errors="surrogateescape"))
         value = value.replace("\x00", "\ufffd")
@@ -162,16 +197,26 @@ class _Builder:
 
     def _ids(self, name: str) -> tuple[str, ...]:
         value = " ".join(self.fields.get(name.lower(), ())).replace("\x00", "\ufffd")
-        found = _ID.findall(value) or value.split()
-        return tuple(dict.fromkeys(found))
+        found = tuple(dict.fromkeys(_ID.findall(value) or value.split()))
+        if len(found) <= _MAX_REFERENCES:
+            return found
+        self.flag(name.lower(), f"{len(found)} ids, kept the first and the last {_MAX_REFERENCES - 1}")
+        return found[:1] + found[1 - _MAX_REFERENCES :]
 
     def _texts(self, text_plain: str, html_raw: str | None) -> tuple[str, str]:
         """The plain text (from HTML when there is no text/plain) and the text to trim."""
         text_plain = text_plain.replace("\r\n", "\n")
         if text_plain.strip() or not html_raw:
+            text_plain = self.cut("text", text_plain, limits.MAX_TEXT, "text body")
             return text_plain, text_plain
-        marked = self.guard("html-to-text", lambda: html.to_text(html_raw, mark_quotes=True), "")
-        return trimming.strip_mark(marked), marked
+        rendered = self.guard("html-to-text", lambda: html.render(html_raw, mark_quotes=True), html.Rendered(""))
+        if rendered.truncated:
+            self.flag("text", f"text rendered from HTML over {limits.derived_limit(len(html_raw))} characters "
+                              f"({limits.DERIVED_RATIO}x the HTML) cut")
+        if rendered.quote_depth_capped:
+            self.defects.append(f"quote-depth-capped: quotes nested deeper than {limits.MAX_QUOTE_DEPTH} levels "
+                                f"shown with {limits.MAX_QUOTE_DEPTH} '> ' prefixes")
+        return trimming.strip_mark(rendered.text), rendered.text
 
     def _bounce(self, subject: str) -> Bounce | None:
         return bounces.detect(self.msg, self._first("from") or "", subject)
@@ -214,6 +259,7 @@ def parsed_to_json(parsed: ParsedMessage) -> dict[str, Any]:
         "auto_reply": {"reason": parsed.auto_reply.reason} if parsed.auto_reply else None,
         "bounce": _bounce(parsed.bounce),
         "defects": list(parsed.defects),
+        "truncated": list(parsed.truncated),
         "date_is_fallback": parsed.date_is_fallback,
         "list_id": parsed.list_id,
         "auto_submitted": parsed.auto_submitted,

@@ -19,13 +19,13 @@ import re
 from flanker.addresslib import address as _flanker
 
 from postroom.model import Address
+from postroom.parsing.limits import MAX_ADDRESS_LIST
 
 # flanker's ply lexer/parser log every bad address (the lexer forces INFO on import).
 for _name in ("flanker.addresslib._parser.lexer", "flanker.addresslib._parser.parser", "flanker"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 _ADDR_SPEC = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*")
-_MAX_LIST = 20000
 _DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
 #: One well-formed mailbox and its list separator; a list is a run of these or goes to flanker. A bare
@@ -44,7 +44,7 @@ def parse_list(value: str | None) -> tuple[Address, ...]:
     """Every mailbox found in an address header (decoded text), de-duplicated."""
     if not value or not value.strip():
         return ()
-    value = value[:_MAX_LIST]
+    value = value[:MAX_ADDRESS_LIST]
     if "@" not in value:
         return ()  # no mailbox without an "@" ("undisclosed-recipients:;"): spare flanker's parser (~0.3 ms)
     found = _simple_list(value)

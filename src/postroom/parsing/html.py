@@ -15,9 +15,13 @@ Yahoo ``yahoo_quoted``) are marked so reply trimming can cut there.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 import nh3
+
+from postroom.parsing import limits
 
 #: Line inserted (only when asked) where a client's quoted history starts.
 QUOTE_MARK = "\u2063postroom-quote\u2063"
@@ -68,8 +72,36 @@ def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class Sanitized:
+    html: str | None
+    truncated: bool = False
+    flattened: bool = False
+
+
 def sanitize(html: str) -> str:
     """HTML safe to show in a portal: no scripts, no remote loads but links."""
+    return sanitize_bounded(html).html or ""
+
+
+def sanitize_bounded(html: str, limit: int | None = None) -> Sanitized:
+    """Sanitised HTML at most ``limit`` characters (default: derived from the input's size).
+
+    The input is :func:`flatten`-ed first (html5ever is quadratic in nesting and in attributes).
+    Output over the limit is cut and sanitised again, which closes whatever the cut left open."""
+    limit = limits.derived_limit(len(html)) if limit is None else limit
+    flat, capped = flatten(html, limits.MAX_HTML_DEPTH)
+    out = _clean(flat)
+    if len(out) <= limit:
+        return Sanitized(out, flattened=capped)
+    for slack in (8192, limit // 2):
+        cut = _clean(out[: max(0, limit - slack)])
+        if len(cut) <= limit:
+            return Sanitized(cut, truncated=True, flattened=capped)
+    return Sanitized(None, truncated=True, flattened=capped)
+
+
+def _clean(html: str) -> str:
     return nh3.clean(
         html,
         tags=_ALLOWED_TAGS,
@@ -80,6 +112,65 @@ def sanitize(html: str) -> str:
         filter_style_properties=_STYLE_PROPERTIES,
         link_rel="noopener noreferrer nofollow",
     )
+
+
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)(?:[^>\"'<]|\"[^\"]*\"|'[^']*')*(/?)>")
+_ATTRIBUTE = re.compile(r"""[^\s"'>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?""")
+#: Tags shorter than this cannot hold more than ``MAX_HTML_ATTRIBUTES`` attributes.
+_SHORT_TAG = 2 * limits.MAX_HTML_ATTRIBUTES
+
+
+def flatten(html: str, max_depth: int) -> tuple[str, bool]:
+    """``html`` without the start and end tags of elements opened deeper than ``max_depth`` (their
+    text stays) and with at most ``MAX_HTML_ATTRIBUTES`` attributes per tag; True when anything was
+    dropped. html5ever's cost grows with the open elements times the tags, and with the square of a
+    tag's attributes (duplicate check). Linear: the open elements are counted by name, and an end tag
+    pops only when its element is open, as the tree builders do."""
+    if html.count("<") <= max_depth and len(html) <= _SHORT_TAG:
+        return html, False
+    stack: list[str] = []
+    open_count: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    keep: list[str] = []
+    pos = 0
+    for tag in _TAG.finditer(html):
+        name = tag.group(2).lower()
+        replacement: str | None = None
+        if not tag.group(1) and tag.end() - tag.start() > _SHORT_TAG:
+            replacement = _fewer_attributes(tag)
+        if name in _VOID:
+            pass
+        elif not tag.group(1):
+            if len(stack) >= max_depth:
+                dropped[name] += 1
+                replacement = ""
+            else:
+                stack.append(name)
+                open_count[name] += 1
+        elif open_count[name]:
+            while (top := stack.pop()) != name:
+                open_count[top] -= 1
+            open_count[name] -= 1
+        elif dropped[name]:
+            dropped[name] -= 1
+            replacement = ""
+        if replacement is not None:
+            keep.extend((html[pos : tag.start()], replacement))
+            pos = tag.end()
+    if pos == 0:
+        return html, False
+    keep.append(html[pos:])
+    return "".join(keep), True
+
+
+def _fewer_attributes(tag: re.Match[str]) -> str | None:
+    """The start tag with its first ``MAX_HTML_ATTRIBUTES`` attributes, or None when it has no more."""
+    found = []
+    for attribute in _ATTRIBUTE.finditer(tag.string, tag.end(2), tag.end() - 1 - len(tag.group(3))):
+        found.append(attribute.group(0))
+        if len(found) > limits.MAX_HTML_ATTRIBUTES:
+            return f"<{tag.group(2)} {' '.join(found[:-1])}{tag.group(3)}>"
+    return None
 
 
 def cid_references(html: str) -> set[str]:
@@ -95,9 +186,11 @@ class _TextRenderer(HTMLParser):
         self.skip = 0
         self.pre = 0
         self.quote_depth = 0
+        self.quote_capped = False
         self.marked = False
         self.lists: list[list[int]] = []
         self.stack: list[str] = []
+        self.open: Counter[str] = Counter()
 
     def _newline(self, count: int = 1) -> None:
         self.out.append("\n" * count)
@@ -118,6 +211,7 @@ class _TextRenderer(HTMLParser):
             return
         if tag not in _VOID:
             self.stack.append(tag)
+            self.open[tag] += 1
         if self.mark_quotes and not self.marked and self._is_quote_start(tag, attrs):
             self.marked = True
             self.out.append(f"\n{QUOTE_MARK}\n")
@@ -156,9 +250,10 @@ class _TextRenderer(HTMLParser):
         if tag in _SKIP:
             self.skip = max(0, self.skip - 1)
             return
-        if tag in self.stack:
-            while self.stack and self.stack.pop() != tag:
-                pass
+        if self.open[tag]:
+            while (top := self.stack.pop()) != tag:
+                self.open[top] -= 1
+            self.open[tag] -= 1
         if tag == "blockquote":
             self.quote_depth = max(0, self.quote_depth - 1)
             self._newline()
@@ -180,14 +275,18 @@ class _TextRenderer(HTMLParser):
         if not self.pre:
             data = _WHITESPACE.sub(" ", data)
         if self.quote_depth:
-            self.out.append(data.replace("\n", "\n" + "> " * self.quote_depth) if self.pre else
-                            "\x00Q" + str(self.quote_depth) + "\x00" + data)
+            depth = min(self.quote_depth, limits.MAX_QUOTE_DEPTH)
+            self.quote_capped = self.quote_capped or depth < self.quote_depth
+            self.out.append(data.replace("\n", "\n" + "> " * depth) if self.pre else
+                            "\x00Q" + str(depth) + "\x00" + data)
         else:
             self.out.append(data)
 
-    def text(self) -> str:
+    def text(self, limit: int) -> tuple[str, bool]:
+        """The rendered text, each quoted line prefixed, cut at ``limit`` characters (True when cut)."""
         raw = "".join(self.out).replace("\xa0", " ")
         lines = []
+        total = 0
         for line in raw.split("\n"):
             depth = 0
             if "\x00Q" in line:
@@ -195,17 +294,44 @@ class _TextRenderer(HTMLParser):
                 line = _DEPTH_TAG.sub("", line)
             line = line.strip()
             lines.append(("> " * depth + line).rstrip() if depth else line)
-        text = "\n".join(lines)
-        return _BLANK_RUN.sub("\n\n", text).strip("\n")
+            total += len(lines[-1]) + 1
+            if total > limit:
+                break
+        text = _BLANK_RUN.sub("\n\n", "\n".join(lines)).strip("\n")
+        return text[:limit], len(text) > limit
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    truncated: bool = False
+    quote_depth_capped: bool = False
 
 
 def to_text(html: str, mark_quotes: bool = False) -> str:
     """Readable text from HTML; with ``mark_quotes`` a QUOTE_MARK line is put
     where a client's quoted history starts."""
+    return render(html, mark_quotes).text
+
+
+def render(html: str, mark_quotes: bool = False, limit: int | None = None) -> Rendered:
+    """:func:`to_text` at most ``limit`` characters (default: derived from the HTML's size), saying
+    whether it was cut and whether quotes were nested deeper than the ``> `` prefixes show."""
+    limit = limits.derived_limit(len(html)) if limit is None else limit
     renderer = _TextRenderer(mark_quotes)
     try:
-        renderer.feed(html)
+        renderer.feed(_complete(html))
         renderer.close()
     except (AssertionError, ValueError):
         pass
-    return renderer.text()
+    text, truncated = renderer.text(limit)
+    return Rendered(text, truncated, renderer.quote_capped)
+
+
+def _complete(html: str) -> str:
+    """Every ``<`` after the last ``>`` escaped: no markup can end there, and HTMLParser rescans the
+    rest of the input for each such ``<`` (quadratic) before handing it over as text anyway."""
+    last = html.rfind(">")
+    if html.find("<", last + 1) == -1:
+        return html
+    return html[: last + 1] + html[last + 1 :].replace("<", "&lt;")

@@ -13,7 +13,8 @@ message cannot become a large one. A capped message is kept: the field is cut, i
   its first ``MAX_ADDRESS_LIST`` characters.
 - Nesting: ``MAX_MIME_DEPTH`` levels of multipart/message parts (a deeper part is one opaque
   attachment), ``MAX_HTML_DEPTH`` open HTML elements (deeper tags are dropped, their text kept),
-  ``MAX_QUOTE_DEPTH`` levels of ``> `` prefix for nested ``<blockquote>``.
+  ``MAX_QUOTE_DEPTH`` levels of ``> `` prefix for nested ``<blockquote>``; at most
+  ``MAX_HTML_ATTRIBUTES`` attributes per HTML tag (the rest are dropped before sanitising).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ MAX_ADDRESS_LIST = 20_000
 MAX_MIME_DEPTH = 32
 MAX_HTML_DEPTH = 128
 MAX_QUOTE_DEPTH = 16
+MAX_HTML_ATTRIBUTES = 256
 
 
 def derived_limit(source_length: int) -> int:
