@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.utils import make_msgid
 
+from postroom.outbound import actions
 from postroom.storage import conversations
 
 from .conftest import as_json, write_rules
@@ -89,3 +90,15 @@ def test_replies_follow_the_contacts_channel(mailer, run, tmp_path) -> None:
     assert as_json(run(*reply))[0]["outbound"]["channel"] == "portal"
     assert as_json(run(*reply, "--email"))[0]["outbound"]["channel"] == "email"  # unless staff say otherwise
     assert run("contact", "set", str(message.author_contact_id), code=2).startswith("Usage:")
+    ack = actions.automatic(mailer.service.app, message.conversation_id, kind="ack")
+    assert ack is not None and ack.channel == "portal"
+
+
+def test_rule_auto_reply_follows_the_contacts_channel(mailer, run, people_settings) -> None:
+    mia = mailer.message(mailer.mail(sender="Mia <mia@example.com>", subject="Window"))
+    run("contact", "set", str(mia.author_contact_id), "--channel", "portal")
+    write_rules(people_settings, "acme", "rules:\n  - name: Answer\n    then: { auto_reply: acknowledgement }\n")
+    mailer.mail(sender="Mia <mia@example.com>", subject="Door")
+    mailer.mail(sender="Jean <jean@example.com>", subject="Roof")
+    channels = {o.recipients[0].address: o.channel for o in mailer.outbound() if o.kind == "auto_reply"}
+    assert channels == {"mia@example.com": "portal", "jean@example.com": "email"}
