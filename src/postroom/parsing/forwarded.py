@@ -22,6 +22,7 @@ unchanged.
 
 from __future__ import annotations
 
+import email.header
 import re
 import unicodedata
 
@@ -37,6 +38,7 @@ from emailforwardparser.forward_parser import (
 
 from postroom.model import Address, Attachment, Forward, ParsedMessage
 from postroom.parsing.dates import parse_loose
+from postroom.parsing.mime import decode_header
 
 _REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|antw|sv|ref|rép|réf|odp)\s*(?:\[\d+\])?\s*:", re.I)
 _MAX_DEPTH = 5
@@ -50,6 +52,7 @@ def from_text(text: str, subject: str, note_fallback: str = "",
     """The innermost original of an inline forward in ``text``, or None."""
     if _REPLY_PREFIX.match(subject or ""):
         return None
+    text = _LONG_SPACE.sub(_shorter_space, text)
     meta = _metadata(text, subject)
     if meta is None:
         return None
@@ -119,14 +122,25 @@ def _parse_body(body: str, forwarded: bool) -> ParseBodyResult:
 
 
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: The library's regexes open with ``^\s*`` (multi-line) and similar: each line start of a long
+#: whitespace run scans the rest of it, quadratic in the run. Runs are cut to a bounded length.
+_LONG_SPACE = re.compile(r"\s{65,}")
+
+
+def _shorter_space(run: re.Match[str]) -> str:
+    """A long whitespace run as at most two line breaks (when it had any) or 64 of its characters."""
+    text = run.group(0)
+    return "\n" * min(text.count("\n"), 2) or text[:64]
 
 
 def _preprocess(text: str) -> str:
     """``utils.preprocess_string``, which drops non-graphic characters (but line breaks and tabs) and
-    decodes RFC 2047 words; text with neither (almost all) comes back unchanged without the per-character work."""
+    decodes RFC 2047 words; text with neither (almost all) comes back unchanged without the per-character work.
+    Its stdlib ``decode_header`` is quadratic in the words and lines, so the linear one does the same."""
     if "=?" in text or _ASCII_CONTROL.search(text) or not (
             text.isascii() or all(unicodedata.category(c)[0] != "C" for c in set(text) if not c.isascii())):
-        return utils.preprocess_string(text)
+        text = "".join(c for c in text if utils.is_graphic(c)).replace("\ufeff", "")
+        return str(email.header.make_header(decode_header(text)))
     return text
 
 

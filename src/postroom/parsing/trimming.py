@@ -74,6 +74,7 @@ _MOBILE_SIGNATURE = re.compile(
     re.I,
 )
 _QUOTED = re.compile(r"^\s*>")
+_MAX_WRAPPED = 1000
 _DIGIT_OR_AT = re.compile(r"@|\d")
 
 
@@ -137,7 +138,8 @@ def _is_wrapped_header(lines: list[str], i: int) -> bool:
     """"On <date> <name>" then "<", "mailto:…", "> wrote:" lines (Gmail via some relays)."""
     if not _WRAPPED_START.match(lines[i]):
         return False
-    joined = " ".join(ln.strip() for ln in lines[i : i + 7] if ln.strip())
+    # The four patterns match at most ~520 characters: longer prefixes (each sliced) need not be tried.
+    joined = " ".join(ln.strip() for ln in lines[i : i + 7] if ln.strip())[:_MAX_WRAPPED]
     for end in range(len(joined), 0, -1):
         if joined[end - 1] == ":" and any(rx.match(joined[:end]) for rx in _QUOTE_HEADER[:4]):
             return True
@@ -209,7 +211,7 @@ def _move_intro(reply: list[str], quoted: list[str]) -> None:
 def split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
     """Cut the signature: ``-- ``/delimiter lines after content, or a mobile signature."""
     for i, line in enumerate(lines):
-        if _MOBILE_SIGNATURE.match(line) and len(line) < 120:
+        if len(line) < 120 and _MOBILE_SIGNATURE.match(line):
             return lines[:i], lines[i:]
         if i > 0 and _DELIMITER.match(line) and _has_content(lines[:i]):
             return lines[:i], lines[i + 1 :] if line.strip() in ("--", "-- ") else lines[i:]
