@@ -26,6 +26,9 @@ from postroom.storage.tables import Base
 MAIL_DOMAIN = "mail.test"
 PG_URL = os.environ.get("POSTROOM_DATABASE_URL", "")
 BROKER_URL = os.environ.get("POSTROOM_BROKER_URL", "")
+# s3://bucket/prefix in .ci/run's S3 configuration (endpoint from AWS_ENDPOINT_URL_S3); empty = a temp folder
+BLOB_URL = os.environ.get("POSTROOM_BLOB_URL", "")
+INLINE_BLOB_MAX = int(os.environ.get("POSTROOM_INLINE_BLOB_MAX", Settings.inline_blob_max))
 # Redis keys of this run only, so concurrent runs on one Redis never take each other's jobs.
 BROKER_NAMESPACE = f"postroom-test-{uuid.uuid4().hex[:8]}"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -66,6 +69,7 @@ def settings(tmp_path: Path, pg_database: str | None) -> Settings:
         _truncate(pg_database)
     return Settings(
         data_dir=tmp_path / "data", database_url=pg_database or "", broker_url=BROKER_URL,
+        blob_url=BLOB_URL, inline_blob_max=INLINE_BLOB_MAX,
         broker_namespace=BROKER_NAMESPACE,
         mail_domain=MAIL_DOMAIN, smtp_listen="127.0.0.1:0", http_listen="127.0.0.1:0",
         rules_dir=str(tmp_path / "rules"), worker_threads=2,
