@@ -37,16 +37,16 @@ def describe(exc: BaseException, settings: Settings | None = None) -> str:
     return _one_line(f"unexpected {type(exc).__name__}: {exc} ({DEBUG_HINT})")
 
 
-def listen_failure(address: str, exc: OSError) -> str:
+def listen_failure(address: str, exc: OSError, setting: str = "POSTROOM_SMTP_LISTEN or POSTROOM_HTTP_LISTEN") -> str:
     """Why ``address`` cannot be listened on, and what usually causes it."""
     if exc.errno == errno.EADDRINUSE:
         return f"cannot listen on {address}: address already in use (another postroom serve?)"
     if exc.errno == errno.EACCES:
         return (f"cannot listen on {address}: permission denied (ports below 1024 need root or "
-                "CAP_NET_BIND_SERVICE, see deploy/systemd/postroom.service)")
+                f"CAP_NET_BIND_SERVICE, see deploy/systemd/postroom.service; or change {setting})")
     if exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on {address}: no such address on this machine (check POSTROOM_SMTP_LISTEN/HTTP_LISTEN)"
-    return f"cannot listen on {address}: {exc.strerror or exc}"
+        return f"cannot listen on {address}: no such address on this machine (check {setting})"
+    return f"cannot listen on {address}: {exc.strerror or exc} (check {setting})"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -114,7 +114,7 @@ def _database(exc: BaseException, settings: Settings | None) -> str:
 
 def _os_error(exc: OSError, settings: Settings | None) -> str:
     if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-        return listen_failure("the SMTP or HTTP address (POSTROOM_SMTP_LISTEN, POSTROOM_HTTP_LISTEN)", exc)
+        return listen_failure("the SMTP or HTTP address", exc)
     filename = exc.filename
     if filename is not None and settings is not None and _about(Path(str(filename)), settings.data_dir):
         why = {errno.EEXIST: f"{filename} is a file, not a directory",
