@@ -35,7 +35,6 @@ _QUOTE_CLASSES = ("gmail_quote", "yahoo_quoted", "moz-cite-prefix", "divrplyfwdm
 _QUOTE_IDS = ("divrplyfwdmsg", "appendonsend", "ymail_android_signature", "mail-editor-reference-message-container")
 _WHITESPACE = re.compile(r"[ \t\r\n\f]+")
 _DEPTH_TAG = re.compile(r"\x00Q(\d+)\x00")
-_BLANK_RUN = re.compile(r"\n{3,}")
 _CID = re.compile(r"cid:([^\"'\s>)]+)", re.I)
 _OUTLOOK_BORDER = re.compile(r"border-top\s*:\s*solid\s+#(?:e1e1e1|b5c4df)", re.I)
 
@@ -285,20 +284,24 @@ class _TextRenderer(HTMLParser):
     def text(self, limit: int) -> tuple[str, bool]:
         """The rendered text, each quoted line prefixed, cut at ``limit`` characters (True when cut)."""
         raw = "".join(self.out).replace("\xa0", " ")
-        lines = []
-        total = 0
+        lines: list[str] = []
+        total, cut = 0, False
         for line in raw.split("\n"):
             depth = 0
             if "\x00Q" in line:
                 depth = max(int(d) for d in _DEPTH_TAG.findall(line))
                 line = _DEPTH_TAG.sub("", line)
             line = line.strip()
-            lines.append(("> " * depth + line).rstrip() if depth else line)
-            total += len(lines[-1]) + 1
-            if total > limit:
+            line = ("> " * depth + line).rstrip() if depth else line
+            if not line and lines and not lines[-1]:
+                continue  # runs of blank lines become one
+            lines.append(line)
+            total += len(line) + 1
+            if total > limit + 1:
+                cut = True
                 break
-        text = _BLANK_RUN.sub("\n\n", "\n".join(lines)).strip("\n")
-        return text[:limit], len(text) > limit
+        text = "\n".join(lines).strip("\n")
+        return text[:limit], cut or len(text) > limit
 
 
 @dataclass(frozen=True)
