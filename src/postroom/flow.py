@@ -255,6 +255,8 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
                 summary = None
                 if routed is not None:
                     summary, outbound_ids = _act(app, session, record, parsed, match, recorded, routed)
+                if match.returned is not None and "bounce" in match.flags and not recorded.duplicate:
+                    bounces.handle_returned(session, record.tenant_id, match.returned.outbound_id, parsed.bounce)
                 if parsed.bounce is not None:
                     bounces.handle_bounces(session, record.tenant_id)
                 budget.check("storage")

@@ -58,7 +58,8 @@ def test_reply_round_trip_notes_stay_inside_and_bounces_warn_staff(running, cust
     assert "> Water is dripping from the ceiling." in text, "the customer's message is quoted, the note is not"
     reply_to = msg["Reply-To"].addresses[0].addr_spec
     assert reply_to.startswith("reply+") and reply_to.endswith("@acme.mail.test")
-    assert sent.mail_from == reply_to
+    bounce_address = sent.mail_from  # VERP: the message's own signed bounce address, not the reply address
+    assert bounce_address.startswith("bounce+") and bounce_address.endswith("@acme.mail.test")
     wait_until(lambda: _status(svc, queued.outbound.id) == "sent")
 
     # the customer answers that exact message, from a client that drops the References header
@@ -72,9 +73,9 @@ def test_reply_round_trip_notes_stay_inside_and_bounces_warn_staff(running, cust
 
     # the relay later bounces it: outbound row and recipient bounced, staff warned
     dsn = (fixture_bytes("emails/outbound_bounce_postfix.eml").decode()
-           .replace("{{ENVELOPE_FROM}}", reply_to).replace("{{RECIPIENT}}", "zoe@example.com")
+           .replace("{{ENVELOPE_FROM}}", bounce_address).replace("{{RECIPIENT}}", "zoe@example.com")
            .replace("{{MESSAGE_ID}}", queued.outbound.message_id).replace("\n", "\r\n").encode())
-    client.sendmail("", [reply_to], dsn)
+    client.sendmail("", [bounce_address], dsn)
     wait_until(lambda: _status(svc, queued.outbound.id) == "bounced")
     with svc.app.session() as session:
         record = store.get_outbound(session, queued.outbound.id)

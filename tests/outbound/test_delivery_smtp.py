@@ -15,7 +15,9 @@ from postroom.outbound import compose, delivery
 from postroom.service import Service
 from postroom.settings import Settings
 from postroom.storage import outbound as store
+from postroom.storage import tenants
 from postroom.testing import wait_until
+from postroom.threading import tokens
 
 
 def record(app: App, outbound_id: int) -> store.OutboundRecord:
@@ -38,7 +40,10 @@ def test_reply_arrives_with_headers_parts_signature_once_and_attachment(outbound
 
     assert outcome.status == "sent"
     [got] = relay.received
-    assert got.mail_from == "reply+tok@acme.mail.test" and got.rcpt_tos == ["zoe@example.com"]
+    with outbound_app.session() as session:
+        secret = tenants.tenant_secret(session, tenant_ids["acme"])
+    assert got.mail_from.startswith("bounce+") and got.rcpt_tos == ["zoe@example.com"]  # its own bounce address
+    assert tokens.verify_bounce_token(secret, tokens.token_of(got.mail_from, "bounce+")) == queued.id
     msg = got.message
     assert msg["Message-ID"] == queued.message_id
     assert msg["Subject"] == "Re: Leak in the bathroom [#7K3M9Q]"

@@ -57,3 +57,19 @@ def test_token_of() -> None:
     assert token_of("<reply+abc@acme.mail.test>") == "abc"
     assert token_of("inbox@acme.mail.test") is None
     assert token_of("reply+@acme.mail.test") is None
+
+
+def test_bounce_tokens_name_one_outbound_message_and_are_not_reply_tokens() -> None:
+    import secrets as _secrets
+
+    from postroom.threading.tokens import make_bounce_address, make_token, token_of, verify_bounce_token, verify_token
+
+    key = _secrets.token_bytes(32)
+    address = make_bounce_address(key, "Acme.Mail.Test", 4242)
+    assert address.startswith("bounce+") and address.endswith("@acme.mail.test")
+    token = token_of(address, "bounce+")
+    assert verify_bounce_token(key, token) == 4242
+    assert verify_token(key, token) is None, "a bounce token is never a reply token"
+    assert verify_bounce_token(key, make_token(key, 4242, 1)) is None, "nor the other way round"
+    assert verify_bounce_token(_secrets.token_bytes(32), token) is None
+    assert verify_bounce_token(key, token[:-2]) is None

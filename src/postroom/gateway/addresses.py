@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 REPLY_PREFIX = "reply+"
+BOUNCE_PREFIX = "bounce+"  # the envelope sender of each outbound message: bounce+<signed outbound id>@tenant
 INBOX = "inbox"
 POSTMASTER_PARTS = frozenset({"postmaster", "abuse"})
 _LOCAL_OK = re.compile(r"^[a-z0-9][a-z0-9._+\-]{0,63}$")
@@ -31,7 +32,7 @@ class Recipient:
     address: str
     tenant_id: int
     tenant_slug: str
-    kind: str  # "inbox", "reply", "alias" or "postmaster"
+    kind: str  # "inbox", "reply", "bounce", "alias" or "postmaster"
     token: str | None = None
 
 
@@ -104,6 +105,8 @@ def classify(address: str, directory: TenantDirectory) -> Recipient | Refusal:
         return Recipient(normalized, tenant_id, slug, "inbox")
     if local.startswith(REPLY_PREFIX) and len(local) > len(REPLY_PREFIX):
         return Recipient(normalized, tenant_id, slug, "reply", token=local[len(REPLY_PREFIX):])
+    if local.startswith(BOUNCE_PREFIX) and len(local) > len(BOUNCE_PREFIX):
+        return Recipient(normalized, tenant_id, slug, "bounce", token=local[len(BOUNCE_PREFIX):])
     if local in POSTMASTER_PARTS:
         return Recipient(normalized, tenant_id, slug, "postmaster")
     if (tenant_id, local) in directory.aliases:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from postroom.model import Bounce
 from postroom.storage import conversations
 from postroom.storage import outbound as store
 
@@ -51,3 +52,27 @@ def _apply(session: Session, tenant_id: int, bounce: conversations.BounceInfo) -
         event_id = store.raise_failure_event(session, updated, reason=reason, recipients=matched or tuple(addresses))
     log.info("outbound %s: %s", record.id, reason)
     return BounceApplied(bounce.id, record.id, matched, permanent, event_id)
+
+
+def handle_returned(session: Session, tenant_id: int, outbound_id: int, bounce: Bounce | None) -> BounceApplied:
+    """A message came back to one outbound message's own bounce address (VERP): that message bounced.
+
+    The address names the message, so nothing of the original needs to be
+    quoted. A DSN that lists addresses decides which recipients failed and
+    whether for good; a notice that names none (qmail, plain text) fails
+    every recipient of the message, permanently.
+    """
+    record = store.get_outbound(session, outbound_id)
+    permanent_list = tuple(bounce.permanent) if bounce else ()
+    temporary_list = tuple(bounce.temporary) if bounce else ()
+    permanent = bool(permanent_list) or not temporary_list
+    addresses = permanent_list or temporary_list or tuple(r.address for r in record.recipients)
+    status = bounce.status if bounce and bounce.status else ("permanent" if permanent else "delayed")
+    reason = f"bounced ({status}): {', '.join(addresses)}"
+    updated, matched = store.mark_bounced(session, record.id, addresses, permanent=permanent, response=reason)
+    conversations.flag_bounced(session, tenant_id, record.message_id)
+    event_id = None
+    if permanent:
+        event_id = store.raise_failure_event(session, updated, reason=reason, recipients=matched or addresses)
+    log.info("outbound %s: %s (returned to its bounce address)", record.id, reason)
+    return BounceApplied(0, record.id, matched, permanent, event_id)

@@ -38,7 +38,9 @@ from postroom.outbound.transports import (
 )
 from postroom.settings import Settings
 from postroom.storage import outbound as store
+from postroom.storage import tenants
 from postroom.storage.outbound import OutboundRecord
+from postroom.threading import tokens
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,15 @@ def default_transport(settings: Settings) -> TransportFor:
     return choose
 
 
+def envelope_sender(app: App, record: OutboundRecord) -> str:
+    """The message's own signed bounce address (VERP), so any bounce names it; a null sender stays null."""
+    if not record.mail_from:
+        return ""
+    with app.session() as session:
+        secret = tenants.tenant_secret(session, record.tenant_id)
+    return tokens.make_bounce_address(secret, record.mail_from.rpartition("@")[2], record.id)
+
+
 def outgoing(app: App, record: OutboundRecord) -> Outgoing:
     """The wire form: MIME bytes for mail (attachments fetched from the blob store), JSON for the portal."""
     recipients = tuple(r.address for r in record.recipients if r.status not in ("sent", "failed", "bounced"))
@@ -92,7 +103,7 @@ def outgoing(app: App, record: OutboundRecord) -> Outgoing:
         }
         return Outgoing(record.message_id, record.mail_from, recipients, payload=payload)
     raw = mime.to_bytes(mime.build_message(record.rendered(), app.blobs.get))
-    return Outgoing(record.message_id, record.mail_from, recipients, raw=raw)
+    return Outgoing(record.message_id, envelope_sender(app, record), recipients, raw=raw)
 
 
 def deliver(app: App, outbound_id: int, *, transport_for: TransportFor | None = None) -> Outcome:

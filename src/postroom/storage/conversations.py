@@ -34,6 +34,7 @@ from postroom.storage.tables import (
     Message,
     MessageBounce,
     NotificationEvent,
+    OutboundMessage,
     Tenant,
     TenantDomain,
     ThreadRef,
@@ -43,7 +44,7 @@ from postroom.storage.tenants import TenantCache, tenant_changed, tenant_secret
 from postroom.threading import references as refs
 from postroom.threading import subjects, tokens, trust
 from postroom.threading.policy import SETTINGS_KEY, ThreadingPolicy
-from postroom.threading.strategies import ConversationRef, MatchInput, ThreadMatch, match
+from postroom.threading.strategies import ConversationRef, MatchInput, SentMessage, ThreadMatch, match
 
 MAX_THREAD_REFS = 12
 MAX_WRITTEN_LOOKED_AT = 50  # a sender's newest messages read to see whether one was trusted
@@ -51,6 +52,7 @@ KINDS = ("email", "note", "portal")
 _conversations = Conversation.__table__.c
 _messages = Message.__table__.c
 _thread_refs = ThreadRef.__table__.c
+_outbound = OutboundMessage.__table__.c
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -168,6 +170,8 @@ _MERGED_INTO = select(Contact.__table__.c.merged_into_id).where(Contact.__table_
 _STARTED = select(func.count()).select_from(Conversation.__table__).where(
     _conversations.tenant_id == _tenant, _conversations.contact_id == bindparam("contact_id"),
     _conversations.created_at >= bindparam("since"))
+_SENT = select(_outbound.id, _outbound.conversation_id, _outbound.message_id).where(
+    _outbound.id == bindparam("id"), _outbound.tenant_id == _tenant)
 # The flags of what an address wrote to a conversation, newest first (``SqlLookup.has_written``).
 _WRITTEN = (select(_messages.flags).where(_messages.conversation_id == bindparam("id"),
                                           _messages.author_email == bindparam("address"), _messages.direction == "in")
@@ -274,6 +278,10 @@ class SqlLookup:
 
     def is_blocked(self, address: str) -> bool:
         return blocks.is_blocked(self.session, self.tenant_id, address)
+
+    def sent_message(self, outbound_id: int) -> SentMessage | None:
+        row = core(self.session, _SENT, {"id": outbound_id, "tenant_id": self.tenant_id}).first()
+        return SentMessage(row.id, row.conversation_id, row.message_id) if row is not None else None
 
 
 def match_inbound(session: Session, inbound: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
@@ -524,7 +532,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
         return Recorded(existing.id, existing.conversation_id, "conversation" if existing.conversation_id else "inbox",
                         duplicate=True, flags=tuple(existing.flags or ()))
     policy = threading_policy(session, tenant_id)
-    automatic = parsed.auto_reply is not None or parsed.bounce is not None
+    automatic = parsed.auto_reply is not None or parsed.bounce is not None or "bounce" in match.flags
     flags = list(match.flags)
     if parsed.auto_reply is not None:
         flags.append("auto_reply")
@@ -611,7 +619,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     elif not automatic and trust.BLOCKED not in flags:  # a blocked sender's mail waits silently
         _event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message_row, via=match.via)
         notified = True
-    if parsed.bounce is not None and parsed.bounce.original_message_id:
+    if parsed.bounce is not None and parsed.bounce.original_message_id and match.returned is None:
         record_bounce(session, tenant_id, parsed.bounce.original_message_id, permanent=parsed.bounce.permanent,
                       temporary=parsed.bounce.temporary, status=parsed.bounce.status,
                       bounce_message_row=message_row)
@@ -640,22 +648,27 @@ _INSERT_BOUNCE = insert(MessageBounce.__table__)
 _SET_MESSAGE_FLAGS = update(Message.__table__).where(_messages.id == bindparam("message_row"))
 
 
+def flag_bounced(session: Session, tenant_id: int, message_id: str) -> int | None:
+    """Mark the stored message with this Message-ID (a staff reply, say) ``bounced``; its row id, if there is one."""
+    target = core(session, _FLAGS_WITH_MESSAGE_ID, {"tenant_id": tenant_id, "message_id": message_id}).first()
+    if target is None:
+        return None
+    core(session, _SET_MESSAGE_FLAGS, {"message_row": target.id, "flags": sorted({*(target.flags or []), "bounced"})})
+    _expire(session, Message, target.id)
+    return target.id
+
+
 def record_bounce(session: Session, tenant_id: int, original_message_id: str, *, permanent: Sequence[str] = (),
                   temporary: Sequence[str] = (), status: str | None = None,
                   bounce_message_row: int | None = None) -> int | None:
     """Record a bounce against the stored message with that Message-ID; the bounce row id, or None if unknown."""
     mid = refs.canonical(original_message_id)
-    if mid is None:
-        return None
-    target = core(session, _FLAGS_WITH_MESSAGE_ID, {"tenant_id": tenant_id, "message_id": mid}).first()
+    target = flag_bounced(session, tenant_id, mid) if mid is not None else None
     if target is None:
         return None
-    bounce_id = core(session, _INSERT_BOUNCE, dict(
-        tenant_id=tenant_id, message_id=target.id, bounce_message_id=bounce_message_row, permanent=list(permanent),
+    return core(session, _INSERT_BOUNCE, dict(
+        tenant_id=tenant_id, message_id=target, bounce_message_id=bounce_message_row, permanent=list(permanent),
         temporary=list(temporary), status=status)).inserted_primary_key[0]
-    core(session, _SET_MESSAGE_FLAGS, {"message_row": target.id, "flags": sorted({*(target.flags or []), "bounced"})})
-    _expire(session, Message, target.id)
-    return bounce_id
 
 
 @dataclass(frozen=True)

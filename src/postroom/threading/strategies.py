@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
-from postroom.gateway.addresses import INBOX, POSTMASTER_PARTS, REPLY_PREFIX
+from postroom.gateway.addresses import BOUNCE_PREFIX, INBOX, POSTMASTER_PARTS, REPLY_PREFIX
 from postroom.model import ParsedMessage
 from postroom.threading import references as refs
 from postroom.threading import subjects, tokens
@@ -27,6 +27,7 @@ from postroom.threading.trust import BLOCKED, FOREIGN
 
 Destination = Literal["conversation", "new", "inbox"]
 MAX_SUGGESTIONS = 5
+SIGNED_PREFIXES = (REPLY_PREFIX, BOUNCE_PREFIX)
 MAX_CHAIN_IDS = 60  # In-Reply-To plus the newest References; a 2,000-id header is not read in full
 
 
@@ -91,6 +92,19 @@ class ConversationLookup(Protocol):
         """True when the tenant blocked this address (a conversation of its contact was marked spam)."""
         ...
 
+    def sent_message(self, outbound_id: int) -> SentMessage | None:
+        """The tenant's outbound message with this id: its conversation and Message-ID."""
+        ...
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """An outbound message a bounce address names."""
+
+    outbound_id: int
+    conversation_id: int | None
+    message_id: str
+
 
 @dataclass(frozen=True)
 class MatchInput:
@@ -103,6 +117,7 @@ class MatchInput:
     in_reply_to: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     tokens: tuple[str, ...] = ()
+    bounce_tokens: tuple[str, ...] = ()
     to_inbox: bool = True
     is_forward: bool = False
     forward_sender: str | None = None
@@ -116,7 +131,8 @@ class MatchInput:
     @classmethod
     def from_parsed(cls, parsed: ParsedMessage, rcpt_tos: Sequence[str], *, now: datetime,
                     tenant_domains: Sequence[str] = ()) -> MatchInput:
-        """Tokens come from the envelope recipients, then from To/Cc addresses at the tenant's domains."""
+        """Reply tokens come from the envelope recipients, then from To/Cc addresses at the tenant's domains;
+        bounce tokens only from the envelope (only our envelope sender carries them)."""
         domains = {d.lower() for d in tenant_domains}
         found = [tokens.token_of(r) for r in rcpt_tos]
         for addr in (*parsed.to, *parsed.cc):
@@ -134,7 +150,8 @@ class MatchInput:
             in_reply_to=refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to),
             references=refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references),
             tokens=tuple(dict.fromkeys(t for t in found if t)),
-            to_inbox=not locals_ or any(not local.startswith(REPLY_PREFIX) for local in locals_),
+            bounce_tokens=tuple(dict.fromkeys(t for r in rcpt_tos if (t := tokens.token_of(r, BOUNCE_PREFIX)))),
+            to_inbox=not locals_ or any(not local.startswith(SIGNED_PREFIXES) for local in locals_),
             is_forward=forward is not None,
             forward_sender=(forward.sender.address.lower() if forward and forward.sender else None),
             forward_subject=forward.subject if forward else None,
@@ -144,7 +161,7 @@ class MatchInput:
                                 if parsed.bounce and parsed.bounce.original_message_id else None),
             to_postmaster_only=bool(locals_) and locals_ <= POSTMASTER_PARTS,
             from_own_address=sender_domain in domains and (sender_local == INBOX
-                                                           or sender_local.startswith(REPLY_PREFIX)),
+                                                           or sender_local.startswith(SIGNED_PREFIXES)),
         )
 
 
@@ -160,6 +177,7 @@ class ThreadMatch:
     flags: tuple[str, ...] = ()
     matched: str | None = None
     suggestions: tuple[int, ...] = ()
+    returned: SentMessage | None = None  # the outbound message a bounce address names
 
     @property
     def is_reply(self) -> bool:
@@ -227,6 +245,27 @@ def blocked(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
     if inp.sender and ctx.lookup.is_blocked(inp.sender):
         return ThreadMatch("inbox", "blocked", None, ctx.contact_id, None, (BLOCKED,))
     return None
+
+
+def by_bounce_address(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
+    """1. Mail to ``bounce+<token>@``, the envelope sender of one outbound message, returns that message.
+
+    A bounce (or anything else there that is not an auto-reply: only mail
+    servers write to an envelope sender) is recorded against the message it
+    names, whatever it quotes of the original; an auto-reply sent to the
+    envelope sender is attached as one. A forged token goes to the inbox.
+    """
+    if not inp.bounce_tokens:
+        return None
+    for token in inp.bounce_tokens:
+        outbound_id = tokens.verify_bounce_token(ctx.secret, token)
+        sent = ctx.lookup.sent_message(outbound_id) if outbound_id is not None else None
+        if sent is not None:
+            flags = ("bounce",) if inp.bounce or not inp.auto_reply else ()
+            destination: Destination = "conversation" if sent.conversation_id is not None else "inbox"
+            return ThreadMatch(destination, "bounce-address", sent.conversation_id, ctx.contact_id, None, flags,
+                               sent.message_id, returned=sent)
+    return _inbox(inp, ctx, "bounce-address", ("forged_token",))
 
 
 def by_token(inp: MatchInput, ctx: MatchContext) -> ThreadMatch | None:
@@ -359,7 +398,8 @@ def suggest(inp: MatchInput, ctx: MatchContext) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ranked))[:MAX_SUGGESTIONS]
 
 
-STEPS: tuple[Step, ...] = (blocked, by_token, forward_to_inbox, by_message_ids, by_reference_tag, by_subject)
+STEPS: tuple[Step, ...] = (blocked, by_bounce_address, by_token, forward_to_inbox, by_message_ids, by_reference_tag,
+                           by_subject)
 
 
 def match(inp: MatchInput, lookup: ConversationLookup, *, secret: bytes,
