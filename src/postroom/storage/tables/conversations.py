@@ -132,6 +132,8 @@ class Conversation(Base):
     last_customer_at: Mapped[datetime | None] = mapped_column(default=None)
     last_staff_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # the older conversation a reply-looking first message picked up again, past the subject window
+    follows_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"), default=None)
 
 
 class Message(Base):
