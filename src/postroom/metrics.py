@@ -24,6 +24,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 SMTP_SESSIONS = Counter("postroom_smtp_sessions", "SMTP connections opened", registry=REGISTRY)
 RECEIVED = Counter("postroom_messages_received", "Messages whose DATA was received", registry=REGISTRY)
 ACCEPTED = Counter("postroom_messages_accepted", "Messages stored and acknowledged with 250", registry=REGISTRY)
+INGRESS = Counter("postroom_ingress_messages", "Messages stored from an ingress other than SMTP, by source (imap, "
+                  "ses, webhook:mailgun, ...)", ["source"], registry=REGISTRY)
 REFUSED = Counter("postroom_messages_refused", "Recipients or messages refused, by reason", ["reason"],
                   registry=REGISTRY)
 INTAKE_SECONDS = Histogram("postroom_intake_seconds", "Time to store a message durably before answering DATA",

@@ -20,6 +20,8 @@ from postroom.app import App
 from postroom.gateway.handler import GatewayHandler
 from postroom.gateway.ratelimit import rate_limits
 from postroom.gateway.server import Gateway
+from postroom.ingress.imap import MailboxFetchers
+from postroom.ingress.ses import SesInbound
 from postroom.logs import LogContext, inbound_tenant
 from postroom.metrics import StageMetrics
 from postroom.queue.actors import OUTBOUND_QUEUE, Pipeline
@@ -49,6 +51,7 @@ class Service:
     run_smtp: bool = True
     run_workers: bool = True
     run_http: bool = True
+    run_ingress: bool = True  # IMAP fetchers and the SES consumer (not in the extra SMTP processes)
     reuse_port: bool = False
     migrate: bool = True
     dispatch: Callable[[Iterable[int]], None] | None = None  # where accepted ids go; default this pipeline
@@ -59,6 +62,8 @@ class Service:
     gateway: Gateway | None = field(default=None, init=False)
     http: HttpServer | None = field(default=None, init=False)
     wake: WakeListener | None = field(default=None, init=False)
+    mailboxes: MailboxFetchers | None = field(default=None, init=False)
+    ses: SesInbound | None = field(default=None, init=False)
 
     def start(self) -> Service:
         self.app = App.open(self.settings, migrate=self.migrate)
@@ -80,6 +85,10 @@ class Service:
             if not self.settings.broker_url:  # commands reach this in-process broker through the wake-up socket
                 self.wake = WakeListener(self.settings.data_dir, self.pipeline.dispatch,
                                          self.pipeline.dispatch_outbound).start()
+        if self.run_ingress:
+            self.mailboxes = MailboxFetchers(self.app, self.pipeline.dispatch).start()
+            if self.settings.ses_inbound_queue_url:
+                self.ses = SesInbound(self.app, self.pipeline.dispatch).start()
         if self.run_smtp:
             self.committer = GroupCommitter(self.app.sessions, self.app.blobs)
             handler = GatewayHandler(self.app.directory, self.committer.submit, self.dispatch or self.pipeline.dispatch,
@@ -114,6 +123,10 @@ class Service:
         return self.http.url
 
     def stop(self) -> None:
+        if self.mailboxes is not None:
+            self.mailboxes.stop()
+        if self.ses is not None:
+            self.ses.stop()
         if self.wake is not None:
             self.wake.stop()
         if self.http is not None:
@@ -135,8 +148,8 @@ def _smtp_process(settings: Settings, ids: multiprocessing.Queue | None, ready: 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     relay = (lambda batch: ids.put(list(batch))) if ids is not None else None
-    service = Service(settings, run_workers=False, run_http=False, reuse_port=True, migrate=False,
-                      dispatch=relay).start()
+    service = Service(settings, run_workers=False, run_http=False, run_ingress=False, reuse_port=True,
+                      migrate=False, dispatch=relay).start()
     ready.put(os.getpid())
     stop.wait()
     service.stop()

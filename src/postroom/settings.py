@@ -63,6 +63,14 @@ class Settings:
     outbound_max_backoff_ms: int = 4_000_000
     outbound_lease_seconds: int = 600
     operator_token: str = field(default="", repr=False)
+    imap_poll_seconds: int = 60  # between looks at a mailbox whose server lacks IDLE
+    imap_idle_seconds: int = 600  # IDLE is re-issued after this (servers drop it after 30 min)
+    imap_lease_seconds: int = 60  # a mailbox held by a dead process is fetched by another after this
+    imap_max_backoff_seconds: int = 300  # longest wait between attempts on a failing mailbox
+    ses_inbound_queue_url: str = ""  # SQS queue of SES receipt notifications (S3 action); empty = off
+    ses_inbound_region: str = ""
+    ses_inbound_endpoint_url: str = ""  # for S3/SQS-compatible endpoints and tests
+    ses_inbound_wait_seconds: int = 20  # SQS long poll
     log_format: str = "text"
 
     @property

@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "postroom.cli.outbound",
     "postroom.cli.team",
     "postroom.cli.contact",
+    "postroom.cli.mailbox",
+    "postroom.cli.ingress",
 )
 
 

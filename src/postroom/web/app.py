@@ -17,6 +17,7 @@ from postroom.web.routers import (
     conversations,
     health,
     inbound_api,
+    ingest,
     notifications,
     operator,
     people,
@@ -40,7 +41,7 @@ def create_app(app: App, dispatch: Dispatch | None = None, dispatch_outbound: Di
     api.state.db_metrics = metrics_router.database_registry(app)
     errors.install(api)
     modules = (health, metrics_router, inbound_api, conversations, replies, people, notifications, rules, operator,
-               console)
+               console, ingest)
     # outside the NUL check, which reads the body; inside the timing, so 401 and 413 are counted too
     api.add_middleware(Gate, routes=[route for module in modules for route in module.router.routes])
 

@@ -18,6 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from postroom.ingress import webhooks
+from postroom.ingress.webhooks import Caller
 from postroom.web.auth import authenticate_tenant, bearer_token, check_operator
 from postroom.web.deps import get_app
 from postroom.web.errors import error_response
@@ -25,6 +27,7 @@ from postroom.web.errors import error_response
 F = TypeVar("F", bound=Callable[..., Any])
 TENANT_API = "/api/v1/"
 OPERATOR_API = "/api/operator/"
+INGEST = "/ingest/"
 
 
 def takes_upload(endpoint: F) -> F:
@@ -101,6 +104,18 @@ class Gate:
         elif path.startswith(TENANT_API):
             request.state.principal = await run_in_threadpool(authenticate_tenant, get_app(request),
                                                               bearer_token(request))
+        elif path.startswith(INGEST):
+            request.state.ingest_caller = await run_in_threadpool(_ingest_caller, request)
+
+
+def _ingest_caller(request: Request) -> Caller:
+    """A provider webhook (/ingest/PROVIDER/TENANT) from its headers; 401/404 before the body is read."""
+    _, _, provider, tenant = (request.url.path.split("/", 4) + ["", "", "", ""])[:4]
+    try:
+        return webhooks.authenticate(get_app(request), provider, tenant, request.headers.get("authorization", ""),
+                                     request.query_params.get("key"))
+    except webhooks.WebhookRefused as exc:
+        raise HTTPException(exc.status, str(exc)) from None
 
 
 def _endpoint(routes: Sequence[BaseRoute], scope: Scope) -> Callable[..., Any] | None:

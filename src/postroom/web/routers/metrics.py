@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from postroom import metrics
 from postroom.app import App
+from postroom.ingress.imap import MailboxCollector
 from postroom.storage import inbound, outbound
 
 router = APIRouter(tags=["health"])
@@ -26,6 +27,7 @@ def database_registry(app: App) -> CollectorRegistry:
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics.DatabaseCollector(queue_shape, outbound_shape))
+    registry.register(MailboxCollector(app))
     return registry
 
 
