@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 
 from postroom.testing import make_eml
@@ -271,3 +272,20 @@ def test_make_reply_address_matches_what_storage_hands_out(threads) -> None:
         expected = make_reply_address(tenant_secret(session, threads.tenant_ids["acme"]), "acme.mail.test", conv,
                                       contact)
         assert conversations.reply_address(session, conv, "acme.mail.test") == expected
+
+
+def test_a_headerless_reply_past_the_window_starts_a_conversation_that_follows_the_old_one(threads) -> None:
+    old = threads.start(subject="Remise des clés")
+    threads.set_status(old, "closed")
+    with threads.app.session() as session:
+        from sqlalchemy import update
+
+        from postroom.storage.tables import Conversation
+        session.execute(update(Conversation).where(Conversation.id == old)
+                        .values(last_activity_at=datetime.now(UTC) - timedelta(days=45)))
+    mid = make_msgid(domain="gmail.example")
+    threads.deliver(make_eml(sender=f"Jean <{CUSTOMER}>", message_id=mid, subject="RE: Remise des clés"))
+    new = threads.conversation_of(mid)
+    assert new != old
+    summary = threads.conversation(new)
+    assert summary.follows_id == old and threads.conversation(old).status == "closed"

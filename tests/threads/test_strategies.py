@@ -69,6 +69,11 @@ class FakeLookup:
         return self._newest(c for c in self.conversations.values()
                             if c.contact_id == contact_id and c.subject_key == key and c.last_activity_at >= since)
 
+    def latest_by_subject(self, contact_id: int, key: str) -> ConversationRef | None:
+        found = self._newest(c for c in self.conversations.values()
+                             if c.contact_id == contact_id and c.subject_key == key)
+        return found[0] if found else None
+
     def open_for_contact(self, contact_id: int) -> list[ConversationRef]:
         return self._newest(c for c in self.conversations.values()
                             if c.contact_id == contact_id and c.status != "closed")
@@ -238,6 +243,13 @@ def test_subject_heuristic_limits() -> None:
 def test_new_conversation_by_default() -> None:
     found = s.new_or_inbox(inp(), ctx())
     assert (found.destination, found.conversation_id) == ("new", None)
+
+
+def test_a_reply_to_a_conversation_past_the_window_starts_one_that_follows_it() -> None:
+    found = s.match(inp(subject="Re: Old question"), lookup(), secret=SECRET)  # conversation 3: closed, 40 days
+    assert (found.destination, found.follows) == ("new", 3)
+    assert s.match(inp(subject="Old question"), lookup(), secret=SECRET).follows is None  # not a reply
+    assert s.match(inp(sender="x@y.example", subject="Re: Old question"), lookup(), secret=SECRET).follows is None
 
 
 def test_join_open_policy() -> None:

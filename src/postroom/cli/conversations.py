@@ -63,6 +63,8 @@ def show(ctx: click.Context, conversation_id: int, as_json: bool) -> None:
                f"responsible: user {conv.responsible_user_id or '-'} team {conv.responsible_team_id or '-'}")
     if conv.flags or conv.tags:
         click.echo(f"flags: {', '.join(conv.flags) or '-'}   tags: {', '.join(conv.tags) or '-'}")
+    if conv.follows_id is not None:
+        click.echo(f"follows: conversation #{conv.follows_id} (an older one with this subject, picked up again)")
     for m in messages:
         click.echo("")
         marks = f"  [{', '.join(m.flags)}]" if m.flags else ""

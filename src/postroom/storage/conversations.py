@@ -135,6 +135,8 @@ _BY_REFERENCE = _REFS.where(_conversations.reference == bindparam("reference"))
 _RECENT_BY_SUBJECT = _REFS.where(
     _conversations.contact_id == bindparam("contact_id"), _conversations.subject_key == bindparam("key"),
     _conversations.last_activity_at >= bindparam("since")).order_by(*_newest).limit(5)
+_LATEST_BY_SUBJECT = _REFS.where(_conversations.contact_id == bindparam("contact_id"),
+                                 _conversations.subject_key == bindparam("key")).order_by(*_newest).limit(1)
 _OPEN_FOR_CONTACT = _REFS.where(_conversations.contact_id == bindparam("contact_id"),
                                 _conversations.status != "closed").order_by(*_newest).limit(10)
 
@@ -255,6 +257,10 @@ class SqlLookup:
 
     def recent_by_subject(self, contact_id: int, key: str, since: datetime) -> list[ConversationRef]:
         return self._refs(_RECENT_BY_SUBJECT, contact_id=contact_id, key=key[:500], since=since)
+
+    def latest_by_subject(self, contact_id: int, key: str) -> ConversationRef | None:
+        found = self._refs(_LATEST_BY_SUBJECT, contact_id=contact_id, key=key[:500])
+        return found[0] if found else None
 
     def open_for_contact(self, contact_id: int) -> list[ConversationRef]:
         return self._refs(_OPEN_FOR_CONTACT, contact_id=contact_id)
@@ -446,14 +452,14 @@ def _load_thread(session: Session, conversation_id: int | None, tenant_id: int, 
 
 
 def _new_thread(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
-                decision: Any) -> _Thread:
+                decision: Any, follows: int | None = None) -> _Thread:
     """A new customer conversation with the rules' decision applied, inserted with Core (see ``_Thread``)."""
     unit_ref = core(session, _UNIT_REF, {"id": contact_id}).scalar() if contact_id is not None else None
     values: dict[str, Any] = dict(
         tenant_id=tenant_id, subject=(subjects.strip_prefixes(subject)[0] or subject)[:2000],
         subject_key=subjects.subject_key(subject), status="open", contact_id=contact_id, unit_ref=unit_ref,
         tags=[], flags=[], created_at=now, updated_at=now, last_activity_at=now, last_customer_at=now,
-        responsible_user_id=None, responsible_team_id=None,
+        responsible_user_id=None, responsible_team_id=None, follows_id=follows,
     )
     _apply_decision(values, decision, session)
     insert_conversation = _INSERT_CONVERSATION[session.get_bind().dialect.name]
@@ -558,7 +564,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     created = loop = False
     if match.destination == "new":
         conv = _new_thread(session, tenant_id, subject=parsed.subject, contact_id=author_contact, now=now,
-                           decision=decision)
+                           decision=decision, follows=match.follows)
         created = True
     elif match.destination == "conversation":
         conv, recent = _load_thread(session, match.conversation_id, tenant_id, sender, now - policy.loop_window)
@@ -971,6 +977,7 @@ class ConversationSummary:
     last_customer_at: datetime | None
     last_staff_at: datetime | None
     message_count: int
+    follows_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -1043,7 +1050,7 @@ def _summaries(session: Session, convs: Sequence[Conversation]) -> list[Conversa
         c.id, c.tenant_id, c.reference, c.subject, c.status, c.category, c.contact_id, emails.get(c.contact_id),
         names.get(c.contact_id, ""), c.responsible_user_id, c.responsible_team_id, c.unit_ref, tuple(c.tags or ()),
         tuple(c.flags or ()), _aware(c.created_at), _aware(c.last_activity_at), _aware(c.last_customer_at),
-        _aware(c.last_staff_at), counts.get(c.id, 0)) for c in convs]
+        _aware(c.last_staff_at), counts.get(c.id, 0), c.follows_id) for c in convs]
 
 
 def summaries(session: Session, conversation_ids: Sequence[int]) -> list[ConversationSummary]:

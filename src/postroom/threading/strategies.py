@@ -68,6 +68,10 @@ class ConversationLookup(Protocol):
         """The contact's conversations with this subject key, active since ``since``, newest first."""
         ...
 
+    def latest_by_subject(self, contact_id: int, key: str) -> ConversationRef | None:
+        """The contact's most recently active conversation with this subject key, however old."""
+        ...
+
     def open_for_contact(self, contact_id: int) -> list[ConversationRef]:
         """The contact's conversations that are not closed, newest activity first."""
         ...
@@ -178,6 +182,7 @@ class ThreadMatch:
     matched: str | None = None
     suggestions: tuple[int, ...] = ()
     returned: SentMessage | None = None  # the outbound message a bounce address names
+    follows: int | None = None  # a new conversation picking up an older one of the same contact and subject
 
     @property
     def is_reply(self) -> bool:
@@ -381,7 +386,19 @@ def new_or_inbox(inp: MatchInput, ctx: MatchContext) -> ThreadMatch:
         open_ = ctx.lookup.open_for_contact(ctx.contact_id)
         if open_:
             return _join(inp, ctx, open_[0], "join-open", matched=None)
-    return ThreadMatch("new", "new", None, ctx.contact_id)
+    return ThreadMatch("new", "new", None, ctx.contact_id, follows=_followed(inp, ctx))
+
+
+def _followed(inp: MatchInput, ctx: MatchContext) -> int | None:
+    """A reply-looking subject ("Re: Keys") of the contact's older conversation, past the subject window.
+
+    The subject step did not attach it (too old, or heuristics off), so it
+    starts a new conversation; staff see which one it picks up again.
+    """
+    if ctx.contact_id is None or not subjects.is_reply_subject(inp.subject):
+        return None
+    older = ctx.lookup.latest_by_subject(ctx.contact_id, subjects.subject_key(inp.subject))
+    return older.id if older is not None else None
 
 
 def suggest(inp: MatchInput, ctx: MatchContext) -> tuple[int, ...]:

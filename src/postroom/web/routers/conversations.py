@@ -78,6 +78,8 @@ class ConversationOut(BaseModel):
     created_at: datetime
     last_activity_at: datetime
     message_count: int
+    follows_id: int | None = Field(default=None, description="The older conversation of the same contact and "
+                                   "subject this one picked up again (a reply past the subject window)")
 
     @classmethod
     def of(cls, summary: ConversationSummary) -> ConversationOut:
