@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from postroom.cli.common import age, echo_json, echo_table, open_app
 from postroom.errors import PostroomError
+from postroom.exports import Period, collect
+from postroom.exports.mbox import to_mbox
+from postroom.exports.pdf import to_pdf
 from postroom.outbound import actions
 from postroom.queue import wakeup
 from postroom.storage import blocks, conversations
@@ -84,6 +89,40 @@ def dump(ctx: click.Context, tenant: str, as_json: bool) -> None:
         rows = conversations.dump(session, tenant)
     for row in rows:
         echo_json(row)
+
+
+@conversations_group.command("export")
+@click.argument("conversation_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["pdf", "mbox"]), required=True)
+@click.option("--since", default=None, help="From this day or instant on: YYYY-MM-DD or ISO 8601 (naive is UTC).")
+@click.option("--until", default=None, help="Up to this instant, or through the end of this day (YYYY-MM-DD).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), required=True,
+              help="File to write ('-' for standard output).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def export(ctx: click.Context, conversation_id: int, fmt: str, since: str | None, until: str | None, output: str,
+           as_json: bool) -> None:
+    """Write a conversation (or the messages of a period) as a PDF transcript or an mbox."""
+    period = Period.parse(since, until)
+    app = open_app(ctx)
+    with app.session() as session:
+        summary, messages = conversations.get_conversation(session, conversation_id)
+        items = collect(session, app.blobs, summary.tenant_id, messages, period, raw=fmt == "mbox")
+    data = to_pdf(summary, items, period) if fmt == "pdf" else to_mbox(items)
+    if output == "-":
+        click.get_binary_stream("stdout").write(data)
+        return
+    try:
+        Path(output).write_bytes(data)
+    except OSError as exc:
+        raise PostroomError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    report = {"conversation_id": summary.id, "format": fmt, "file": output, "messages": len(items),
+              "bytes": len(data)}
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"wrote {len(items)} of {len(messages)} message(s) of {summary.reference} to {output} "
+               f"({len(data):,} bytes)")
 
 
 @conversations_group.command("autoclose")

@@ -18,13 +18,15 @@ from sqlalchemy.orm import Session
 
 from postroom.app import App
 from postroom.errors import NotFound, PostroomError
+from postroom.exports import Period, collect
+from postroom.exports.mbox import to_mbox
+from postroom.exports.pdf import to_pdf
 from postroom.outbound import actions
 from postroom.outbound.compose import Dispatch
 from postroom.storage import conversation_edits, conversation_search, conversations, inbound, mentions, staff
 from postroom.storage.apikeys import Principal
 from postroom.storage.conversation_search import ConversationFilter
 from postroom.storage.conversations import ConversationSummary, MessageView
-from postroom.web import exports
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import RowId, db_session, get_app, get_outbound_dispatch
 from postroom.web.errors import ERROR_RESPONSES
@@ -340,23 +342,33 @@ def download_attachment(message_id: RowId, index: Annotated[int, Path(ge=0, le=1
         "X-Content-Type-Options": "nosniff"})
 
 
+SinceParam = Annotated[str | None, Query(max_length=40, description="From this day or instant on (YYYY-MM-DD or "
+                                                                    "ISO 8601 date-time; naive is UTC)")]
+UntilParam = Annotated[str | None, Query(max_length=40, description="Up to this instant, or through the end of "
+                                                                    "this day (YYYY-MM-DD)")]
+
+
 @router.get("/conversations/{conversation_id}/export.mbox", response_class=Response,
-            responses={200: {"content": {"application/mbox": {}}, "description": "All messages as mbox"}})
-def export_mbox(conversation_id: RowId, principal: Principal = Depends(tenant_principal),
-                session: Session = Depends(db_session), app: App = Depends(get_app)) -> Response:
-    """Every message of the conversation: customer mail as received, staff messages and notes rebuilt."""
+            responses={200: {"content": {"application/mbox": {}}, "description": "The period's messages as mbox"}})
+def export_mbox(conversation_id: RowId, since: SinceParam = None, until: UntilParam = None,
+                principal: Principal = Depends(tenant_principal), session: Session = Depends(db_session),
+                app: App = Depends(get_app)) -> Response:
+    """The messages of the period (all by default): customer mail as received, staff messages and notes rebuilt."""
+    period = Period.parse(since, until)
     summary, messages = own_conversation(session, principal, conversation_id)
-    items = [(m, app.blobs.get(inbound.get_inbound(session, m.inbound_id).sha256) if m.inbound_id else None)
-             for m in messages]
-    return Response(exports.to_mbox(items), media_type="application/mbox",
+    items = collect(session, app.blobs, summary.tenant_id, messages, period)
+    return Response(to_mbox(items), media_type="application/mbox",
                     headers={"Content-Disposition": content_disposition(f"{summary.reference}.mbox")})
 
 
 @router.get("/conversations/{conversation_id}/export.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}, "description": "A printable transcript"}})
-def export_pdf(conversation_id: RowId, principal: Principal = Depends(tenant_principal),
-               session: Session = Depends(db_session)) -> Response:
-    """A printable transcript of the conversation, internal notes labelled."""
+def export_pdf(conversation_id: RowId, since: SinceParam = None, until: UntilParam = None,
+               principal: Principal = Depends(tenant_principal), session: Session = Depends(db_session),
+               app: App = Depends(get_app)) -> Response:
+    """A printable transcript of the period, internal notes labelled, bounces shown as delivery failures."""
+    period = Period.parse(since, until)
     summary, messages = own_conversation(session, principal, conversation_id)
-    return Response(exports.to_pdf(summary, messages), media_type="application/pdf",
+    items = collect(session, app.blobs, summary.tenant_id, messages, period, raw=False)
+    return Response(to_pdf(summary, items, period), media_type="application/pdf",
                     headers={"Content-Disposition": content_disposition(f"{summary.reference}.pdf")})
