@@ -56,3 +56,24 @@ def test_failed_item_retried_from_the_console_gets_processed(service: Service, p
     expect(page.locator(f"#inbound-{inbound_id}")).to_contain_text("Keys for unit 4B")
     expect(page.locator(f"#inbound-{inbound_id} .status-done")).to_have_text("done")
     expect(page.locator(f"#problem-{inbound_id}")).to_have_count(0)
+
+
+def test_api_docs_render_with_the_network_blocked(service: Service, page) -> None:  # type: ignore[no-untyped-def]
+    """Every request that is not to the service itself is aborted: /docs must not need a CDN."""
+    from playwright.sync_api import expect
+
+    local = service.http_url
+    blocked: list[str] = []
+
+    def only_local(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.url.startswith(local):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(f"{local}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("postroom")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert blocked == []

@@ -15,6 +15,7 @@ from postroom.web.limits import Gate
 from postroom.web.routers import (
     console,
     conversations,
+    docs,
     health,
     inbound_api,
     ingest,
@@ -34,7 +35,7 @@ Errors are JSON: `{"error": {"status", "message", "fields": [{"field", "location
 def create_app(app: App, dispatch: Dispatch | None = None, dispatch_outbound: Dispatch | None = None) -> FastAPI:
     """Build the HTTP app; ``dispatch`` re-sends retried inbound ids and ``dispatch_outbound`` hands staff
     replies to a running pipeline (without them the pipeline's sweeper picks the rows up later)."""
-    api = FastAPI(title="postroom", version="1", description=DESCRIPTION)
+    api = FastAPI(title="postroom", version="1", description=DESCRIPTION, docs_url=None, redoc_url=None)
     api.state.postroom = app
     api.state.dispatch = dispatch
     api.state.dispatch_outbound = dispatch_outbound
@@ -56,4 +57,6 @@ def create_app(app: App, dispatch: Dispatch | None = None, dispatch_outbound: Di
 
     for module in modules:
         api.include_router(module.router)
+    api.include_router(docs.router)
+    docs.mount_assets(api)
     return api
