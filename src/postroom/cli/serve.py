@@ -16,6 +16,7 @@ from postroom.errors import PostroomError
 from postroom.logs import LogContext, configure, inbound_tenant
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
+from postroom.queue.connection import BrokerWatch
 from postroom.queue.processes import pipeline_threads
 from postroom.service import Service, SmtpProcesses, tls_context
 from postroom.settings import Settings, redact_url
@@ -30,11 +31,21 @@ def register(group: click.Group) -> None:
     group.add_command(worker)
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal(*also: threading.Event) -> threading.Event:
+    """An event set (with ``also``) by SIGINT or SIGTERM."""
     stop = threading.Event()
+
+    def handle(*_: object) -> None:
+        for event in (stop, *also):
+            event.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+        signal.signal(sig, handle)
+    return stop
+
+
+def _wait_for_signal() -> None:
+    _stop_on_signal().wait()
 
 
 def _logging(ctx: click.Context, verbose: bool) -> None:
@@ -172,12 +183,19 @@ def worker(ctx: click.Context, threads: int | None, no_migrate: bool, verbose: b
     broker = make_broker(settings)
     broker.add_middleware(LogContext(inbound_tenant(app)))
     pipeline = Pipeline(app, broker)
-    pipeline.start_worker(threads or settings.worker_threads)
-    recovered = pipeline.recover()
-    pipeline.start_sweeper()
-    click.echo(f"postroom worker running on {redact_url(settings.broker_url)} ({recovered} recovered)", err=True)
+    watch = BrokerWatch(settings.broker_url, on_down=pipeline.pause, on_up=pipeline.resume)
+    watch.quiet_consumers()
+    stop = _stop_on_signal(watch.stopping)
     try:
-        _wait_for_signal()
+        if watch.wait_until_up():
+            pipeline.start_worker(threads or settings.worker_threads)
+            recovered = pipeline.recover()
+            pipeline.start_sweeper()
+            watch.start()
+            click.echo(f"postroom worker running on {redact_url(settings.broker_url)} ({recovered} recovered)",
+                       err=True)
+        stop.wait()
     finally:
+        watch.stop()
         pipeline.stop()
         app.close()

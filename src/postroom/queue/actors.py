@@ -52,7 +52,9 @@ class Pipeline:
         )
         self.transport_for = delivery.default_transport(app.settings)
         self._workers: list[Worker] = []
+        self._specs: list[tuple[int, set[str] | None]] = []
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._sweeper: threading.Thread | None = None
 
     def _process_inbound(self, inbound_id: int) -> None:
@@ -104,6 +106,22 @@ class Pipeline:
         finally:
             self.broker.logger.setLevel(level)
         self._workers.append(worker)
+        self._specs.append((threads, queues))
+
+    def pause(self) -> None:
+        """Stop consuming (the broker is gone: its consumers would only log connection errors); the sweeper rests."""
+        self._paused.set()
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+
+    def resume(self) -> None:
+        """Consume again with the workers ``pause`` stopped, and enqueue what is due at once."""
+        specs, self._specs = self._specs, []
+        for threads, queues in specs:
+            self.start_worker(threads, queues)
+        self._paused.clear()
+        self.recover()
 
     def autoclose(self) -> int:
         """The scheduled auto-close job: close conversations idle past their tenant's setting."""
@@ -124,6 +142,8 @@ class Pipeline:
         def loop() -> None:
             next_autoclose = time.monotonic()
             while not self._stop.wait(every):
+                if self._paused.is_set():
+                    continue
                 try:
                     self.recover(SWEEP_IDLE)
                 except Exception as exc:

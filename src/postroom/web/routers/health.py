@@ -7,32 +7,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from postroom.app import App
+from postroom.queue.connection import broker_reachable
 from postroom.web.deps import get_app
 from postroom.web.schemas import Health
 
 router = APIRouter(tags=["health"])
-BROKER_TIMEOUT = 2.0
-
-
-def broker_reachable(url: str) -> str:
-    """'in-process' for the stub broker, otherwise a real round trip to Redis or RabbitMQ."""
-    if not url:
-        return "in-process"
-    if url.startswith(("amqp://", "amqps://")):
-        import pika
-
-        params = pika.URLParameters(url)
-        params.socket_timeout = params.blocked_connection_timeout = BROKER_TIMEOUT
-        pika.BlockingConnection(params).close()
-        return "ok"
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=BROKER_TIMEOUT, socket_connect_timeout=BROKER_TIMEOUT)
-    try:
-        client.ping()
-    finally:
-        client.close()
-    return "ok"
 
 
 @router.get("/healthz", response_model=Health)
