@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from postroom.gateway.addresses import TenantDirectory
+from postroom.addresses import TenantDirectory
 from postroom.settings import Settings
 from postroom.storage.blobs import BlobStore, open_blob_store
 from postroom.storage.db import WalCheckpointer, make_engine, session_factory, session_scope

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.gateway.addresses import Recipient, Refusal, TenantDirectory, classify
+from postroom.addresses import TenantDirectory
+from postroom.gateway.addresses import Recipient, Refusal, classify
 
 DIRECTORY = TenantDirectory(mail_domain="mail.example", slugs={"acme": 1, "globex": 2},
                             domains={"support.acme-builders.be": 1}, aliases=frozenset({(1, "sales")}))

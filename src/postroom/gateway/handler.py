@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postroom import metrics
-from postroom.gateway.addresses import Recipient, Refusal, TenantDirectory, classify
+from postroom.addresses import TenantDirectory
+from postroom.gateway.addresses import Recipient, Refusal, classify
 from postroom.gateway.ratelimit import RateLimits
 from postroom.model import Envelope as MailEnvelope
 from postroom.storage.intake import IntakeItem

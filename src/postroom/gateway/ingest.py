@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from postroom.addresses import INBOX
 from postroom.errors import PostroomError
-from postroom.gateway.addresses import INBOX
 from postroom.model import Envelope
 from postroom.storage.blobs import BlobStore
 from postroom.storage.intake import IntakeItem, store_batch

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from postroom import parsing
-from postroom.gateway.addresses import REPLY_PREFIX, TenantDirectory
+from postroom.addresses import REPLY_PREFIX, TenantDirectory
 from postroom.model import Envelope
 from postroom.rules.engine import evaluate
 from postroom.rules.input import RuleInput

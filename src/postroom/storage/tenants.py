@@ -23,8 +23,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from postroom.addresses import TenantDirectory, split_address
 from postroom.errors import NotFound, PostroomError
-from postroom.gateway.addresses import TenantDirectory, split_address
 from postroom.storage.tables import Tenant, TenantAlias, TenantDomain
 
 SLUG_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
-from postroom.gateway.addresses import BOUNCE_PREFIX, INBOX, POSTMASTER_PARTS, REPLY_PREFIX
+from postroom.addresses import BOUNCE_PREFIX, INBOX, POSTMASTER_PARTS, REPLY_PREFIX
 from postroom.model import ParsedMessage
 from postroom.threading import references as refs
 from postroom.threading import subjects, tokens

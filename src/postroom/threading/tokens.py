@@ -17,7 +17,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from postroom.gateway.addresses import BOUNCE_PREFIX, REPLY_PREFIX
+from postroom.addresses import BOUNCE_PREFIX, REPLY_PREFIX
 
 VERSION = 1
 MAC_BYTES = 10
