@@ -14,8 +14,9 @@ from postroom.errors import PostroomError
 from postroom.outbound.addressing import references_chain, tag_subject
 from postroom.outbound.locale import LOCALES, STRINGS, normalize
 from postroom.outbound.mime import build_message, to_bytes
-from postroom.outbound.model import KINDS, AttachmentRef, Brand, OutboundContext, Person, QuotedMessage, Staff
+from postroom.outbound.model import KINDS, Brand, OutboundContext, Person, QuotedMessage, Staff
 from postroom.outbound.render import Renderer
+from postroom.rendered import AttachmentRef
 
 ACME = Brand(slug="acme", name="Acme Bâtiments", domain="acme.mail.test", locale="en")
 ELODIE = Staff(name="Élodie Martin", email="elodie@acme.example", signature_text="Élodie Martin\nAfter-sales",

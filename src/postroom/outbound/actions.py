@@ -21,7 +21,8 @@ from postroom.app import App
 from postroom.errors import NotFound, PostroomError
 from postroom.outbound import compose, locale
 from postroom.outbound.compose import Dispatch
-from postroom.outbound.model import AttachmentRef, OutboundContext, Person, QuotedMessage, Staff
+from postroom.outbound.model import OutboundContext, Person, QuotedMessage, Staff
+from postroom.rendered import AttachmentRef
 from postroom.storage import blocks, contacts, conversations, mentions, staff, tenants
 from postroom.storage import outbound as outbound_store
 from postroom.storage.outbound import AttemptRecord, OutboundRecord

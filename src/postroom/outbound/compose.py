@@ -18,8 +18,9 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from postroom.app import App
-from postroom.outbound.model import AttachmentRef, Brand, OutboundContext, Rendered
+from postroom.outbound.model import Brand, OutboundContext
 from postroom.outbound.render import Renderer
+from postroom.rendered import AttachmentRef, Rendered
 from postroom.storage import outbound as outbound_store
 from postroom.storage.outbound import OutboundRecord
 from postroom.storage.tenants import TenantInfo

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from email.message import MIMEPart
 from email.policy import SMTP
 
-from postroom.outbound.model import AttachmentRef, Rendered
+from postroom.rendered import AttachmentRef, Rendered
 
 POLICY = SMTP.clone(max_line_length=78)
 

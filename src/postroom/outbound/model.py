@@ -7,9 +7,11 @@ categories, so no template (built-in or tenant override) can leak them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+
+from postroom.rendered import AttachmentRef
 
 Kind = Literal["reply", "ack", "auto_reply", "notification", "move_notice"]
 Channel = Literal["email", "portal"]
@@ -45,16 +47,6 @@ class Person:
 
 
 @dataclass(frozen=True)
-class AttachmentRef:
-    """An attachment by reference: the bytes stay in the blob store under ``sha256``."""
-
-    filename: str
-    content_type: str
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
 class QuotedMessage:
     """One earlier public message shown under a reply (customer mail or staff reply, never a note)."""
 
@@ -85,22 +77,3 @@ class OutboundContext:
     history: tuple[QuotedMessage, ...] = ()
     portal_link: str | None = None
     template: str | None = None
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """A rendered message: parts plus the headers it will be sent with (no attachment bytes)."""
-
-    kind: str
-    subject: str
-    text: str
-    html: str
-    message_id: str
-    headers: tuple[tuple[str, str], ...] = ()
-    mail_from: str = ""
-    recipients: tuple[str, ...] = ()
-    attachments: tuple[AttachmentRef, ...] = field(default=())
-
-    def header(self, name: str) -> str | None:
-        lname = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lname), None)

@@ -35,7 +35,8 @@ from markupsafe import Markup, escape
 from postroom.errors import PostroomError
 from postroom.outbound import locale as locales
 from postroom.outbound.addressing import format_address, references_chain, tag_subject
-from postroom.outbound.model import AUTOMATIC_KINDS, KINDS, OutboundContext, Rendered, Staff
+from postroom.outbound.model import AUTOMATIC_KINDS, KINDS, OutboundContext, Staff
+from postroom.rendered import Rendered
 
 TEMPLATE_ALIASES = {"acknowledgement": "ack", "acknowledgment": "ack"}
 TEXT_AS_HTML = '{% extends "_layout.html.j2" %}{% block body %}{{ text | paragraphs }}{% endblock %}'

@@ -23,8 +23,9 @@ from postroom.errors import PostroomError
 from postroom.model import ParsedMessage
 from postroom.outbound import actions, compose
 from postroom.outbound.addressing import format_address
-from postroom.outbound.model import AttachmentRef, Person, Rendered
+from postroom.outbound.model import Person
 from postroom.outbound.render import paragraphs
+from postroom.rendered import AttachmentRef, Rendered
 from postroom.rules.model import RoutingDecision
 from postroom.storage import contacts, conversations, tenants
 from postroom.storage import outbound as outbound_store

@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from postroom.errors import NotFound, PostroomError
-from postroom.outbound.model import AttachmentRef, Rendered
+from postroom.rendered import AttachmentRef, Rendered
 from postroom.storage.tables import (
     Conversation,
     Message,

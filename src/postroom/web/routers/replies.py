@@ -19,7 +19,7 @@ from postroom.app import App
 from postroom.errors import NotFound, PostroomError
 from postroom.outbound import actions, compose
 from postroom.outbound.compose import Dispatch
-from postroom.outbound.model import AttachmentRef
+from postroom.rendered import AttachmentRef
 from postroom.storage import conversation_edits, conversations, staff
 from postroom.storage.apikeys import Principal
 from postroom.web.auth import tenant_principal
