@@ -9,9 +9,11 @@ import click
 
 from postroom.app import App
 from postroom.cli.common import age, echo_json, echo_table, open_app
+from postroom.errors import NotFound
 from postroom.outbound import actions, compose
 from postroom.queue import wakeup
 from postroom.storage import outbound as store
+from postroom.storage import staff, staff_mail
 
 STATUSES = store.STATUSES
 
@@ -81,6 +83,29 @@ def user_list(ctx: click.Context, tenant: str, as_json: bool) -> None:
                [(u.id, u.email, u.name, "yes" if u.active else "no",
                  "text+html" if u.signature_html else ("text" if u.signature_text else "-"), ",".join(u.teams) or "-")
                 for u in users])
+
+
+@user.command("notify")
+@click.argument("tenant")
+@click.argument("email")
+@click.option("--mode", type=click.Choice(staff_mail.MODES), required=True,
+              help="Mail notification events to the user: off, immediately, or as a digest.")
+@click.option("--every", type=int, default=None, help="Minutes between digests (--mode digest; default 60).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def user_notify(ctx: click.Context, tenant: str, email: str, mode: str, every: int | None, as_json: bool) -> None:
+    """Whether EMAIL of TENANT gets notification events by mail (new mail, mentions, assignments, bounces)."""
+    with open_app(ctx).session() as session:
+        found = staff.user_by_email(session, tenant, email)
+        if found is None:
+            raise NotFound(f"no staff user {email} in {tenant}; list them with: postroom user list {tenant}")
+        setting = staff_mail.set_mode(session, found.tenant_id, found.id, mode, every)
+    if as_json:
+        echo_json(setting)
+        return
+    how = {"off": "no notification mail", "immediate": "notification mail at once",
+           "digest": f"a digest every {setting.every_minutes} min"}[setting.mode]
+    click.echo(f"{setting.email}: {how}")
 
 
 @click.command()

@@ -26,6 +26,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "move_notice_subject": "Your message was moved",
         "move_notice_body": "Your message \"{subject}\" of {date} is now part of this conversation. Please "
                             "answer this email if you write to us about it again.",
+        "staff_new_conversation": "New conversation {reference} from {author}: {subject}",
+        "staff_customer_message": "{author} wrote in {reference}: {subject}",
+        "staff_mention": "{author} mentioned you in {reference}: {subject}",
+        "staff_assigned": "You are now responsible for {reference}: {subject}",
+        "staff_delivery_failed": "Not delivered to {recipients}: {subject}",
+        "staff_digest_subject": "{count} notification(s) from {tenant}",
+        "staff_footer": "Notifications from {tenant}; change how you receive them in your settings.",
     },
     "fr": {
         "greeting": "Bonjour {name},",
@@ -44,6 +51,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "move_notice_subject": "Votre message a été déplacé",
         "move_notice_body": "Votre message « {subject} » du {date} fait maintenant partie de cette conversation. "
                             "Répondez à cet e-mail si vous nous écrivez encore à ce sujet.",
+        "staff_new_conversation": "Nouvelle conversation {reference} de {author} : {subject}",
+        "staff_customer_message": "{author} a écrit dans {reference} : {subject}",
+        "staff_mention": "{author} vous a mentionné dans {reference} : {subject}",
+        "staff_assigned": "Vous êtes maintenant responsable de {reference} : {subject}",
+        "staff_delivery_failed": "Non distribué à {recipients} : {subject}",
+        "staff_digest_subject": "{count} notification(s) de {tenant}",
+        "staff_footer": "Notifications de {tenant} ; modifiez leur réception dans vos paramètres.",
     },
     "nl": {
         "greeting": "Beste {name},",
@@ -62,6 +76,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "move_notice_subject": "Uw bericht is verplaatst",
         "move_notice_body": "Uw bericht \"{subject}\" van {date} hoort nu bij dit gesprek. Antwoord op deze e-mail "
                             "als u ons er opnieuw over schrijft.",
+        "staff_new_conversation": "Nieuw gesprek {reference} van {author}: {subject}",
+        "staff_customer_message": "{author} schreef in {reference}: {subject}",
+        "staff_mention": "{author} noemde u in {reference}: {subject}",
+        "staff_assigned": "U bent nu verantwoordelijk voor {reference}: {subject}",
+        "staff_delivery_failed": "Niet afgeleverd aan {recipients}: {subject}",
+        "staff_digest_subject": "{count} melding(en) van {tenant}",
+        "staff_footer": "Meldingen van {tenant}; wijzig in uw instellingen hoe u ze ontvangt.",
     },
     "de": {
         "greeting": "Hallo {name},",
@@ -81,6 +102,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "move_notice_subject": "Ihre Nachricht wurde verschoben",
         "move_notice_body": "Ihre Nachricht „{subject}“ vom {date} gehört jetzt zu dieser Unterhaltung. Bitte "
                             "antworten Sie auf diese E-Mail, wenn Sie uns erneut dazu schreiben.",
+        "staff_new_conversation": "Neue Unterhaltung {reference} von {author}: {subject}",
+        "staff_customer_message": "{author} schrieb in {reference}: {subject}",
+        "staff_mention": "{author} hat Sie in {reference} erwähnt: {subject}",
+        "staff_assigned": "Sie sind jetzt für {reference} zuständig: {subject}",
+        "staff_delivery_failed": "Nicht zugestellt an {recipients}: {subject}",
+        "staff_digest_subject": "{count} Benachrichtigung(en) von {tenant}",
+        "staff_footer": "Benachrichtigungen von {tenant}; ändern Sie den Empfang in Ihren Einstellungen.",
     },
 }
 LOCALES = tuple(STRINGS)

@@ -13,11 +13,12 @@ from typing import Literal
 
 from postroom.rendered import AttachmentRef
 
-Kind = Literal["reply", "ack", "auto_reply", "notification", "move_notice"]
+Kind = Literal["reply", "ack", "auto_reply", "notification", "move_notice", "staff_notification", "staff_digest"]
 Channel = Literal["email", "portal"]
 
-KINDS: tuple[str, ...] = ("reply", "ack", "auto_reply", "notification", "move_notice")
-AUTOMATIC_KINDS = frozenset({"ack", "auto_reply", "move_notice"})
+KINDS: tuple[str, ...] = ("reply", "ack", "auto_reply", "notification", "move_notice", "staff_notification",
+                          "staff_digest")
+AUTOMATIC_KINDS = frozenset({"ack", "auto_reply", "move_notice", "staff_notification", "staff_digest"})
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dramatiq import Broker, Worker
 
 from postroom import flow
 from postroom.app import App
-from postroom.outbound import delivery
+from postroom.outbound import delivery, staff_mail
 from postroom.storage import conversations, inbound, routing
 from postroom.storage import outbound as outbound_store
 
@@ -129,6 +129,10 @@ class Pipeline:
             closed = conversations.autoclose(session)
         return sum(len(ids) for ids in closed.values())
 
+    def mail_staff(self) -> list[int]:
+        """The staff mail job: queue the notification mail users are due (immediate or digest) and send it."""
+        return staff_mail.run(self.app, dispatch=self.dispatch_outbound)
+
     def purge_discarded(self) -> int:
         """The retention job: delete discarded inbound rows older than ``discard_retention_days``."""
         with self.app.session() as session:
@@ -148,6 +152,10 @@ class Pipeline:
                     self.recover(SWEEP_IDLE)
                 except Exception as exc:
                     log.warning("recovery sweep failed: %s", exc)
+                try:
+                    self.mail_staff()
+                except Exception as exc:
+                    log.warning("staff mail job failed: %s", exc)
                 if time.monotonic() >= next_autoclose:
                     next_autoclose = time.monotonic() + AUTOCLOSE_EVERY
                     try:

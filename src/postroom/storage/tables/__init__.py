@@ -22,9 +22,11 @@ from postroom.storage.tables.conversations import (
 from postroom.storage.tables.inbound import InboundMessage
 from postroom.storage.tables.ingress import Mailbox, WebhookSecret
 from postroom.storage.tables.outbound import OutboundAttempt, OutboundMessage, OutboundRecipient
+from postroom.storage.tables.staff_mail import StaffMailSetting
 from postroom.storage.tables.tenants import Tenant, TenantAlias, TenantDomain
 
 __all__ = ["ApiKey", "Base", "BlobData", "BlockedAddress", "Contact", "ContactAddress", "Conversation", "Message",
            "MessageBounce", "NotificationEvent", "OutboundAttempt", "OutboundMessage", "OutboundRecipient", "StaffUser",
+           "StaffMailSetting",
            "Team", "TeamMember", "ThreadRef", "InboundMessage", "Mailbox", "Tenant", "TenantAlias", "TenantDomain",
            "WebhookSecret", "utcnow"]

@@ -7,6 +7,7 @@ nothing across tenants.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
-from postroom.storage import blocks, contacts, staff
+from postroom.storage import blocks, contacts, staff, staff_mail
 from postroom.storage.apikeys import Principal
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import RowId, db_session
@@ -137,6 +138,39 @@ def list_users(principal: Principal = Depends(tenant_principal),
                session: Session = Depends(db_session)) -> list[UserOut]:
     """The tenant's staff users, active or not."""
     return [_user(u) for u in staff.list_users(session, principal.tenant_id)]
+
+
+class MailSettingIn(BaseModel):
+    mode: Literal["off", "immediate", "digest"]
+    every_minutes: int | None = Field(default=None, ge=1, le=10080, description="Minutes between digests")
+
+
+class MailSettingOut(BaseModel):
+    user_id: int
+    mode: str
+    every_minutes: int
+    last_mailed_at: datetime | None
+
+
+def _mail_setting(setting: staff_mail.MailSetting) -> MailSettingOut:
+    return MailSettingOut(user_id=setting.user_id, mode=setting.mode, every_minutes=setting.every_minutes,
+                          last_mailed_at=setting.last_mailed_at)
+
+
+@router.get("/users/{user_id}/notification-mail", response_model=MailSettingOut)
+def get_notification_mail(user_id: RowId, principal: Principal = Depends(tenant_principal),
+                          session: Session = Depends(db_session)) -> MailSettingOut:
+    """Whether the user gets notification events by mail: off, immediate, or a digest every N minutes."""
+    info = own_user(session, principal, user_id)
+    return _mail_setting(staff_mail.get_setting(session, principal.tenant_id, info.id))
+
+
+@router.put("/users/{user_id}/notification-mail", response_model=MailSettingOut)
+def set_notification_mail(user_id: RowId, body: MailSettingIn, principal: Principal = Depends(tenant_principal),
+                          session: Session = Depends(db_session)) -> MailSettingOut:
+    """Turn notification mail on (from now on: no backlog), off, or change the digest interval."""
+    info = own_user(session, principal, user_id)
+    return _mail_setting(staff_mail.set_mode(session, principal.tenant_id, info.id, body.mode, body.every_minutes))
 
 
 @router.post("/users/{user_id}/deactivate", response_model=DeactivatedOut)

@@ -1,0 +1,145 @@
+"""Mail staff their notification events: at once, or as a digest every N minutes (the sweeper's job).
+
+Each user with mail on has a cursor over the tenant's events (see
+``storage.staff_mail``). One transaction renders and queues the user's mail
+through ``compose`` and moves the cursor, only if no other run moved it first,
+so a crash or a second sweeper never mails an event twice; the mail then goes
+out like any outbound message and shows in ``postroom outbound list``.
+
+What a mail may show: a customer's words to the staff of their tenant; a
+note's text only to the user it mentions; never a note's text otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from postroom.app import App
+from postroom.outbound import compose
+from postroom.outbound import locale as locales
+from postroom.outbound.compose import Dispatch
+from postroom.outbound.model import Brand, OutboundContext, Person
+from postroom.storage import conversations, tenants
+from postroom.storage import staff_mail as store
+from postroom.storage.conversations import ConversationSummary, EventView
+from postroom.storage.staff_mail import MailSetting, MessageGist
+
+log = logging.getLogger(__name__)
+
+EXCERPT = 600
+
+
+class Superseded(Exception):
+    """Another run mailed these events first; this run's mail is rolled back."""
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT else flat[:EXCERPT].rstrip() + " …"
+
+
+def describe(event: EventView, setting: MailSetting, summary: ConversationSummary | None,
+             gist: MessageGist | None, locale: str) -> tuple[str, str]:
+    """(headline, body) for one event in the user's language; the body never holds a note's text unless
+    the note mentions this user."""
+    t = locales.translator(locale)
+    payload = event.payload
+    subject = summary.subject if summary else str(payload.get("subject") or "")
+    reference = summary.reference if summary else str(payload.get("reference") or "")
+    body = ""
+    if event.kind in ("new_conversation", "customer_message"):
+        author = (gist.author_name or gist.author_email) if gist else ""
+        headline = t(f"staff_{event.kind}", author=author, subject=subject, reference=reference)
+        if gist is not None and gist.kind != "note" and gist.direction == "in":
+            body = _excerpt(gist.text)
+    elif event.kind == "mention":
+        headline = t("staff_mention", author=str(payload.get("by_name") or ""), subject=subject, reference=reference)
+        if event.recipient_type == "user" and event.recipient_id == setting.user_id:
+            body = _excerpt(str(payload.get("excerpt") or ""))
+    elif event.kind == "assigned":
+        headline = t("staff_assigned", subject=subject, reference=reference)
+    else:
+        recipients = ", ".join(str(r) for r in payload.get("recipients") or ())
+        headline = t("staff_delivery_failed", subject=str(payload.get("subject") or subject), recipients=recipients)
+        body = str(payload.get("reason") or "")[:EXCERPT]
+    return headline, body
+
+
+def _portal_link(brand: Brand, conversation_id: int | None) -> str | None:
+    if brand.portal_url and conversation_id is not None:
+        return f"{brand.portal_url.rstrip('/')}/conversations/{conversation_id}"
+    return None
+
+
+def _contexts(session: Session, app: App, setting: MailSetting, events: Sequence[EventView]) -> list[OutboundContext]:
+    tenant = next(t for t in tenants.list_tenants(session) if t.id == setting.tenant_id)
+    brand = compose.brand(app, tenant)
+    own = [c for c in conversations.summaries(session, sorted({e.conversation_id for e in events
+                                                               if e.conversation_id is not None}))
+           if c.tenant_id == setting.tenant_id]
+    summaries = {c.id: c for c in own}
+    gists = store.message_gists(session, setting.tenant_id, [e.message_id for e in events if e.message_id])
+    described = [(e, *describe(e, setting, summaries.get(e.conversation_id or 0), gists.get(e.message_id or 0),
+                               brand.locale)) for e in events]
+    recipient = Person(setting.name, setting.email)
+    base = OutboundContext(kind="staff_notification", tenant=brand, recipient=recipient, subject="", reference="")
+    if setting.mode == "immediate":
+        return [replace(base, subject=headline, text="\n\n".join(p for p in (headline, body) if p),
+                        conversation_id=event.conversation_id,
+                        portal_link=_portal_link(brand, event.conversation_id))
+                for event, headline, body in described]
+    t = locales.translator(brand.locale)
+    lines = []
+    for event, headline, body in described:
+        link = _portal_link(brand, event.conversation_id)
+        lines.append("\n".join(["- " + headline] + [f"  {extra}" for extra in (body, link) if extra]))
+    return [replace(base, kind="staff_digest", subject=t("staff_digest_subject", count=len(events), tenant=brand.name),
+                    text="\n\n".join(lines), portal_link=brand.portal_url)]
+
+
+def _mail_user(app: App, setting: MailSetting, now: datetime) -> list[int]:
+    with app.session() as session:
+        events = store.pending_events(session, setting)
+        if not events:
+            return []
+        ids = []
+        for ctx in _contexts(session, app, setting, events):
+            rendered = compose.render(app, ctx)
+            ids.append(compose.store(session, app, ctx, rendered, tenant_id=setting.tenant_id).id)
+        if not store.advance(session, setting, events[-1].id, now):
+            raise Superseded(f"user {setting.user_id}")
+    log.info("staff mail: %s mail(s) for %s events to user %s (%s)", len(ids), len(events), setting.user_id,
+             setting.mode)
+    return ids
+
+
+def due(setting: MailSetting, now: datetime) -> bool:
+    if setting.mode == "immediate":
+        return True
+    last = setting.last_mailed_at
+    return last is None or now >= last + timedelta(minutes=setting.every_minutes)
+
+
+def run(app: App, *, dispatch: Dispatch | None = None, now: datetime | None = None) -> list[int]:
+    """Queue the mail every user with mail on is due; the outbound ids (dispatched when a queue is given)."""
+    now = now or datetime.now(UTC)
+    with app.session() as session:
+        settings = store.mail_on(session)
+    queued: list[int] = []
+    for setting in settings:
+        if not due(setting, now):
+            continue
+        try:
+            queued += _mail_user(app, setting, now)
+        except Superseded:
+            continue
+        except Exception as exc:  # one user's broken template must not stop the others' mail
+            log.warning("staff mail to user %s failed, retried next sweep: %s", setting.user_id, exc)
+    if queued and dispatch is not None:
+        dispatch(queued)
+    return queued
