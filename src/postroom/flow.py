@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -205,9 +206,14 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
     budget = Budget(settings.budget_cpu_seconds)
     if watch is not None:
         watch.started(record, budget)
+    started, outcome = time.perf_counter(), "retry"
     try:
-        with logs.bound(tenant=record.tenant):
-            return _run(app, record, budget, dispatch_outbound)
+        with logs.bound(tenant=record.tenant, inbound_id=inbound_id):
+            try:
+                outcome = _run(app, record, budget, dispatch_outbound) or "skipped"
+                return None if outcome == "skipped" else outcome
+            finally:
+                logs.processed(log, inbound_id, outcome, time.perf_counter() - started)
     finally:
         if watch is not None:
             watch.finished()
@@ -252,6 +258,7 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
                 stage = "storage"
                 recorded = conversations.record(session, record, parsed, match,
                                                 routed.decision if routed else None)
+                logs.note(conversation_id=recorded.conversation_id)
                 summary = None
                 if routed is not None:
                     summary, outbound_ids = _act(app, session, record, parsed, match, recorded, routed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -19,11 +20,13 @@ from typing import Any
 from dramatiq import Middleware
 
 CONTEXT_KEYS = ("inbound_id", "outbound_id", "conversation_id", "tenant")
+EXTRA_KEYS = ("outcome", "duration_ms")  # fields of the per-message line, as JSON fields too
 QUEUE_ID_KEYS = {"inbound": "inbound_id", "outbound": "outbound_id"}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NOISY = ("mail.log", "aiosmtpd", "dramatiq", "pika", "uvicorn.access")
 
 _context: ContextVar[dict[str, Any]] = ContextVar("postroom_log_context", default={})  # noqa: B039
+_format = {"current": "text"}
 
 
 @contextmanager
@@ -34,6 +37,21 @@ def bound(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def note(**fields: Any) -> None:
+    """Add fields to the innermost ``bound`` block (a job learns its conversation half-way); no-op outside one."""
+    current = _context.get()
+    if current:
+        current.update(fields)
+
+
+def processed(logger: logging.Logger, inbound_id: int, outcome: str, seconds: float) -> None:
+    """The one line per processed message: id, outcome and duration (tenant and conversation from the context)."""
+    conversation = _context.get().get("conversation_id")
+    logger.info("inbound %s %s in %.1f ms%s", inbound_id, outcome, seconds * 1000,
+                f" (conversation {conversation})" if conversation is not None else "",
+                extra={"outcome": outcome, "duration_ms": round(seconds * 1000, 1)})
 
 
 class Lazy:
@@ -69,6 +87,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
             **context_of(record),
+            **{key: getattr(record, key) for key in EXTRA_KEYS if hasattr(record, key)},
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
@@ -90,11 +109,21 @@ def configure(log_format: str = "text", *, verbose: bool = False) -> None:
         raise ValueError(f"POSTROOM_LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
+    _format["current"] = log_format
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def announce(message: str) -> None:
+    """A start-up line (where postroom listens, what it uses): bare text on stderr as people read it, or, with
+    POSTROOM_LOG_FORMAT=json, a JSON line like every other, so a log collector never sees a line it cannot parse."""
+    if _format["current"] == "json":
+        logging.getLogger("postroom.start").info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
 
 
 class LogContext(Middleware):

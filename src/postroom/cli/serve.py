@@ -13,7 +13,7 @@ from postroom.app import App
 from postroom.cli.common import settings_of
 from postroom.cli.failures import listen_failure
 from postroom.errors import PostroomError
-from postroom.logs import LogContext, configure, inbound_tenant
+from postroom.logs import LogContext, announce, configure, inbound_tenant
 from postroom.queue.actors import Pipeline
 from postroom.queue.broker import make_broker
 from postroom.queue.connection import BrokerWatch
@@ -146,16 +146,16 @@ def serve(ctx: click.Context, no_workers: bool, smtp_processes: int | None, work
         except BaseException:
             service.stop()
             raise
-    click.echo(f"postroom listening: smtp://{host}:{service.smtp_port} for *.{settings.mail_domain}"
-               f" ({processes} process{'es' if processes > 1 else ''})", err=True)
-    click.echo(f"HTTP API {service.http_url}/docs  console {service.http_url}/console  "
-               f"metrics {service.http_url}/metrics", err=True)
-    click.echo(f"database {redact_url(settings.resolved_database_url)}  "
-               f"blobs {redact_url(settings.resolved_blob_url)}  "
-               f"broker {redact_url(settings.broker_url) or 'in-process'}", err=True)
+    announce(f"postroom listening: smtp://{host}:{service.smtp_port} for *.{settings.mail_domain}"
+             f" ({processes} process{'es' if processes > 1 else ''})")
+    announce(f"HTTP API {service.http_url}/docs  console {service.http_url}/console  "
+             f"metrics {service.http_url}/metrics")
+    announce(f"database {redact_url(settings.resolved_database_url)}  "
+             f"blobs {redact_url(settings.resolved_blob_url)}  "
+             f"broker {redact_url(settings.broker_url) or 'in-process'}")
     if service.workers is not None:
-        click.echo(f"{service.workers.count} worker processes, each with {pipeline_threads(settings)} pipeline and "
-                   f"{settings.worker_threads} delivery threads", err=True)
+        announce(f"{service.workers.count} worker processes, each with {pipeline_threads(settings)} pipeline and "
+                 f"{settings.worker_threads} delivery threads")
     try:
         _wait_for_signal()
     finally:
@@ -192,8 +192,7 @@ def worker(ctx: click.Context, threads: int | None, no_migrate: bool, verbose: b
             recovered = pipeline.recover()
             pipeline.start_sweeper()
             watch.start()
-            click.echo(f"postroom worker running on {redact_url(settings.broker_url)} ({recovered} recovered)",
-                       err=True)
+            announce(f"postroom worker running on {redact_url(settings.broker_url)} ({recovered} recovered)")
         stop.wait()
     finally:
         watch.stop()
