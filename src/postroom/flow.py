@@ -23,9 +23,9 @@ from postroom.errors import ParseFailed
 from postroom.gateway import auth
 from postroom.metrics import message_failed, rule_action_skipped
 from postroom.model import Envelope, ParsedMessage, to_jsonable
-from postroom.outbound import bounces
+from postroom.outbound import bounces, rule_mail
 from postroom.outbound.compose import Dispatch
-from postroom.rules import RoutingDecision, RuleInput, Ruleset, directory, evaluate, guard_auto_reply, routing, sending
+from postroom.rules import RoutingDecision, RuleInput, Ruleset, directory, evaluate, guard_auto_reply, routing
 from postroom.staff_directory import StaffDirectory
 from postroom.storage import conversations, inbound, staff
 from postroom.storage import routing as routing_store
@@ -117,7 +117,7 @@ def _refuse(app: App, session: Session, record: InboundRecord, parsed: ParsedMes
     sender may be forged). ``row`` holds the parsed columns written with the final status."""
     decision = routed.decision
     if decision.disposition == "discard":
-        ids, why_not = sending.forward_copies(app, session, record, parsed, decision, conversation_id=None)
+        ids, why_not = rule_mail.forward_copies(app, session, record, parsed, decision, conversation_id=None)
         inbound.advance(session, record.id, stage="rules", status="discarded", token=record.lease_token,
                         routing=routing.summary(decision, routed.ruleset, outbound=ids,
                                                 forward_suppressed=why_not), **row)
@@ -145,11 +145,11 @@ def _act(app: App, session: Session, record: InboundRecord, parsed: ParsedMessag
         suppressed = "message is automatic or part of a mail loop"
     elif match.via == "forward":
         suppressed = "message forwards another one; its sender is not the customer"
-    reply_id, reply_suppressed = sending.auto_reply(app, session, record, parsed, decision,
+    reply_id, reply_suppressed = rule_mail.auto_reply(app, session, record, parsed, decision,
                                                     conversation_id=conversation_id, sender=routed.input.from_address,
                                                     suppressed=suppressed)
     forward_ids, forward_suppressed = ([], "message was already recorded") if recorded.duplicate else (
-        sending.forward_copies(app, session, record, parsed, decision, conversation_id=conversation_id))
+        rule_mail.forward_copies(app, session, record, parsed, decision, conversation_id=conversation_id))
     ids = [i for i in (reply_id, *forward_ids) if i is not None]
     summary = routing.summary(decision, routed.ruleset, outbound=ids, forward_suppressed=forward_suppressed,
                               auto_reply_suppressed=reply_suppressed or decision.auto_reply_suppressed)

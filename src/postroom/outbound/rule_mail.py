@@ -1,4 +1,4 @@
-"""Rule actions that send mail: the auto-reply and the forwarded copy, queued through outbound.
+"""Mail that rule actions send: the auto-reply and the forwarded copy, queued through outbound.
 
 Both are queued in the inbound row's own transaction, so a retried pipeline
 run either finds them (the row is done) or re-queues them after a rollback:
