@@ -117,6 +117,18 @@ class ParsedMessage:
         return next((v for k, v in self.headers if k.lower() == lname), None)
 
 
+@dataclass(frozen=True)
+class ConversationUpdate:
+    """What the rules change on an existing conversation: ``set`` overrides, ``fill`` only sets empty fields.
+
+    Built by the rules stage, applied by storage; here so that neither imports the other.
+    """
+
+    tags: tuple[str, ...] = ()
+    set: dict[str, object] | None = None
+    fill: dict[str, object] | None = None
+
+
 def to_jsonable(value: Any) -> Any:
     """Turn contracts into JSON-ready data (dates ISO 8601, bytes dropped)."""
     kind = type(value)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from postroom.app import App
 from postroom.gateway.handler import GatewayHandler
 from postroom.gateway.ratelimit import rate_limits
+from postroom.gateway.screen import DataScreen
 from postroom.gateway.server import Gateway
 from postroom.ingress.imap import MailboxFetchers
 from postroom.ingress.ses import SesInbound
@@ -28,7 +29,6 @@ from postroom.queue.actors import OUTBOUND_QUEUE, Pipeline
 from postroom.queue.broker import make_broker
 from postroom.queue.processes import WorkerProcesses
 from postroom.queue.wakeup import WakeListener
-from postroom.rules.routing import DataScreen
 from postroom.settings import Settings
 from postroom.storage.intake import GroupCommitter
 from postroom.web import create_app

@@ -1,6 +1,6 @@
 """aiosmtpd handler: refuse what is not ours at RCPT, store durably at DATA.
 
-An optional ``screen`` (the tenants' reject rules, see rules/routing.py) may
+An optional ``screen`` (the tenants' reject rules, see gateway/screen.py) may
 refuse a message at the end of DATA, before anything is stored.
 
 The handler answers 250 only after ``intake`` has committed the raw bytes and

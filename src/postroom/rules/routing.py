@@ -1,34 +1,22 @@
-"""Rules in the running service: one RuleBook per rules directory, the DATA-time screen, decision summaries.
+"""Rules in the running service: one RuleBook per rules directory, when a decision is final, decision summaries.
 
 The pipeline evaluates every message after threading (flow.rules_stage). The
-gateway may refuse a message at the end of DATA, so that the sending MTA
-bounces it and we never send backscatter, but only when the answer cannot
-change later: the rules that decide it must not read threading facts
-(``is_reply``, ``new_conversation``, ``contact``), which only the pipeline knows.
+gateway may refuse a message at the end of DATA (gateway/screen.py), so that
+the sending MTA bounces it and we never send backscatter, but only when the
+answer cannot change later: the rules that decide it must not read threading
+facts (``is_reply``, ``new_conversation``, ``contact``), which only the
+pipeline knows.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from postroom import parsing
-from postroom.addresses import REPLY_PREFIX, TenantDirectory
-from postroom.model import Envelope
-from postroom.rules.engine import evaluate
-from postroom.rules.input import RuleInput
+from postroom.model import ConversationUpdate
 from postroom.rules.loader import RuleBook
 from postroom.rules.model import Assign, RoutingDecision, Rule, Ruleset
-from postroom.settings import Settings
-from postroom.storage.intake import IntakeItem
-from postroom.storage.routing import ConversationUpdate
-
-log = logging.getLogger(__name__)
 
 THREADING_FIELDS = frozenset({"is_reply", "new_conversation", "contact"})
 REPLY_AWARE_FIELDS = frozenset({"is_reply", "new_conversation"})
@@ -95,58 +83,6 @@ def final_at_data(decision: RoutingDecision, ruleset: Ruleset) -> bool:
     if decision.stopped_by is not None:
         return p.positions[decision.stopped_by] < p.first_dependent
     return p.first_dependent == len(p.positions)
-
-
-class DataScreen:
-    """The gateway's end-of-DATA check: refuse when every tenant of the transaction rejects it for sure.
-
-    Tenants without a reject rule cost one ``stat`` of their rules file; the
-    message is parsed (in a thread, off the event loop) only when a reject
-    rule could apply. One SMTP reply covers all recipients, so a message
-    also addressed to a tenant that would take it is accepted, and the
-    rejecting tenant's row is marked rejected by the pipeline instead.
-    """
-
-    def __init__(self, settings: Settings, directory: Callable[[], TenantDirectory]) -> None:
-        self.book = rulebook(settings.resolved_rules_dir)
-        self.trusted = settings.trusted_authserv_id_list
-        self.directory = directory
-
-    async def check(self, item: IntakeItem) -> str | None:
-        """The SMTP reply refusing ``item``, or None to accept it."""
-        if not item.tenant_rcpts:
-            return None
-        loop = asyncio.get_running_loop()
-        directory = self.directory()
-        candidates: list[tuple[Ruleset, tuple[str, ...]]] = []
-        for tenant_id, rcpts in item.tenant_rcpts.items():
-            slug = directory.slug_of(tenant_id)
-            ruleset = self.book.peek(slug)
-            if ruleset is None:
-                ruleset = await loop.run_in_executor(None, self.book.for_tenant, slug)
-            if not plan(ruleset).rejects:
-                return None
-            candidates.append((ruleset, rcpts))
-        return await loop.run_in_executor(None, self._decide, item, candidates)
-
-    def _decide(self, item: IntakeItem, candidates: list[tuple[Ruleset, tuple[str, ...]]]) -> str | None:
-        try:
-            parsed = parsing.parse(item.raw, item.envelope.received_at or datetime.now(UTC))
-        except Exception as exc:  # unusable mail is the pipeline's to record, never a reason to refuse here
-            log.info("DATA-time rules skipped, message does not parse: %s", exc)
-            return None
-        refusal: str | None = None
-        for ruleset, rcpts in candidates:
-            reply = any(r.partition("@")[0].lower().startswith(REPLY_PREFIX) for r in rcpts)
-            inp = RuleInput.from_parsed(parsed, Envelope(item.envelope.mail_from, rcpts), is_reply=reply,
-                                        new_conversation=not reply, trusted_authserv_ids=self.trusted)
-            decision = evaluate(inp, ruleset)
-            if decision.disposition != "reject" or decision.reject is None or not final_at_data(decision, ruleset):
-                return None
-            refusal = refusal or str(decision.reject)
-            log.info("refused at DATA by rules %s of %s: %s", ", ".join(decision.fired), ruleset.source,
-                     decision.reject)
-        return refusal
 
 
 def conversation_update(decision: RoutingDecision, ruleset: Ruleset) -> ConversationUpdate:

@@ -7,12 +7,12 @@ owns its writes; everything runs in the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from postroom.model import ConversationUpdate
 from postroom.storage import staff
 from postroom.storage.tables import Contact, Conversation, InboundMessage, OutboundMessage, OutboundRecipient
 
@@ -35,15 +35,6 @@ def contact_attributes(session: Session, contact_id: int | None) -> dict[str, st
     if contact is None:
         return {}
     return {k: v for k, v in (("name", contact.name), ("unit", contact.unit_ref or "")) if v}
-
-
-@dataclass(frozen=True)
-class ConversationUpdate:
-    """What the rules change on an existing conversation: ``set`` overrides, ``fill`` only sets empty fields."""
-
-    tags: tuple[str, ...] = ()
-    set: dict[str, object] | None = None
-    fill: dict[str, object] | None = None
 
 
 def update_conversation(session: Session, conversation_id: int, change: ConversationUpdate) -> None:
