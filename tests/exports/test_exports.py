@@ -8,6 +8,7 @@ script's sample is in it, or the visible ``[U+XXXX]`` marker is; a bounce is a
 from __future__ import annotations
 
 import json
+import logging
 import mailbox
 import re
 import shutil
@@ -17,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from tests.outbound.test_verp import QMAIL
 
@@ -185,3 +187,13 @@ def _conversation_with_notes(svc: Service, customer: smtplib.SMTP, subject: str,
     for _ in range(count):
         actions.note(svc.app, conv, "elodie@acme.example", text)
     return conv
+
+
+def test_a_pdf_export_writes_no_font_subsetting_lines(running: Service, customer: smtplib.SMTP, run, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    customer.sendmail("zoe@example.com", ["inbox@acme.mail.test"],
+                      make_eml(sender="Zoë <zoe@example.com>", subject="Quiet", body="Привет 你好 مرحبا"))
+    conv = conversation_of(running, "Quiet")
+    caplog.set_level(logging.INFO)
+    run("conversations", "export", str(conv), "--format", "pdf", "-o", str(tmp_path / "q.pdf"))
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("fontTools")] == []
