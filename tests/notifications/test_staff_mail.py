@@ -73,7 +73,7 @@ def test_immediate_mail_for_assignment_and_customer_reply_once(running: Service,
     assert "It is leaking water now." in text_of(reply) and reply.message["Auto-Submitted"] == "auto-replied"
     assert running.pipeline.mail_staff() == [], "each event is mailed once"
     listed = [json.loads(line) for line in run("outbound", "list", "--json").splitlines()]
-    assert sorted(o["kind"] for o in listed if o["id"] in queued) == ["staff_notification"] * 2
+    assert sorted(o["kind"] for o in listed if o["id"] in queued) == ["staff_notice"] * 2
     assert mails_to(relay, "bob@acme.example") == [] and mails_to(relay, "gina@globex.example") == []
 
 

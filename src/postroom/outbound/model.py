@@ -13,12 +13,12 @@ from typing import Literal
 
 from postroom.rendered import AttachmentRef
 
-Kind = Literal["reply", "ack", "auto_reply", "notification", "move_notice", "staff_notification", "staff_digest"]
+Kind = Literal["reply", "ack", "auto_reply", "notification", "move_notice", "staff_notice", "staff_digest"]
 Channel = Literal["email", "portal"]
 
-KINDS: tuple[str, ...] = ("reply", "ack", "auto_reply", "notification", "move_notice", "staff_notification",
+KINDS: tuple[str, ...] = ("reply", "ack", "auto_reply", "notification", "move_notice", "staff_notice",
                           "staff_digest")
-AUTOMATIC_KINDS = frozenset({"ack", "auto_reply", "move_notice", "staff_notification", "staff_digest"})
+AUTOMATIC_KINDS = frozenset({"ack", "auto_reply", "move_notice", "staff_notice", "staff_digest"})
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def _contexts(session: Session, app: App, setting: MailSetting, events: Sequence
     described = [(e, *describe(e, setting, summaries.get(e.conversation_id or 0), gists.get(e.message_id or 0),
                                brand.locale)) for e in events]
     recipient = Person(setting.name, setting.email)
-    base = OutboundContext(kind="staff_notification", tenant=brand, recipient=recipient, subject="", reference="")
+    base = OutboundContext(kind="staff_notice", tenant=brand, recipient=recipient, subject="", reference="")
     if setting.mode == "immediate":
         return [replace(base, subject=headline, text="\n\n".join(p for p in (headline, body) if p),
                         conversation_id=event.conversation_id,
