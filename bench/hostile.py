@@ -50,7 +50,8 @@ class Cost:
 
 def run(args: list[str], env: dict[str, str]) -> Cost:
     """CPU seconds and peak RSS of one child process (killed after TIMEOUT seconds)."""
-    child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    errors = tempfile.TemporaryFile()
+    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=errors)
     started = time.monotonic()
     while True:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
@@ -61,10 +62,11 @@ def run(args: list[str], env: dict[str, str]) -> Cost:
             pid, status, usage = os.wait4(child.pid, 0)
             return Cost(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, False, f">{TIMEOUT:.0f} s")
         time.sleep(0.02)
-    out = child.stdout.read().decode(errors="replace") if child.stdout else ""
-    err = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    errors.seek(0)
+    err = errors.read().decode(errors="replace")
+    errors.close()
     code = os.waitstatus_to_exitcode(status)
-    note = "" if code == 0 else f"exit {code}: {(err or out).strip().splitlines()[-1:]}"
+    note = "" if code == 0 else f"exit {code}: {err.strip().splitlines()[-1:]}"
     return Cost(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code == 0, note)
 
 
