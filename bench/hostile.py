@@ -50,21 +50,20 @@ class Cost:
 
 def run(args: list[str], env: dict[str, str]) -> Cost:
     """CPU seconds and peak RSS of one child process (killed after TIMEOUT seconds)."""
-    errors = tempfile.TemporaryFile()
-    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-    started = time.monotonic()
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() - started > TIMEOUT:
-            child.kill()
-            pid, status, usage = os.wait4(child.pid, 0)
-            return Cost(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, False, f">{TIMEOUT:.0f} s")
-        time.sleep(0.02)
-    errors.seek(0)
-    err = errors.read().decode(errors="replace")
-    errors.close()
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        started = time.monotonic()
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > TIMEOUT:
+                child.kill()
+                pid, status, usage = os.wait4(child.pid, 0)
+                return Cost(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, False, f">{TIMEOUT:.0f} s")
+            time.sleep(0.02)
+        errors.seek(0)
+        err = errors.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
     note = "" if code == 0 else f"exit {code}: {err.strip().splitlines()[-1:]}"
     return Cost(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code == 0, note)
