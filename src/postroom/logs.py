@@ -156,20 +156,3 @@ class LogContext(Middleware):
             _context.reset(token)
 
     after_skip_message = after_process_message
-
-
-def inbound_tenant(app: Any) -> Callable[[str, int], str | None]:
-    """A ``tenant_of`` for ``LogContext`` that reads the inbound row's tenant (outbound jobs: none yet).
-
-    A read-only transaction: it may run while this thread holds SQLite's write lock (a line logged mid-job).
-    """
-    from postroom.storage import inbound
-    from postroom.storage.db import read_scope
-
-    def tenant_of(queue: str, job_id: int) -> str | None:
-        if queue != "inbound":
-            return None
-        with read_scope(app.sessions) as session:
-            return inbound.get_inbound(session, int(job_id)).tenant
-
-    return tenant_of

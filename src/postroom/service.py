@@ -23,11 +23,10 @@ from postroom.gateway.screen import DataScreen
 from postroom.gateway.server import Gateway
 from postroom.ingress.imap import MailboxFetchers
 from postroom.ingress.ses import SesInbound
-from postroom.logs import LogContext, inbound_tenant
 from postroom.metrics import StageMetrics
 from postroom.queue.actors import OUTBOUND_QUEUE, Pipeline
-from postroom.queue.broker import make_broker
 from postroom.queue.processes import WorkerProcesses
+from postroom.queue.runtime import build_pipeline
 from postroom.queue.wakeup import WakeListener
 from postroom.settings import Settings
 from postroom.storage.intake import GroupCommitter
@@ -67,13 +66,10 @@ class Service:
 
     def start(self) -> Service:
         self.app = App.open(self.settings, migrate=self.migrate)
-        broker = make_broker(self.settings)
-        broker.add_middleware(StageMetrics())
-        broker.add_middleware(LogContext(inbound_tenant(self.app)))
         if self.run_workers and self.settings.worker_processes:
             self.workers = WorkerProcesses(self.settings, self.settings.worker_processes).start()
         sink = self.workers.dispatch if self.workers is not None and not self.settings.broker_url else None
-        self.pipeline = Pipeline(self.app, broker, inbound_sink=sink)
+        self.pipeline = build_pipeline(self.app, StageMetrics(), inbound_sink=sink)
         if self.run_workers:
             # with worker processes, this one only delivers outbound mail queued here (staff replies, API)
             self.pipeline.start_worker(self.settings.worker_threads,

@@ -20,6 +20,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from postroom import logs
 from postroom.app import App
+from postroom.queue import runtime
 from postroom.storage import conversations
 from postroom.testing import make_eml, wait_until
 
@@ -55,7 +56,7 @@ def test_broker_jobs_log_their_inbound_id_and_tenant(app: App, tenant_ids: dict[
     inbound_id = store_mail(app, tenant_ids["globex"], "globex")
     broker = StubBroker()
     broker.emit_after("process_boot")
-    broker.add_middleware(logs.LogContext(logs.inbound_tenant(app)))
+    broker.add_middleware(logs.LogContext(runtime.inbound_tenant(app)))
 
     def job(inbound_id: int) -> None:
         logging.getLogger("postroom.test.jobs").info("working")

@@ -9,8 +9,7 @@ import click
 from postroom import flow
 from postroom.cli.common import echo_json, open_app
 from postroom.gateway.ingest import inbox_address_of, ingest
-from postroom.queue.actors import Pipeline
-from postroom.queue.broker import make_broker
+from postroom.queue import runtime
 from postroom.storage import tenants
 
 
@@ -43,7 +42,7 @@ def ingest_command(ctx: click.Context, slug: str, path: Path, no_process: bool, 
     statuses: dict[str, int] = {}
     if not no_process:
         if app.settings.broker_url:
-            Pipeline(app, make_broker(app.settings)).dispatch(result.ids)
+            runtime.sender(app).dispatch(result.ids)
         else:
             with click.progressbar(result.ids, label="processing", file=None if show else open("/dev/null", "w"),
                                    show_pos=True) as ids:

@@ -8,8 +8,7 @@ import click
 
 from postroom.cli.common import age, echo_json, echo_table, open_app
 from postroom.errors import PostroomError
-from postroom.queue.actors import Pipeline
-from postroom.queue.broker import make_broker
+from postroom.queue import runtime
 from postroom.queue.operations import OPERATIONS, RETRYABLE
 from postroom.storage import inbound
 
@@ -101,7 +100,7 @@ def show(ctx: click.Context, inbound_id: int, as_json: bool) -> None:
 def _requeue(ctx: click.Context, ids: list[int]) -> None:
     app = ctx.find_object(dict)["app"]
     if app.settings.broker_url:
-        Pipeline(app, make_broker(app.settings)).dispatch(ids)
+        runtime.sender(app).dispatch(ids)
 
 
 @queue.command("retry")

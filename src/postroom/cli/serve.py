@@ -13,11 +13,10 @@ from postroom.app import App
 from postroom.cli.common import settings_of
 from postroom.cli.failures import listen_failure
 from postroom.errors import PostroomError
-from postroom.logs import LogContext, announce, configure, inbound_tenant
-from postroom.queue.actors import Pipeline
-from postroom.queue.broker import make_broker
+from postroom.logs import announce, configure
 from postroom.queue.connection import BrokerWatch
 from postroom.queue.processes import pipeline_threads
+from postroom.queue.runtime import build_pipeline
 from postroom.service import Service, SmtpProcesses, tls_context
 from postroom.settings import Settings, redact_url
 from postroom.storage.blobs import sha256_hex
@@ -180,9 +179,7 @@ def worker(ctx: click.Context, threads: int | None, no_migrate: bool, verbose: b
         _check_schema(settings)
     _logging(ctx, verbose)
     app = App.open(settings, migrate=not no_migrate)
-    broker = make_broker(settings)
-    broker.add_middleware(LogContext(inbound_tenant(app)))
-    pipeline = Pipeline(app, broker)
+    pipeline = build_pipeline(app)
     watch = BrokerWatch(settings.broker_url, on_down=pipeline.pause, on_up=pipeline.resume)
     watch.quiet_consumers()
     stop = _stop_on_signal(watch.stopping)

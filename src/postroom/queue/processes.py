@@ -36,11 +36,11 @@ from dramatiq import Middleware
 from sqlalchemy.engine import make_url
 
 from postroom.app import App
-from postroom.logs import LogContext, configure, inbound_tenant
+from postroom.logs import configure
 from postroom.metrics import StageMetrics, count_here, record_stage, relay_counts
 from postroom.queue.actors import INBOUND_QUEUE, OUTBOUND_QUEUE, Pipeline
-from postroom.queue.broker import make_broker
 from postroom.queue.budget import Enforcer, InFlight, Publisher
+from postroom.queue.runtime import build_pipeline
 from postroom.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,13 +73,10 @@ def _worker_process(settings: Settings, conn: Connection, table: InFlight) -> No
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     channel = _Channel(conn)
     app = App.open(settings, migrate=False)
-    broker = make_broker(settings)
-    broker.add_middleware(StageMetrics(observe=lambda *observation: channel.send(observation)))
-    broker.add_middleware(LogContext(inbound_tenant(app)))
     finished = _Finished()
-    broker.add_middleware(finished)
     relay_counts(lambda name, label: channel.send((COUNTED, name, label)))
-    pipeline = Pipeline(app, broker, watch=Publisher(table))
+    pipeline = build_pipeline(app, StageMetrics(observe=lambda *observation: channel.send(observation)), finished,
+                              watch=Publisher(table))
     channel.send(READY)
     pipeline.start_worker(pipeline_threads(settings), {INBOUND_QUEUE})
     pipeline.start_worker(settings.worker_threads, {OUTBOUND_QUEUE})

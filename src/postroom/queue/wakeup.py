@@ -45,10 +45,9 @@ def wake(app: App, *, inbound: Sequence[int] = (), outbound: Sequence[int] = ())
     if not inbound and not outbound:
         return True
     if app.settings.broker_url:
-        from postroom.queue.actors import Pipeline
-        from postroom.queue.broker import make_broker
+        from postroom.queue.runtime import sender
 
-        pipeline = Pipeline(app, make_broker(app.settings))
+        pipeline = sender(app)
         pipeline.dispatch(inbound)
         pipeline.dispatch_outbound(outbound)
         return True
