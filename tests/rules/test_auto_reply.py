@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from postroom.model import Address, AutoReply, Bounce, Envelope, ParsedMessage
+from postroom.parsing import parse
 from postroom.rules import RuleInput, can_auto_reply, evaluate, guard_auto_reply, parse_ruleset
+from postroom.testing import make_eml
 
 HUMAN = RuleInput(envelope_from="jan@customer.test", from_address="jan@customer.test",
                   recipients=("support@acme.test",), to=("support@acme.test",))
@@ -79,11 +81,11 @@ def test_from_parsed_flags_feed_the_guard() -> None:
         replace(base, list_id="<news.shop.test>"),
         replace(base, headers=(("Precedence", "bulk"),)),
         replace(base, headers=(("List-Unsubscribe", "<mailto:leave@news.test>"),)),
-        replace(base, headers=(("Auto-Submitted", "auto-generated"),)),
-        replace(base, headers=(("X-Autoreply", "yes"),)),
+        parse(make_eml(headers={"Auto-Submitted": "auto-generated"})),
+        parse(make_eml(headers={"X-Autoreply": "yes"})),
     ):
         assert not can_auto_reply(RuleInput.from_parsed(parsed, env), never)[0], parsed
-    assert can_auto_reply(RuleInput.from_parsed(replace(base, headers=(("Auto-Submitted", "no"),)), env), never)[0]
+    assert can_auto_reply(RuleInput.from_parsed(parse(make_eml(headers={"Auto-Submitted": "no"})), env), never)[0]
 
 
 RESPONDER = "rules:\n  - name: acknowledge\n    when: { new_conversation: true }\n    then: { auto_reply: ack }\n"

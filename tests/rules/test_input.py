@@ -6,9 +6,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from postroom.model import Attachment, Envelope, ParsedMessage
 from postroom.parsing import parse
 from postroom.rules import RuleInput
+from postroom.testing import make_eml
 
 EMAILS = Path(__file__).resolve().parents[2] / "fixtures" / "emails"
 
@@ -48,6 +51,20 @@ def test_attachments() -> None:
 def test_auto_reply_detected_from_headers() -> None:
     assert load("rules_autoreply.eml").is_auto_reply
     assert not load("rules_question.eml").is_auto_reply
+
+
+@pytest.mark.parametrize(("headers", "automatic"), [
+    ({"Auto-Submitted": "auto-replied"}, True),
+    ({"X-Autoreply": "yes"}, True),
+    ({"Auto-Submitted": "no"}, False),
+    ({"X-Autoreply": "no"}, False),  # an explicit "no" is a person's mail: the parser's reading, the only one
+    ({}, False),
+])
+def test_rules_see_the_parsers_auto_reply_verdict(headers: dict[str, str], automatic: bool) -> None:
+    parsed = parse(make_eml(headers=headers))
+    inp = RuleInput.from_parsed(parsed, Envelope(mail_from="jean@example.com", rcpt_tos=()))
+    assert (parsed.auto_reply is not None) is automatic
+    assert inp.is_auto_reply is automatic
 
 
 OURS = "mx.postroom.example; spf=pass smtp.mailfrom=mail.supplier.be; dmarc=pass header.from=supplier.be"

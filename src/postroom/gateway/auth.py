@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-import authres
 import dkim
+
+from postroom import authresults
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +90,14 @@ def _upstream(headers: list[tuple[str, str]], trusted: frozenset[str]) -> AuthRe
     top = next((value for name, value in headers if name.lower() == "authentication-results"), None)
     if top is None:
         return None
-    parsed = authres.AuthenticationResultsHeader.parse_value(" ".join(top.split()))
-    if parsed.authserv_id.lower() not in trusted:
+    stamp = authresults.parse(top)
+    if stamp.authserv_id not in trusted:
         return None
     found: dict[str, str] = {}
     spf_domain = None
     dkim_domains: list[str] = []
-    for result in parsed.results:
-        method, value = result.method.lower(), str(result.result).lower()
-        props = {f"{p.type}.{p.name}".lower(): p.value for p in getattr(result, "properties", [])}
+    for verdict in stamp.verdicts:
+        method, value, props = verdict.method, verdict.result, verdict.properties
         if method == "dkim" and value == "pass":
             d = props.get("header.d") or _domain(props.get("header.i"))
             if d:
@@ -110,7 +110,7 @@ def _upstream(headers: list[tuple[str, str]], trusted: frozenset[str]) -> AuthRe
     return AuthResults(
         spf=found.get("spf", "none"), dkim=found.get("dkim", "none"), dmarc=found.get("dmarc", "none"),
         arc=found.get("arc", "none"), spf_domain=spf_domain, dkim_domains=tuple(dkim_domains),
-        authserv_id=parsed.authserv_id.lower(), dkim_source="upstream" if "dkim" in found else "none",
+        authserv_id=stamp.authserv_id, dkim_source="upstream" if "dkim" in found else "none",
     )
 
 

@@ -11,12 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import authres
-
+from postroom import authresults
 from postroom.model import Envelope, ParsedMessage
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-_AUTO_HEADERS = ("x-autoreply", "x-autorespond")
 _LIST_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 _LIST_HEADERS = frozenset({"list-id", "list-unsubscribe", "list-post"})
 
@@ -104,9 +102,7 @@ class RuleInput:
             dmarc=auth.get("dmarc", ()),
             language=(language or getattr(parsed, "language", None) or None),
             is_forward=parsed.forward is not None,
-            is_auto_reply=parsed.auto_reply is not None
-            or (getattr(parsed, "auto_submitted", None) or "no").lower() != "no"
-            or _looks_automatic(headers, lower_names),
+            is_auto_reply=parsed.auto_reply is not None,
             is_bounce=parsed.bounce is not None,
             is_mailing_list=bool(parsed.list_id) or not lower_names.isdisjoint(_LIST_HEADERS)
             or any(v.strip().lower() in _LIST_PRECEDENCE for v in _values(headers, "precedence")),
@@ -124,25 +120,17 @@ def _values(headers: tuple[tuple[str, str], ...], lname: str) -> tuple[str, ...]
     return tuple(v for k, v in headers if k.lower() == lname)
 
 
-def _looks_automatic(headers: tuple[tuple[str, str], ...], lower_names: set[str]) -> bool:
-    """RFC 3834 Auto-Submitted plus common vendor headers, for when the parser did not flag it."""
-    if any(v.strip().lower() != "no" for v in _values(headers, "auto-submitted")):
-        return True
-    return any(name in lower_names for name in _AUTO_HEADERS)
-
-
 def _auth_results(values: tuple[str, ...], trusted: Iterable[str] | None) -> dict[str, tuple[str, ...]]:
     """Method -> results (lower-cased) from Authentication-Results values; unparsable ones are skipped."""
     found: dict[str, list[str]] = {}
     allowed = None if trusted is None else {t.lower() for t in trusted}
     for value in values:
         try:
-            header = authres.AuthenticationResultsHeader.parse_value(value)
+            stamp = authresults.parse(value)
         except Exception:  # authres raises several unrelated types on malformed input
             continue
-        if allowed is not None and (header.authserv_id or "").lower() not in allowed:
+        if allowed is not None and stamp.authserv_id not in allowed:
             continue
-        for result in header.results:
-            if result.method and result.result:
-                found.setdefault(result.method.lower(), []).append(result.result.lower())
+        for verdict in stamp.verdicts:
+            found.setdefault(verdict.method, []).append(verdict.result)
     return {method: tuple(results) for method, results in found.items()}
