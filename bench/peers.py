@@ -2,16 +2,21 @@
 
     apt-get update && apt-get install -y postfix     # Debian: Postfix and its load tool smtp-source
     .venv/bin/python bench/peers.py [--messages 5000] [--sessions 20] [--runs 3] [--sizes 4096,65536]
+                                    [--lone-messages 1000] [--modes "per session,per connection,one session"]
                                     [--smtp-processes 1] [--baseline-env POSTROOM_X=1,...]
 
 This script installs nothing. It needs root (Postfix's master drops privileges
 to the ``postfix`` user), configures a private Postfix instance in a temp
 directory (own queue, only a loopback port, every message queued durably and
 then handed to the ``discard`` transport) and runs the same ``smtp-source``
-load (``-d``: several messages per session, like bench/ingest.py) against
-Postfix, the aiosmtpd sink and postroom (``postroom serve --no-workers`` on
-the embedded default, ``--smtp-processes`` gateway processes). Each size and
-server is run ``--runs`` times, interleaved; the table shows the medians.
+load against Postfix, the aiosmtpd sink and postroom, three ways: several
+messages per session (``-d``, like bench/ingest.py), one message per
+connection (no ``-d``: connect, banner, EHLO, MAIL, RCPT, DATA, QUIT each
+time, which is how most mail arrives) and one lone session sending one
+message after the other (``-d -s 1``: the wait from end of DATA to 250).
+postroom is ``postroom serve --no-workers`` on the embedded default with
+``--smtp-processes`` gateway processes. Each load and server is run
+``--runs`` times, interleaved; the summary shows the medians.
 ``--baseline-env`` adds "baseline", postroom with those settings, to the same
 rounds (an interleaved A/B, e.g. POSTROOM_INLINE_BLOB_MAX=0). For the aiosmtpd
 and postroom servers it also prints the CPU time (user + system, whole process
@@ -120,13 +125,20 @@ def postfix() -> Iterator[int]:
             time.sleep(1)
 
 
-def smtp_source(port: int, *, messages: int, sessions: int, size: int) -> float:
-    """Run smtp-source; return messages per second."""
-    cmd = ["smtp-source", "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+def smtp_source(port: int, *, messages: int, sessions: int, size: int, reuse: bool = True) -> float:
+    """Run smtp-source; return messages per second. ``reuse``: many messages per session (``-d``), else one each."""
+    cmd = ["smtp-source", *(["-d"] if reuse else []), "-s", str(sessions), "-m", str(messages), "-l", str(size),
            "-f", "load@example.com", "-t", "inbox@acme.mail.test", f"127.0.0.1:{port}"]
     started = time.monotonic()
     subprocess.run(cmd, check=True, capture_output=True, timeout=1800)
     return messages / (time.monotonic() - started)
+
+
+MODES = {  # name: (many messages per session, sessions are --sessions or one)
+    "per session": (True, False),
+    "per connection": (False, False),
+    "one session": (True, True),
+}
 
 
 def main() -> None:
@@ -135,6 +147,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="4096,65536")
+    parser.add_argument("--lone-messages", type=int, default=1000, help="messages of the one-session run (4K)")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"any of {', '.join(MODES)}")
     parser.add_argument("--smtp-processes", type=int, default=1)
     parser.add_argument("--baseline-env", default="", help="also run postroom with these KEY=VALUE settings")
     args = parser.parse_args()
@@ -148,41 +162,49 @@ def main() -> None:
     if baseline:
         servers["baseline"] = lambda: postroom(processes=args.smtp_processes, env=baseline)
     sizes = [int(s) for s in args.sizes.split(",")]
-    medians: dict[tuple[str, int], float] = {}
-    cpu_medians: dict[tuple[str, int], float] = {}
-    print(f"smtp-source -d, {args.messages} msgs, {args.sessions} sessions, {args.runs} runs each (median); "
-          f"postroom: embedded default, workers off, {args.smtp_processes} SMTP process(es)"
-          + (f"; baseline: postroom with {baseline}" if baseline else ""))
-    for size in sizes:
-        rates: dict[str, list[float]] = {name: [] for name in servers}
-        cpus: dict[str, list[float]] = {name: [] for name in servers if name != "postfix"}
-        for _ in range(args.runs):
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    loads = [(mode, size) for mode in modes for size in (sizes if mode != "one session" else [4096])]
+    rates: dict[tuple[str, int, str], list[float]] = {}
+    cpus: dict[tuple[str, int, str], list[float]] = {}
+    print(f"smtp-source, {args.messages} msgs over {args.sessions} sessions (-d: per session; no -d: per "
+          f"connection), one session: {args.lone_messages} msgs of 4K over 1 session (-d -s 1); {args.runs} runs "
+          f"each, interleaved (median); postroom: embedded default, workers off, {args.smtp_processes} SMTP "
+          f"process(es)" + (f"; baseline: postroom with {baseline}" if baseline else ""))
+    for _ in range(args.runs):
+        for mode, size in loads:
+            reuse, lone = MODES[mode]
+            messages, sessions = (args.lone_messages, 1) if lone else (args.messages, args.sessions)
             for name, start in servers.items():
                 with start() as started:
                     port = started if isinstance(started, int) else started[0]
-                    pids = server_pids(port) if name in cpus else set()
+                    pids = server_pids(port) if name != "postfix" else set()
                     before = cpu_seconds(pids)
-                    rates[name].append(smtp_source(port, messages=args.messages, sessions=args.sessions,
-                                                   size=size))
-                    if name in cpus:
-                        cpus[name].append((cpu_seconds(pids) - before) / args.messages * 1e6)
-                cpu = f" {cpus[name][-1]:6.0f} us CPU/msg" if name in cpus else ""
-                print(f"  {size:>6} B {name:<14} {rates[name][-1]:8.0f} msgs/s{cpu}", flush=True)
-        for name in servers:
-            medians[name, size] = statistics.median(rates[name])
-        for name, values in cpus.items():
-            cpu_medians[name, size] = statistics.median(values)
-    print(f"\n{'server':<14}" + "".join(f"{f'{s // 1024}K msgs/s':>14}" for s in sizes))
-    for name in servers:
-        print(f"{name:<14}" + "".join(f"{medians[name, s]:>14.0f}" for s in sizes))
-    ratios = {s: medians["postroom", s] / medians["postfix", s] for s in sizes}
-    print(f"{'postroom/sink':<14}" + "".join(f"{medians['postroom', s] / medians['aiosmtpd sink', s]:>14.2f}"
-                                           for s in sizes))
-    print(f"{'CPU us/msg':<14}" + "".join(f"{f'{s // 1024}K':>14}" for s in sizes))
-    for name in (n for n in servers if n != "postfix"):
-        print(f"{name:<14}" + "".join(f"{cpu_medians[name, s]:>14.0f}" for s in sizes))
-    print(f"ratio postroom/postfix at {args.sessions} connections: "
-          + " ".join(f"{s // 1024}K {ratios[s]:.2f}" for s in sizes))
+                    rate = smtp_source(port, messages=messages, sessions=sessions, size=size, reuse=reuse)
+                    rates.setdefault((mode, size, name), []).append(rate)
+                    cpu = ""
+                    if pids:
+                        cpus.setdefault((mode, size, name), []).append((cpu_seconds(pids) - before) / messages * 1e6)
+                        cpu = f" {cpus[mode, size, name][-1]:6.0f} us CPU/msg"
+                print(f"  {mode:<14} {size:>6} B {name:<14} {rate:8.0f} msgs/s{cpu}", flush=True)
+    median = {key: statistics.median(values) for key, values in rates.items()}
+    cpu_median = {key: statistics.median(values) for key, values in cpus.items()}
+    for mode, size in loads:
+        print(f"\n{mode}, {size // 1024}K: " + ", ".join(
+            f"{name} {median[mode, size, name]:.0f} msgs/s"
+            + (f" ({cpu_median[mode, size, name]:.0f} us CPU/msg)" if (mode, size, name) in cpu_median else "")
+            for name in servers))
+
+    def ratios(mode: str) -> str:
+        return " ".join(f"{s // 1024}K {median[mode, s, 'postroom'] / median[mode, s, 'postfix']:.2f}" for s in sizes)
+
+    print()
+    if "per session" in modes:
+        print(f"ratio postroom/postfix at {args.sessions} connections: {ratios('per session')}")
+    if "per connection" in modes:
+        print(f"ratio postroom/postfix, one connection per message: {ratios('per connection')}")
+    if "one session" in modes:
+        print("one session ms/msg: " + " ".join(f"{name} {1000 / median['one session', 4096, name]:.2f}"
+                                                 for name in servers))
 
 
 if __name__ == "__main__":
