@@ -12,7 +12,8 @@ from postroom.parsing import parse
 REPLIES = [
     ("gmail_reply_en.eml", "Thanks, the parcel arrived this morning.\nCan you send the invoice again?",
      "Chris Customer\nCustomer Ltd.", "On Fri, 5 Jan 2024 at 16:30, Acme Support <support@acme.mail.test> wrote:"),
-    ("outlook_reply_fr.eml", "Bonjour,\n\nC’est d’accord pour 120 € par mois.", "Cordialement,\nValérie Dupré",
+    # issue 17: the sign-off and the name typed under it are part of the reply (no contact block follows)
+    ("outlook_reply_fr.eml", "Bonjour,\n\nC’est d’accord pour 120 € par mois.\n\nCordialement,\nValérie Dupré", "",
      "________________________________"),
     ("apple_reply_nl.eml", "Dinsdag past prima, graag vóór 12 uur.", "Verzonden vanaf mijn iPhone",
      "> Op 9 jan. 2024 om 16:45 heeft Acme Support <support@acme.mail.test> het volgende geschreven:"),
@@ -20,7 +21,7 @@ REPLIES = [
      "Jörg Müller\nKunde GmbH, Hauptstraße 1, Berlin", "Am 10.01.24 um 09:00 schrieb Acme Support:"),
     ("ios_reply_de.eml", "Montag um 10 Uhr passt.", "Von meinem iPhone gesendet",
      "> Am 11.01.2024 um 18:03 schrieb Acme Support <support@acme.mail.test>:"),
-    ("outlook_reply_nl.eml", "Akkoord, we gaan ermee verder.", "Met vriendelijke groet,\nPieter Jansen",
+    ("outlook_reply_nl.eml", "Akkoord, we gaan ermee verder.\n\nMet vriendelijke groet,\nPieter Jansen", "",
      "Van: Acme Support <support@acme.mail.test>"),
     ("outlook_reply_de.eml", "Danke, die Lieferung ist angekommen.\n\nGruß\nKlaus", "",
      "-----Ursprüngliche Nachricht-----"),

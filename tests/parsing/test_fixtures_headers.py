@@ -60,7 +60,7 @@ def test_missing_date_falls_back_and_is_flagged(parsed):
     ("fixture", "text"),
     [
         # windows-1252 bytes (’ €) in a body declared iso-8859-1
-        ("outlook_reply_fr.eml", "Bonjour,\n\nC’est d’accord pour 120 € par mois."),
+        ("outlook_reply_fr.eml", "Bonjour,\n\nC’est d’accord pour 120 € par mois.\n\nCordialement,\nValérie Dupré"),
         # latin-1 bytes inside a body declared utf-8
         ("mutt_charset_mixed_fr.eml", "Je n'arrive pas à me connecter depuis la mise à jour."),
         # undeclared 8-bit UTF-8

@@ -8,14 +8,17 @@ Written here rather than wrapped. Evaluated on PyPI:
   "Best regards" as a signature running to the end of the mail, has no notion
   of ``>`` quote blocks or bottom posting and returns no separate quote, so
   its output cannot fill reply_text / quoted_text / signature.
-The rules below are line-based: a quote starts at a client's quote header
-("On … wrote:" and its FR/NL/DE forms, possibly wrapped over three lines), an
-Outlook header block (From:/Sent: and its FR/NL/DE forms, with the separator
-above it), an "Original/forwarded message" separator, the HTML quote marker
-put in by :mod:`postroom.parsing.html`, or a ``>`` block. Text above the quote
-is the reply (top posting); when nothing is above, the unquoted text after
-the quote is (bottom posting). The signature is cut at ``-- ``, a delimiter
-line or a mobile "sent from" line in the four languages.
+Structure decides, wording is a hint (the words come from the language table,
+:mod:`postroom.parsing.lexicon`). A quote starts at an attribution line (one to three lines
+with a date and/or an address, ending in a colon or an attribution verb, or followed by a
+quoted block), a header block (three or more "Label: value" lines with an address or a date,
+labels in any listed language or, with content above, any "Label:" shape), a forward or
+"original message" separator, the HTML quote marker put in by :mod:`postroom.parsing.html`,
+or a ``>`` block. Text above the quote is the reply (top posting); when nothing is above,
+the unquoted text after the quoted block (``>`` or indented) is (bottom posting). The
+signature is cut at ``-- ``, a delimiter line, a mobile footer, or the contact block below
+a sign-off: the sign-off and the name typed under it stay in the reply.
+Every check looks at a bounded window of lines, so the stage stays linear in the text.
 """
 
 from __future__ import annotations
@@ -23,59 +26,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from postroom.parsing import lexicon
 from postroom.parsing.html import QUOTE_MARK
 
-_WROTE_WORDS = (r"wrote|writes|a\s+écrit|schreef|schrieb|geschreven|escribió|scrisse|escreveu|napisał|"
-                r"skrev|kirjoitti|написал|написала|yazdı|έγραψε|het\s+volgende\s+geschreven|napisał(?:\(a\))?")
-_QUOTE_HEADER = [
-    re.compile(r"^\s*On\b.{3,300}\b(?:wrote|writes)\s*:\s*$", re.I),
-    re.compile(r"^\s*Le\b.{3,300}\ba\s+écrit\s*:\s*$", re.I),
-    re.compile(r"^\s*Op\b.{3,300}\b(?:schreef|geschreven)\b.{0,200}:\s*$", re.I),
-    re.compile(r"^\s*Am\b.{3,300}\bschrieb\b.{0,200}:\s*$", re.I),
-    re.compile(rf"^.{{0,300}}(?:@|\d).{{0,300}}\b(?:{_WROTE_WORDS})\b.{{0,120}}:\s*$", re.I),
-    re.compile(r"^.{0,100}\d.{0,100}<[^<>@\s]+@[^<>\s]+>\s*:\s*$"),
-    re.compile(r"^\s*\d{4}-\d{2}-\d{2} \d{1,2}:\d{2} GMT[+-]\d{2}:\d{2}\b.{0,120}$"),
-]
-#: A quote header whose name/address got wrapped over several lines, some blank.
-_WRAPPED_START = re.compile(r"^\s*(?:On|Le|Op|Am)\s+\S")
-_LABEL = r"\s*[*_]{{0,2}}\s*(?:{})\s*[*_]{{0,2}}\s*:"
-_FROM_LABEL = re.compile("^" + _LABEL.format("From|De|Van|Von|Da|Från|Fra|Od|Від|От"), re.I)
-_OTHER_LABELS = re.compile(
-    "^" + _LABEL.format(
-        "Sent|Date|To|Subject|Cc|Reply-To|Envoyé|À|A|Objet|Verzonden|Aan|Onderwerp|Datum|Gesendet|An|Betreff|"
-        "Verstuurd|Enviado|Para|Asunto|Inviato|Oggetto|Data|Skickat|Till|Ämne|Sendt|Emne|Wysłano|Temat|Do"
-    ),
-    re.I,
-)
-_SEPARATOR = re.compile(
-    r"^\s*(?:[-=_*]{2,}\s*[^-=_*\s][^-=_*]{2,60}?\s*[-=_*]{2,}|"
-    r"Begin forwarded message:|Début du message (?:réexpédié|transféré)\s*:|Anfang der weitergeleiteten Nachricht:|"
-    r"Begin doorgestuurd bericht:|Doorgestuurd bericht:?|Forwarded message:?)\s*$",
-    re.I,
-)
 _RULE = re.compile(r"^\s*(?:_{5,}|-{5,}|={4,})\s*$")
-_DATE_LINE = re.compile(r"^\s*(?:Message du|Date|Datum|Sent|Envoyé|Gesendet|Verzonden)\s*:", re.I)
 _DELIMITER = re.compile(r"^\s*(?:--|__|ᐧ)\s*$")
-_CLOSING = re.compile(
-    r"^\s*(?:(?:best|kind|warm|many thanks and|with kind)?\s*regards|"
-    r"(?:bien\s+)?cordialement|bien à (?:vous|toi)|salutations(?: distinguées)?|"
-    r"met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?|mvg|groeten|"
-    r"mit freundlichen grüßen|freundliche grüße|viele grüße|beste grüße|mfg|lg)\s*[,.!]?\s*$",
-    re.I,
-)
-_MOBILE_SIGNATURE = re.compile(
-    r"^\s*(?:"
-    r"Sent from (?:my |the )?.{1,80}|Sent (?:with|via|using) .{1,40}|Get Outlook for .{1,80}|"
-    r"Envoyé (?:de|depuis|à partir de) (?:mon|ma|l'application|l’application|Outlook|Yahoo).{0,80}|"
-    r"Obtenir Outlook pour .{1,80}|"
-    r"(?:Verzonden|Verstuurd) (?:vanaf|met|via|van) .{1,40}|Download Outlook voor .{1,30}|"
-    r"Von meinem .{1,40} gesendet\.?|Gesendet (?:von|mit|über|vom) .{1,40}|Outlook für .{1,20} beziehen"
-    r")\s*$",
-    re.I,
-)
 _QUOTED = re.compile(r"^\s*>")
-_MAX_WRAPPED = 1000
+#: Lines that quote by a marker other than ">" (some list software and old clients use "|").
+_MARKED = re.compile(r"^\s*[>|]")
+_INDENTED = re.compile(r"^(?:\t| {2,})\S")
 _DIGIT_OR_AT = re.compile(r"@|\d")
+_CONTACT = re.compile(r"https?://|www\.|@|(?:\+|\()?\d[\d ().-]{6,}\d|\b(?:tel|phone|fax|mobile|mob|t|m|f)\s*[.:]",
+                      re.I)
+_MAX_ATTRIBUTION = 400
+_MAX_WRAPPED = 1000
+_BLOCK_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -109,50 +74,93 @@ def quote_start(lines: list[str]) -> int | None:
     for i, line in enumerate(lines):
         if not line.strip() or _QUOTED.match(line):
             continue
-        if line.strip() == QUOTE_MARK or _SEPARATOR.match(line):
+        if line.strip() == QUOTE_MARK or (len(line) < 200 and lexicon.forward_separator().match(line)):
             return _back_to_rule(lines, i)
-        if _is_quote_header(lines, i) or _is_wrapped_header(lines, i) or _is_header_block(lines, i):
+        if _is_attribution(lines, i) or _is_wrapped_header(lines, i) or \
+                _is_header_block(lines, i, _has_content(lines[:i])):
             return _back_to_rule(lines, i)
     return None
 
 
-def _is_quote_header(lines: list[str], i: int) -> bool:
+def _next_content(lines: list[str], i: int) -> str:
+    """The next non-blank line from ``i`` within a few lines ("" when none)."""
+    for line in lines[i : i + 4]:
+        if line.strip():
+            return line
+    return ""
+
+
+def _opens_quote(lines: list[str], i: int, attribution: str) -> bool:
+    """The block after an attribution is quoted: ``>``/``|`` marks, or indented below an unindented line."""
+    following = _next_content(lines, i)
+    return bool(_MARKED.match(following) or (_INDENTED.match(following) and not _INDENTED.match(attribution))
+                or following.strip() == QUOTE_MARK)
+
+
+def _is_attribution(lines: list[str], i: int) -> bool:
+    """An attribution by its shape: one to three non-blank lines with a date and/or an address that end in a
+    colon, an attribution verb or just before a quoted block. The verb (any listed language) is a hint that
+    lets a colon-ended line count without a quoted block after it."""
+    if lexicon.label_of(lines[i]) is not None:
+        return False
     for span in (1, 2, 3):
         if i + span > len(lines):
             return False
         last = lines[i + span - 1]
-        if not last.strip() or _QUOTED.match(last):
+        if not last.strip() or _MARKED.match(last):
             return False
-        if span == 2 and not (_WRAPPED_START.match(lines[i]) or _DIGIT_OR_AT.search(lines[i])):
+        joined = " ".join(ln.strip() for ln in lines[i : i + span])
+        if len(joined) > _MAX_ATTRIBUTION:
             return False
-        # Every header pattern ends in ":" but the GMT one (one line): ordinary lines skip the regexes.
-        if not (last.rstrip().endswith(":") or (span == 1 and "GMT" in last)):
+        if span > 1 and not _DIGIT_OR_AT.search(lines[i]) and not lexicon.DATE.search(lines[i]):
+            return False
+        date, address = lexicon.DATE.search(joined), lexicon.ADDRESS.search(joined)
+        if not (date or address):
             continue
-        joined = " ".join(c.strip() for c in lines[i : i + span])
-        if len(joined) <= 400 and any(rx.match(joined) for rx in _QUOTE_HEADER):
+        tail = joined.rstrip()
+        verb = lexicon.wrote().search(tail[-80:])
+        quoted_after = _opens_quote(lines, i + span, lines[i])
+        if tail.endswith((":", "：")) and (verb or quoted_after):
+            return True
+        if verb and verb.end() >= len(tail[-80:]) - 1 and date and address:
+            return True
+        if quoted_after and date and address and len(joined) < 200:
             return True
     return False
 
 
 def _is_wrapped_header(lines: list[str], i: int) -> bool:
-    """"On <date> <name>" then "<", "mailto:…", "> wrote:" lines (Gmail via some relays)."""
-    if not _WRAPPED_START.match(lines[i]):
+    """An attribution whose name/address got wrapped over several lines, some blank (Gmail via some relays):
+    the first line holds the date, the join ends in a verb and a colon."""
+    if not lexicon.DATE.search(lines[i]) or len(lines[i]) > 200 or lexicon.label_of(lines[i]) is not None:
         return False
-    # The four patterns match at most ~520 characters: longer prefixes (each sliced) need not be tried.
     joined = " ".join(ln.strip() for ln in lines[i : i + 7] if ln.strip())[:_MAX_WRAPPED]
-    for end in range(len(joined), 0, -1):
-        if joined[end - 1] == ":" and any(rx.match(joined[:end]) for rx in _QUOTE_HEADER[:4]):
+    end = joined.find(":", len(lines[i].strip()))
+    while 0 < end < _MAX_ATTRIBUTION:
+        head = joined[:end]
+        if lexicon.wrote().search(head[-60:]) and lexicon.ADDRESS.search(head):
             return True
+        end = joined.find(":", end + 1)
     return False
 
 
-def _is_header_block(lines: list[str], i: int) -> bool:
-    """An Outlook-style block: From: followed by other header labels."""
-    if not _FROM_LABEL.match(lines[i]):
+def _is_header_block(lines: list[str], i: int, content_above: bool) -> bool:
+    """An Outlook-style block: label lines (the table's labels in any language, a From among them) with an
+    address or a date; with text above it, any three "Label: value" lines with an address and a date."""
+    if not (lexicon.label_of(lines[i]) or (content_above and lexicon.generic_label(lines[i]))):
         return False
-    following = [ln for ln in lines[i + 1 : i + 7] if ln.strip()][:5]
-    labels = sum(1 for ln in following if _OTHER_LABELS.match(ln))
-    return labels >= (1 if "@" in lines[i] else 2)
+    window = [ln for ln in lines[i : i + _BLOCK_WINDOW] if ln.strip()][:6]
+    roles = {found[0] for found in (lexicon.label_of(ln) for ln in window) if found}
+    block = " ".join(window)
+    evidence = bool(lexicon.ADDRESS.search(block) or lexicon.DATE.search(block))
+    if "from" in roles and (len(roles) >= 3 or (len(roles) >= 2 and evidence)):
+        return True
+    generic = 0
+    for line in window:
+        if not lexicon.generic_label(line):
+            break
+        generic += 1
+    return content_above and generic >= 3 and bool(lexicon.ADDRESS.search(block)) and bool(lexicon.DATE.search(block))
 
 
 def _back_to_rule(lines: list[str], i: int) -> int:
@@ -162,19 +170,25 @@ def _back_to_rule(lines: list[str], i: int) -> int:
     for _ in range(3):
         while j >= 0 and not lines[j].strip():
             j -= 1
-        if j < 0 or not (_RULE.match(lines[j]) or _DATE_LINE.match(lines[j]) or lines[j].strip() == QUOTE_MARK):
+        if j < 0:
+            break
+        label = lexicon.label_of(lines[j])
+        if not (_RULE.match(lines[j]) or (label and label[0] == "sent") or lines[j].strip() == QUOTE_MARK):
             break
         start, j = j, j - 1
     return start
 
 
 def _bottom_posted(lines: list[str], start: int) -> tuple[list[str], list[str]]:
-    """Header at the top: the reply is what follows the quoted block."""
-    end = next((j for j in range(start, min(start + 7, len(lines))) if lines[j].rstrip().endswith(":")), start)
+    """Header at the top: the reply is what follows the quoted block (``>`` or indented lines)."""
+    end = next((j for j in range(start, min(start + 7, len(lines))) if lines[j].rstrip().endswith((":", "："))),
+               start)
     i = end + 1
-    while i < len(lines) and (not lines[i].strip() or _QUOTED.match(lines[i])):
+    indented = bool(_INDENTED.match(_next_content(lines, i))) and not _INDENTED.match(lines[start])
+    while i < len(lines) and (not lines[i].strip() or _QUOTED.match(lines[i])
+                              or (indented and _INDENTED.match(lines[i]))):
         i += 1
-    if i < len(lines) and any(_QUOTED.match(ln) for ln in lines[end:i]):
+    if i < len(lines) and (indented or any(_QUOTED.match(ln) for ln in lines[end:i])):
         reply, more_quoted = _split_quote_blocks(lines[i:])
         return reply, lines[start:i] + more_quoted
     return [], lines[start:]
@@ -209,24 +223,46 @@ def _move_intro(reply: list[str], quoted: list[str]) -> None:
 
 
 def split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
-    """Cut the signature: ``-- ``/delimiter lines after content, or a mobile signature."""
+    """Cut the signature: ``-- ``/delimiter lines after content, a mobile footer, or a contact block."""
     for i, line in enumerate(lines):
-        if len(line) < 120 and _MOBILE_SIGNATURE.match(line):
+        if len(line) < 120 and lexicon.mobile_footer().match(line):
             return lines[:i], lines[i:]
         if i > 0 and _DELIMITER.match(line) and _has_content(lines[:i]):
             return lines[:i], lines[i + 1 :] if line.strip() in ("--", "-- ") else lines[i:]
-    return _split_closing(lines)
+    return _split_contact_block(lines)
 
 
-def _split_closing(lines: list[str]) -> tuple[list[str], list[str]]:
-    """A formal closing ("Regards," "Met vriendelijke groet,") near the end, after content, starts the signature."""
+def _split_contact_block(lines: list[str]) -> tuple[list[str], list[str]]:
+    """The contact block under a sign-off ("Kind regards,\nMaria\nSales, Acme\n+39 …"): the sign-off and the
+    name typed under it stay in the reply; the short lines after them are the signature. Without a sign-off,
+    a last paragraph of short lines, two or more of them phone numbers, addresses or links, is."""
     content = [i for i, ln in enumerate(lines) if ln.strip()]
-    for i in content[-6:]:
-        after = [ln for ln in lines[i + 1 :] if ln.strip()]
-        if _CLOSING.match(lines[i]) and _has_content(lines[:i]) and len(after) <= 4 \
-                and all(len(ln) < 80 for ln in after):
-            return lines[:i], lines[i:]
+    for i in reversed(content[-10:]):
+        if lexicon.closing_of(lines[i]) is None or not _has_content(lines[:i]):
+            continue
+        rest = [j for j in content if j > i]
+        if "," not in lines[i].strip().rstrip(",") and rest and _is_name(lines[rest[0]]):
+            rest = rest[1:]
+        if rest and len(rest) <= 8 and all(len(lines[j]) < 80 for j in rest):
+            return lines[: rest[0]], lines[rest[0] :]
+        return lines, []
+    if len(content) < 3:
+        return lines, []
+    first = len(content) - 1
+    while first > 0 and content[first - 1] == content[first] - 1 and len(content) - first < 8:
+        first -= 1
+    block = [lines[j] for j in content[first:]]
+    if first > 0 and len(block) >= 2 and all(len(ln) < 80 for ln in block) \
+            and sum(1 for ln in block if _CONTACT.search(ln)) >= 2:
+        return lines[: content[first]], lines[content[first] :]
     return lines, []
+
+
+def _is_name(line: str) -> bool:
+    """A short line that can be a person's name (no digits, address or link)."""
+    text = line.strip()
+    return 0 < len(text) <= 40 and len(text.split()) <= 4 and not _CONTACT.search(text) \
+        and not any(c.isdigit() for c in text)
 
 
 def _trailing_signature(quoted: list[str]) -> tuple[list[str], list[str]]:
@@ -242,7 +278,7 @@ def _trailing_signature(quoted: list[str]) -> tuple[list[str], list[str]]:
             if j >= 0 and _QUOTED.match(quoted[j]):
                 return quoted[:i], quoted[i + 1 :]
             return quoted, []
-        if _QUOTED.match(quoted[i]) or _FROM_LABEL.match(quoted[i]):
+        if _QUOTED.match(quoted[i]) or lexicon.label_of(quoted[i]):
             return quoted, []
     return quoted, []
 
