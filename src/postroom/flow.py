@@ -257,7 +257,7 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
             else:
                 stage = "storage"
                 recorded = conversations.record(session, record, parsed, match,
-                                                routed.decision if routed else None)
+                                                routing.new_conversation_update(routed.decision) if routed else None)
                 logs.note(conversation_id=recorded.conversation_id)
                 summary = None
                 if routed is not None:

@@ -85,6 +85,13 @@ def final_at_data(decision: RoutingDecision, ruleset: Ruleset) -> bool:
     return p.first_dependent == len(p.positions)
 
 
+def new_conversation_update(decision: RoutingDecision) -> ConversationUpdate:
+    """How a decision shapes the conversation its message starts: every value it sets (there is none yet)."""
+    values = {"category": decision.category, "unit": decision.unit, "status": decision.status,
+              "assign": decision.assign}
+    return ConversationUpdate(tags=decision.tags, set={key: value for key, value in values.items() if value})
+
+
 def conversation_update(decision: RoutingDecision, ruleset: Ruleset) -> ConversationUpdate:
     """How a decision applies to an existing conversation (a reply).
 

@@ -18,12 +18,11 @@ from typing import Any
 
 from sqlalchemy import BindParameter, Executable, Select, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
-from postroom.model import Attachment, ParsedMessage, to_jsonable
-from postroom.storage import blocks, contacts, staff
+from postroom.model import Attachment, ConversationUpdate, ParsedMessage, to_jsonable
+from postroom.storage import blocks, contacts, routing, staff
 from postroom.storage.db import core
 from postroom.storage.inbound import InboundRecord
 from postroom.storage.tables import (
@@ -336,18 +335,6 @@ def _random_reference() -> str:
     return "".join(secrets.choice(subjects.REFERENCE_ALPHABET) for _ in range(subjects.REFERENCE_LENGTH))
 
 
-_REFERENCE_TAKEN = select(_conversations.id).where(_conversations.tenant_id == _tenant,
-                                                   _conversations.reference == bindparam("reference"))
-
-
-def _new_reference(session: Session, tenant_id: int) -> str:
-    for _ in range(20):
-        reference = _random_reference()
-        if core(session, _REFERENCE_TAKEN, {"tenant_id": tenant_id, "reference": reference}).first() is None:
-            return reference
-    raise PostroomError("could not find a free conversation reference")
-
-
 def _attachment_rows(attachments: Sequence[Attachment]) -> list[dict]:
     return [{"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256,
              "inline": a.inline, "content_id": a.content_id, "flags": list(a.flags)} for a in attachments]
@@ -380,30 +367,6 @@ def _notify_responsible(session: Session, conv: Any, kind: str, message_id: int 
         target = ("tenant", conv.tenant_id)
     _event(session, conv.tenant_id, kind, target[0], target[1], conversation_id=conv.id, message_id=message_id,
            reference=conv.reference, **payload)
-
-
-def _create_conversation(session: Session, tenant_id: int, *, subject: str, contact_id: int | None,
-                         now: datetime, customer: bool = True) -> Conversation:
-    unit_ref = None
-    if contact_id is not None:
-        contact = session.get(Contact, contact_id)
-        unit_ref = contact.unit_ref if contact else None
-    for _ in range(5):
-        conv = Conversation(
-            tenant_id=tenant_id, reference=_new_reference(session, tenant_id),
-            subject=(subjects.strip_prefixes(subject)[0] or subject)[:2000],
-            subject_key=subjects.subject_key(subject), status="open", contact_id=contact_id, unit_ref=unit_ref,
-            tags=[], flags=[], created_at=now, updated_at=now, last_activity_at=now,
-            last_customer_at=now if customer else None,
-        )
-        try:
-            with session.begin_nested():
-                session.add(conv)
-                session.flush()
-        except IntegrityError:
-            continue
-        return conv
-    raise PostroomError("could not create a conversation (reference collisions)")
 
 
 @dataclass
@@ -451,26 +414,41 @@ def _load_thread(session: Session, conversation_id: int | None, tenant_id: int, 
                    row.responsible_team_id), row.recent
 
 
-def _new_thread(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
-                decision: Any, follows: int | None = None) -> _Thread:
-    """A new customer conversation with the rules' decision applied, inserted with Core (see ``_Thread``)."""
+def _new_values(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
+                follows: int | None = None) -> dict[str, Any]:
+    """The columns of a new customer conversation, before the rules' decision and its reference."""
     unit_ref = core(session, _UNIT_REF, {"id": contact_id}).scalar() if contact_id is not None else None
-    values: dict[str, Any] = dict(
+    return dict(
         tenant_id=tenant_id, subject=(subjects.strip_prefixes(subject)[0] or subject)[:2000],
         subject_key=subjects.subject_key(subject), status="open", contact_id=contact_id, unit_ref=unit_ref,
         tags=[], flags=[], created_at=now, updated_at=now, last_activity_at=now, last_customer_at=now,
         responsible_user_id=None, responsible_team_id=None, follows_id=follows,
     )
-    _apply_decision(values, decision, session)
+
+
+def create_conversation(session: Session, values: dict[str, Any]) -> int:
+    """Insert a conversation (Core, see ``_Thread``) under a fresh random reference, set into ``values``; its id.
+
+    The one way a conversation is created: by the storage stage for new mail and by staff moving a message.
+    """
     insert_conversation = _INSERT_CONVERSATION[session.get_bind().dialect.name]
     for _ in range(20):
         values["reference"] = _random_reference()
         conversation_id = core(session, insert_conversation, values).scalar()
-        if conversation_id is None:  # the reference is taken
-            continue
-        return _Thread(conversation_id, tenant_id, values["reference"], values["status"], list(values["flags"]),
-                       values["responsible_user_id"], values["responsible_team_id"])
+        if conversation_id is not None:  # None: the reference is taken
+            return conversation_id
     raise PostroomError("could not create a conversation (reference collisions)")
+
+
+def _new_thread(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
+                change: ConversationUpdate | None, follows: int | None = None) -> _Thread:
+    """A new customer conversation with the rules' decision applied."""
+    values = _new_values(session, tenant_id, subject=subject, contact_id=contact_id, now=now, follows=follows)
+    if change is not None:
+        values.update(routing.decided_values(session, tenant_id, values, change))
+    conversation_id = create_conversation(session, values)
+    return _Thread(conversation_id, tenant_id, values["reference"], values["status"], list(values["flags"]),
+                   values["responsible_user_id"], values["responsible_team_id"])
 
 
 def _save_thread(session: Session, thread: _Thread) -> None:
@@ -505,31 +483,12 @@ def _add_thread_refs(session: Session, tenant_id: int, message_row: int, ids: Se
         core(session, _INSERT_THREAD_REF, rows)
 
 
-def _apply_decision(conv: dict[str, Any], decision: Any, session: Session) -> None:
-    """The rules stage's answer for a new conversation's values: category, tags, unit, status, responsible."""
-    if decision is None:
-        return
-    if getattr(decision, "category", None):
-        conv["category"] = decision.category
-    if getattr(decision, "tags", None):
-        conv["tags"] = sorted({*conv["tags"], *decision.tags})
-    if getattr(decision, "unit", None):
-        conv["unit_ref"] = decision.unit
-    if getattr(decision, "status", None) in STATUSES:
-        conv["status"] = decision.status
-    assign = getattr(decision, "assign", None)
-    if assign is not None:
-        if assign.kind == "user":
-            user = staff.user_by_email(session, conv["tenant_id"], assign.value)
-            conv["responsible_user_id"] = user.id if user and user.active else conv["responsible_user_id"]
-        elif assign.kind == "team":
-            team = staff.team_by_name(session, conv["tenant_id"], assign.value)
-            conv["responsible_team_id"] = team.id if team else conv["responsible_team_id"]
-
-
 def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
-           decision: Any = None, *, now: datetime | None = None) -> Recorded:
-    """Store one matched inbound message and apply the lifecycle; idempotent per inbound row and Message-ID."""
+           change: ConversationUpdate | None = None, *, now: datetime | None = None) -> Recorded:
+    """Store one matched inbound message and apply the lifecycle; idempotent per inbound row and Message-ID.
+
+    ``change`` is the rules' decision for a conversation this message starts (``routing.new_conversation_update``).
+    """
     now = now or datetime.now(UTC)
     tenant_id = inbound.tenant_id
     mid = refs.canonical(parsed.message_id) if parsed.message_id else None
@@ -564,7 +523,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     created = loop = False
     if match.destination == "new":
         conv = _new_thread(session, tenant_id, subject=parsed.subject, contact_id=author_contact, now=now,
-                           decision=decision, follows=match.follows)
+                           change=change, follows=match.follows)
         created = True
     elif match.destination == "conversation":
         conv, recent = _load_thread(session, match.conversation_id, tenant_id, sender, now - policy.loop_window)
@@ -864,8 +823,9 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
     lookup = SqlLookup(session, tenant_id)
     author = lookup.live_contact(message.author_contact_id) if message.author_contact_id is not None else None
     if new:
-        target = _create_conversation(session, tenant_id, subject=message.subject,
-                                      contact_id=message.author_contact_id, now=now)
+        values = _new_values(session, tenant_id, subject=message.subject, contact_id=message.author_contact_id,
+                             now=now)
+        target = session.get(Conversation, create_conversation(session, values))
     else:
         target = session.get(Conversation, to_conversation_id)
         if target is None or target.tenant_id != tenant_id:

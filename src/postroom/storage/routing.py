@@ -6,8 +6,9 @@ owns its writes; everything runs in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from postroom.model import ConversationUpdate
 from postroom.storage import staff
 from postroom.storage.tables import Contact, Conversation, InboundMessage, OutboundMessage, OutboundRecipient
+from postroom.storage.tables.conversations import STATUSES
 
 AUTOMATIC_KINDS = ("auto_reply", "ack")
 
@@ -37,37 +39,63 @@ def contact_attributes(session: Session, contact_id: int | None) -> dict[str, st
     return {k: v for k, v in (("name", contact.name), ("unit", contact.unit_ref or "")) if v}
 
 
+_DECIDED_COLUMNS = ("tags", "category", "unit_ref", "status", "responsible_user_id", "responsible_team_id")
+
+
 def update_conversation(session: Session, conversation_id: int, change: ConversationUpdate) -> None:
     """Apply a rules decision to an existing conversation (keys: category, unit, status, assign)."""
     conv = session.get(Conversation, conversation_id)
     if conv is None:
         return
-    if change.tags:
-        conv.tags = sorted({*(conv.tags or []), *change.tags})
-    for values, override in ((change.fill or {}, False), (change.set or {}, True)):
-        for key, value in values.items():
-            if key == "category" and (override or not conv.category):
-                conv.category = str(value)
-            elif key == "unit" and (override or not conv.unit_ref):
-                conv.unit_ref = str(value)
-            elif key == "status" and override:
-                conv.status = str(value)
-            elif key == "assign" and (override or (conv.responsible_user_id is None
-                                                   and conv.responsible_team_id is None)):
-                _assign(session, conv, value)
+    current = {name: getattr(conv, name) for name in _DECIDED_COLUMNS}
+    for name, value in decided_values(session, conv.tenant_id, current, change).items():
+        setattr(conv, name, value)
     session.flush()
 
 
-def _assign(session: Session, conv: Conversation, assign: object) -> None:
+def decided_values(session: Session, tenant_id: int, current: Mapping[str, Any],
+                   change: ConversationUpdate) -> dict[str, Any]:
+    """The columns a rules decision changes, given the conversation's ``current`` ones: the one way a decision
+    applies, to a conversation being created (everything in ``set``) or an existing one.
+
+    Tags add up; ``fill`` only sets what is still empty; a status outside the known ones is ignored.
+    """
+    out: dict[str, Any] = {}
+    if change.tags:
+        out["tags"] = sorted({*(current.get("tags") or []), *change.tags})
+    for values, override in ((change.fill or {}, False), (change.set or {}, True)):
+        seen = {**current, **out}
+        for key, value in values.items():
+            if key == "category" and (override or not seen.get("category")):
+                out["category"] = str(value)
+            elif key == "unit" and (override or not seen.get("unit_ref")):
+                out["unit_ref"] = str(value)
+            elif key == "status" and override and value in STATUSES:
+                out["status"] = str(value)
+            elif key == "assign" and (override or (seen.get("responsible_user_id") is None
+                                                   and seen.get("responsible_team_id") is None)):
+                out.update(_responsible(session, tenant_id, seen, value))
+    return out
+
+
+def _responsible(session: Session, tenant_id: int, current: Mapping[str, Any], assign: object) -> dict[str, Any]:
+    """Who becomes responsible: a user keeps the responsible team only if they are one of its members, and a
+    team keeps the responsible user only if that user is a member; a deactivated user is never assigned."""
     kind, value = getattr(assign, "kind", None), str(getattr(assign, "value", ""))
+    team_id, user_id = current.get("responsible_team_id"), current.get("responsible_user_id")
     if kind == "user":
-        user = staff.user_by_email(session, conv.tenant_id, value)
-        if user is not None and user.active:  # a deactivated user is never assigned
-            conv.responsible_user_id, conv.responsible_team_id = user.id, None
-    elif kind == "team":
-        team = staff.team_by_name(session, conv.tenant_id, value)
-        if team is not None:
-            conv.responsible_team_id, conv.responsible_user_id = team.id, None
+        user = staff.user_by_email(session, tenant_id, value)
+        if user is None or not user.active:
+            return {}
+        keep = team_id is not None and staff.is_member(session, team_id, user.id)
+        return {"responsible_user_id": user.id, "responsible_team_id": team_id if keep else None}
+    if kind == "team":
+        team = staff.team_by_name(session, tenant_id, value)
+        if team is None:
+            return {}
+        keep = user_id is not None and staff.is_member(session, team.id, user_id)
+        return {"responsible_team_id": team.id, "responsible_user_id": user_id if keep else None}
+    return {}
 
 
 def purge_discarded(session: Session, *, older_than: timedelta, now: datetime | None = None,
