@@ -53,8 +53,8 @@ class HookedRecorder(Recorder):
 
 def _server(smtp_class: type[SMTP], handler: Recorder, **kwargs: object) -> LoopbackSMTP:
     def make(loop: asyncio.AbstractEventLoop) -> SMTP:
-        server = smtp_class(handler, data_size_limit=10_000, decode_data=False, enable_SMTPUTF8=True, loop=loop,
-                            **kwargs)
+        server = smtp_class(handler, hostname="commands.test", data_size_limit=10_000, decode_data=False,
+                            enable_SMTPUTF8=True, loop=loop, **kwargs)
         server.local_part_limit = LOCAL_PART_LIMIT
         return server
 

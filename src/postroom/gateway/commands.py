@@ -12,6 +12,11 @@ MAIL and RCPT with such a path and the usual parameters take a short path
 form, and every error reply, is left to aiosmtpd's own handler.
 Every command also cancelled its idle timer and scheduled a new one; here a
 connection keeps one timer that re-arms itself for the latest deadline.
+Building the protocol object for a new connection ran ``inspect.getmembers``
+over the server and the handler (hundreds of attributes) to find the AUTH
+mechanisms, hooks and commands, which are the same for every connection of
+a class and handler; here the names are found once per class and only bound
+per connection (``LeanSMTP.__init__``, for the options the gateway uses).
 And the stream reader, whose limit is the line length limit (1001 bytes),
 stopped reading the socket whenever more than 2 KB were buffered: two
 ``epoll_ctl`` calls and an extra loop turn for every message body; here it
@@ -21,13 +26,16 @@ reads ahead up to ``READ_AHEAD`` bytes (the bound of memory per connection).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+import ssl
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, _AuthMechAttr, login_always_fail, syntax
+from aiosmtpd.smtp import __ident__ as DEFAULT_IDENT
 
 log = logging.getLogger("mail.log")  # aiosmtpd's logger
 
@@ -65,14 +73,82 @@ class ReadAheadReader(asyncio.StreamReader):
             super().feed_data(data)
 
 
+# The options ``LeanSMTP.__init__`` sets up itself; any other (AUTH, PROXY, call limits) goes through aiosmtpd's.
+LEAN_OPTIONS = frozenset({"data_size_limit", "enable_SMTPUTF8", "decode_data", "hostname", "ident", "tls_context",
+                          "require_starttls", "timeout", "loop"})
+
+
+@functools.cache
+def _named(cls: type, prefix: str) -> tuple[str, ...]:
+    """The sorted attribute names of ``cls`` starting with ``prefix`` (what ``dir``/``getmembers`` would list)."""
+    return tuple(name for name in dir(cls) if name.startswith(prefix))
+
+
+def _instance_named(obj: object, prefix: str) -> list[str]:
+    """``_named`` for an object: its class's names plus any instance attribute of that prefix, sorted as dir()."""
+    names = _named(type(obj), prefix)
+    own = [name for name in getattr(obj, "__dict__", ()) if name.startswith(prefix) and name not in names]
+    return sorted((*names, *own)) if own else list(names)
+
+
 class LeanSMTP(SMTP):
     """aiosmtpd's SMTP with plain MAIL/RCPT handled on a short path, one idle timer per connection, a lean push."""
 
     _deadline = 0.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, handler: Any, **kwargs: Any) -> None:
+        hostname, tls_context = kwargs.get("hostname"), kwargs.get("tls_context")
+        quiet_tls = tls_context is None or (tls_context.verify_mode in (ssl.CERT_NONE, ssl.CERT_OPTIONAL)
+                                            and not tls_context.check_hostname)  # else aiosmtpd warns
+        if (kwargs.keys() <= LEAN_OPTIONS and hostname and kwargs.get("loop") and quiet_tls
+                and not hasattr(handler, "handle_EHLO")):  # aiosmtpd checks that hook's signature
+            self._lean_init(handler, **kwargs)
+        else:
+            super().__init__(handler, **kwargs)
         self._stream_reader.__class__ = ReadAheadReader  # aiosmtpd builds a plain one; same state, other pausing
+
+    def _lean_init(self, handler: Any, *, hostname: str, loop: asyncio.AbstractEventLoop,
+                   data_size_limit: int | None = 33554432, enable_SMTPUTF8: bool = False, decode_data: bool = False,
+                   ident: str | None = None, tls_context: Any = None, require_starttls: bool = False,
+                   timeout: float = 300) -> None:
+        """What ``SMTP.__init__`` sets for these options, without introspecting the server and handler again."""
+        self.__ident__ = ident or DEFAULT_IDENT
+        self.loop = loop
+        asyncio.StreamReaderProtocol.__init__(
+            self, asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected, loop=loop)
+        self.event_handler = handler
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = enable_SMTPUTF8
+        self._decode_data = decode_data
+        self.command_size_limits.clear()  # a class-level dict that EHLO fills; aiosmtpd clears it per connection too
+        self.hostname = hostname
+        self.tls_context = tls_context
+        self.require_starttls = tls_context and require_starttls
+        self._timeout_duration = timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = True
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail
+        self._auth_required = False
+        self._auth_methods = {}
+        for obj in (self, handler):
+            for name in _instance_named(obj, "auth_"):
+                method = getattr(obj, name)
+                mechanism = getattr(method, "__auth_mechanism_name__", name.replace("auth_", "").replace("__", "-"))
+                self._auth_methods[mechanism] = _AuthMechAttr(method, obj is self)
+        self._handle_hooks = {name[7:]: getattr(handler, name) for name in _instance_named(handler, "handle_")}
+        self._ehlo_hook_ver = None
+        self._smtp_methods = {name[5:]: getattr(self, name) for name in _named(type(self), "smtp_")}
+        self._enforce_call_limit = False
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         if not arg:
