@@ -36,6 +36,10 @@ _QUOTED = re.compile(r"^\s*>")
 _MARKED = re.compile(r"^\s*[>|]")
 _INDENTED = re.compile(r"^(?:\t| {2,})\S")
 _DIGIT_OR_AT = re.compile(r"@|\d")
+#: A short phrase framed by dashes ("-----Original Message-----", "---- On … wrote ----"): a separator by shape.
+_FRAMED = re.compile(r"^\s*[-=_*]{2,}\s*[^-=_*\s][^-=_*]{2,80}?\s*[-=_*]{2,}\s*$")
+#: Gmail's older attribution opens with an ISO date and time ("2016-03-03 17:21 GMT+01:00 Name <…>:").
+_ISO_STAMP = re.compile(r"^\s*\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}\b")
 _CONTACT = re.compile(r"https?://|www\.|@|(?:\+|\()?\d[\d ().-]{6,}\d|\b(?:tel|phone|fax|mobile|mob|t|m|f)\s*[.:]",
                       re.I)
 _MAX_ATTRIBUTION = 400
@@ -74,7 +78,8 @@ def quote_start(lines: list[str]) -> int | None:
     for i, line in enumerate(lines):
         if not line.strip() or _QUOTED.match(line):
             continue
-        if line.strip() == QUOTE_MARK or (len(line) < 200 and lexicon.forward_separator().match(line)):
+        if line.strip() == QUOTE_MARK or (len(line) < 200 and (lexicon.forward_separator().match(line)
+                                                                or _FRAMED.match(line))):
             return _back_to_rule(lines, i)
         if _is_attribution(lines, i) or _is_wrapped_header(lines, i) or \
                 _is_header_block(lines, i, _has_content(lines[:i])):
@@ -124,7 +129,8 @@ def _is_attribution(lines: list[str], i: int) -> bool:
             return True
         if verb and verb.end() >= len(tail[-80:]) - 1 and date and address:
             return True
-        if quoted_after and date and address and len(joined) < 200:
+        if date and len(joined) < 200 and ((quoted_after and address) or tail.endswith(">:")
+                                             or (span == 1 and _ISO_STAMP.match(joined))):
             return True
     return False
 
