@@ -9,12 +9,11 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from postroom.app import App
-from postroom.errors import NotFound
 from postroom.storage import inbound
 from postroom.storage.apikeys import Principal
 from postroom.storage.inbound import InboundRecord
 from postroom.web.auth import tenant_principal
-from postroom.web.deps import RowId, Status, db_session, get_app
+from postroom.web.deps import RowId, Status, db_session, get_app, owned
 from postroom.web.errors import ERROR_RESPONSES
 from postroom.web.schemas import Inbound, Me
 
@@ -22,14 +21,7 @@ router = APIRouter(prefix="/api/v1", tags=["tenant"], responses=ERROR_RESPONSES)
 
 
 def own_inbound(session: Session, principal: Principal, inbound_id: int) -> InboundRecord:
-    """The row if it belongs to the caller's tenant; another tenant's row is 'not found', never 'forbidden'."""
-    try:
-        record = inbound.get_inbound(session, inbound_id)
-    except NotFound:
-        record = None
-    if record is None or record.tenant_id != principal.tenant_id:
-        raise NotFound(f"no inbound message {inbound_id}")
-    return record
+    return owned(inbound.get_inbound, session, principal.tenant_id, inbound_id, "inbound message")
 
 
 @router.get("/me", response_model=Me)

@@ -18,7 +18,7 @@ from postroom.errors import NotFound, PostroomError
 from postroom.storage import blocks, contacts, staff, staff_mail
 from postroom.storage.apikeys import Principal
 from postroom.web.auth import tenant_principal
-from postroom.web.deps import RowId, db_session
+from postroom.web.deps import RowId, db_session, owned
 from postroom.web.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["people"], responses=ERROR_RESPONSES)
@@ -104,33 +104,15 @@ def _contact(info: contacts.ContactInfo) -> ContactOut:
 
 
 def own_user(session: Session, principal: Principal, user_id: int) -> staff.StaffUserInfo:
-    try:
-        info = staff.get_user(session, user_id)
-    except NotFound:
-        info = None
-    if info is None or info.tenant_id != principal.tenant_id:
-        raise NotFound(f"no staff user {user_id}")
-    return info
+    return owned(staff.get_user, session, principal.tenant_id, user_id, "staff user")
 
 
 def own_team(session: Session, principal: Principal, team_id: int) -> staff.TeamInfo:
-    try:
-        info = staff.get_team(session, team_id)
-    except NotFound:
-        info = None
-    if info is None or info.tenant_id != principal.tenant_id:
-        raise NotFound(f"no team {team_id}")
-    return info
+    return owned(staff.get_team, session, principal.tenant_id, team_id, "team")
 
 
 def own_contact(session: Session, principal: Principal, contact_id: int) -> contacts.ContactInfo:
-    try:
-        info = contacts.get_contact(session, contact_id)
-    except NotFound:
-        info = None
-    if info is None or info.tenant_id != principal.tenant_id:
-        raise NotFound(f"no contact {contact_id}")
-    return info
+    return owned(contacts.get_contact, session, principal.tenant_id, contact_id, "contact")
 
 
 @router.get("/users", response_model=list[UserOut])
