@@ -14,6 +14,10 @@ from .conftest import auth, store_mail
 # Routes addressing one row: (method, template) -> (path from a tenant's ids, request arguments).
 PEOPLE_ROUTES: dict[tuple[str, str], tuple] = {
     ("POST", "/api/v1/users/{user_id}/deactivate"): (lambda i: f"/api/v1/users/{i['user']}/deactivate", {}),
+    ("GET", "/api/v1/users/{user_id}/notification-mail"): (
+        lambda i: f"/api/v1/users/{i['user']}/notification-mail", {}),
+    ("PUT", "/api/v1/users/{user_id}/notification-mail"): (
+        lambda i: f"/api/v1/users/{i['user']}/notification-mail", {"json": {"mode": "immediate"}}),
     ("POST", "/api/v1/teams/{team_id}/members"): (lambda i: f"/api/v1/teams/{i['team']}/members",
                                                   {"json": {"user_id": "user"}}),
     ("DELETE", "/api/v1/teams/{team_id}/members/{user_id}"): (
