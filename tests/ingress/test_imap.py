@@ -55,7 +55,7 @@ def test_mailbox_mail_becomes_a_conversation_message_and_is_marked_seen_after_th
         assert session.scalar(select(func.count()).select_from(Message)) == 3
     assert all("\\Seen" in flags for flags in dovecot.flags().values())
     dovecot.append(_mails(1, "idle"))  # IDLE wakes the fetcher well before the poll interval
-    wait_until(lambda: _rows(service.app, "done") == 4, timeout=4)
+    wait_until(lambda: _rows(service.app, "done") == 4, timeout=20)  # IDLE: well inside the 60 s poll interval
     [state] = [json.loads(line) for line in run("mailbox", "list", "--json").stdout.splitlines()]
     assert state["failures"] == 0 and state["last_success_at"] and state["last_uid"] == 4
     assert PASSWORD not in json.dumps(state)
@@ -134,7 +134,7 @@ def test_kill_9_during_fetches_loses_and_duplicates_nothing(app, tenant_ids, dov
         before = _rows(app)
         proc = subprocess.Popen([sys.executable, "-m", "postroom", "mailbox", "run"], env=run.env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda b=before: _rows(app) > b, timeout=30)  # mid-way: a batch is committed, more to come
+        wait_until(lambda b=before: _rows(app) > b, timeout=60)  # mid-way: a batch is committed, more to come
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         stored = _rows(app)
@@ -144,7 +144,7 @@ def test_kill_9_during_fetches_loses_and_duplicates_nothing(app, tenant_ids, dov
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: _rows(app) >= count, timeout=60)
-        wait_until(lambda: all("\\Seen" in f for f in dovecot.flags().values()), timeout=20)
+        wait_until(lambda: all("\\Seen" in f for f in dovecot.flags().values()), timeout=60)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)

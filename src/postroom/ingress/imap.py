@@ -2,10 +2,11 @@
 
 One fetcher thread per mailbox. Each holds a lease on its mailbox row (two
 ``serve`` processes never fetch one folder at once), reads the UIDs past the
-cursor, stores a batch (blob + rows committed), then moves the cursor, then
-marks the messages seen or moves them, then hands the ids to the pipeline. A
+cursor, stores a batch (blob + rows committed), then marks the messages seen
+or moves them, then moves the cursor, then hands the ids to the pipeline. A
 crash anywhere re-reads from the cursor and the per-tenant SHA-256 dedup keeps
-every message single; nothing is marked before its row is committed. A new
+every message single; nothing is marked before its row is committed, and
+nothing the cursor passed is left unmarked. A new
 UIDVALIDITY resets the cursor: everything is read again, dedup absorbs it.
 IDLE is used where the server offers it, polling otherwise; errors back off
 exponentially and are kept on the row for ``postroom mailbox list`` and
@@ -303,8 +304,8 @@ class MailboxFetcher:
                      for _, raw in fetched]
             ids = [i for row_ids in store(self.app, items) for i in row_ids]
             backlog = max(0, len(uids) - (done + 1) * BATCH)
+            connection.settle([uid for uid, _ in fetched])  # before the cursor: a crash between them re-reads
             self._fenced(mailboxes.save_cursor, uidvalidity=validity, last_uid=chunk[-1], backlog=backlog)
-            connection.settle([uid for uid, _ in fetched])
             hand_on(self.dispatch, ids)
             new += len(ids)
             self._tick()
