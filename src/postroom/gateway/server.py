@@ -245,7 +245,7 @@ class Gateway:
     def start(self) -> tuple[str, int]:
         """Listen and return the bound (host, port); port 0 picks a free one."""
         # The loop thread and the intake threads hand the GIL back and forth on every syscall; with the
-        # default 5 ms switch interval a thread waiting for it stalls the reply path (measured: -20 % msgs/s).
+        # default switch interval a thread waiting for it stalls the reply path (bench/RESULTS.md).
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         sock = self._bind()
         self.port = sock.getsockname()[1]

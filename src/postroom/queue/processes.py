@@ -98,8 +98,7 @@ def pipeline_threads(settings: Settings) -> int:
     """Inbound pipeline threads per worker process: one on SQLite, ``worker_threads`` otherwise.
 
     The pipeline is CPU-bound and SQLite takes one writer at a time, so on
-    SQLite more threads in a process only contend for its GIL (measured:
-    2 processes x 1 thread ~300-340 msgs/s end to end, x 4 threads ~280);
+    SQLite more threads in a process only contend for its GIL (bench/RESULTS.md);
     PostgreSQL round trips leave room for more. Outbound delivery, which
     waits on the network, keeps ``worker_threads`` threads of its own.
     """

@@ -186,7 +186,7 @@ def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
     The synchronous level is per connection, so it is set for every
     transaction: FULL unless the session asked for NORMAL. These statements
     go to the sqlite3 connection directly (every transaction runs them, and
-    ``exec_driver_sql`` costs ~15 µs more); its errors are raised as
+    ``exec_driver_sql`` costs more, see bench/RESULTS.md); its errors are raised as
     SQLAlchemy's, as ``exec_driver_sql`` would.
     """
     options = conn.get_execution_options()
@@ -276,8 +276,8 @@ def pipeline_scope(factory: sessionmaker[Session]) -> AbstractContextManager[Ses
 def pipeline_connection(engine: Engine) -> AbstractContextManager[Connection]:
     """``pipeline_scope`` without an ORM session, for a transaction of Core statements only (the claim).
 
-    Setting up and committing a Session costs ~30 µs more per transaction
-    than the connection's own ``begin()``.
+    Setting up and committing a Session costs more per transaction than the
+    connection's own ``begin()`` (bench/RESULTS.md).
     """
     return _with_options(engine, {SYNCHRONOUS: "NORMAL"}).begin()
 

@@ -87,7 +87,7 @@ class SmtpTransport:
             client = smtplib.SMTP(self.host, self.port, local_hostname=self.helo, timeout=self.timeout)
         if client.sock is not None:
             # DATA goes out as body, then (after the commit point) the final dot: without NODELAY, Nagle
-            # holds the dot until the relay's delayed ACK, ~40 ms per message
+            # holds the dot until the relay's delayed ACK (bench/RESULTS.md)
             client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.ehlo_or_helo_if_needed()
         if self.security == "starttls":
