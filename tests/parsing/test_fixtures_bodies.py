@@ -131,7 +131,7 @@ FORWARDS = [
      (Address("Sam Staff", "sam.staff@acme.mail.test"),), (), "2024-01-25T16:45:00+00:00", "Contract question",
      "When does my contract end?\n", "See attached mail from the customer."),
     ("gmail_forward_nested_en.eml", Address("Rita Renter", "rita@tenant.example"),
-     (Address("Max Manager", "max@acme.mail.test"),), (), "2024-01-27T21:10:00", "Fwd: Leaking tap",
+     (Address("Max Manager", "max@acme.mail.test"),), (), "2024-01-27T21:10:00", "Leaking tap",
      "The kitchen tap is leaking.", "FYI, see the original below."),
 ]
 

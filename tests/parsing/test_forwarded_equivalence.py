@@ -1,7 +1,10 @@
-"""forwarded.forwarded_metadata must return exactly what email-forward-parser's entry point returns.
+"""forwarded.forwarded_metadata must return exactly what email-forward-parser's entry point returns,
+for a forward of one level.
 
 It re-composes the library's steps with shortcuts (needle pre-checks, no-op preprocessing skipped);
-these tests catch a shortcut that changes a result, including after a library upgrade.
+these tests catch a shortcut that changes a result, including after a library upgrade. With several
+levels it differs on purpose (issue 17): it reads the first level whole (the library jumps to the
+last separator and cuts the body at the next "Subject:"), and from_text decides how far in to go.
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ def test_fixture_texts_same_as_library():
     checked = 0
     for text, subject in fixture_texts():
         for subj in (subject or None, None, "Fwd: x"):
-            assert forwarded.forwarded_metadata(text, subj) == get_forwarded_metadata(text, subj), (text[:60], subj)
+            ours = forwarded.forwarded_metadata(text, subj)
+            if ours.forwarded and forwarded.forwarded_metadata(ours.email.body, "Fwd: x").email.body:
+                continue  # a forward of a forward: read level by level here
+            assert ours == get_forwarded_metadata(text, subj), (text[:60], subj)
             checked += 1
     assert checked > 100
 

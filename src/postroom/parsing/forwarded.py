@@ -37,32 +37,72 @@ from emailforwardparser.forward_parser import (
 )
 
 from postroom.model import Address, Attachment, Forward, ParsedMessage
+from postroom.parsing import addresses, lexicon
 from postroom.parsing.dates import parse_loose
 from postroom.parsing.mime import decode_header
 
-_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|antw|sv|ref|rép|réf|odp)\s*(?:\[\d+\])?\s*:", re.I)
 _MAX_DEPTH = 5
-_OPENS_WITH_HEADERS = re.compile(r"^\s*[*_]{0,2}(?:From|De|Van|Von|Fra|Från)\s*[*_]{0,2}\s*:.*\n(?:.*\n){0,2}"
-                                 r"\s*[*_]{0,2}(?:Sent|Date|Envoyé|Verzonden|Gesendet|Datum|Sendt|Skickat)\s*[*_]{0,2}\s*:",
-                                 re.I)
+_MAX_HEADER_SCAN = 60
+#: The writer in an attribution line: a (quoted) name then the address in angle brackets.
+_ATTRIBUTED = re.compile(r"[,\s]\"?(?P<name>[^\"<>,:]{1,80}?)\"?\s*<(?P<address>[^<>\s@]+@[^<>\s]+)>")
 
 
 def from_text(text: str, subject: str, note_fallback: str = "",
               attachments: tuple[Attachment, ...] = ()) -> Forward | None:
-    """The innermost original of an inline forward in ``text``, or None."""
-    if _REPLY_PREFIX.match(subject or ""):
+    """The innermost original of an inline forward in ``text``, or None.
+
+    A forward of a forward is followed inwards while the original found is itself only a carrier: its
+    subject opens with a forward prefix, or it has no text of its own above the next separator. An original
+    with its own text and a plain subject is the message wanted; what follows it is its quoted history."""
+    if lexicon.reply_prefix().match(subject or ""):
         return None
     text = _LONG_SPACE.sub(_shorter_space, text)
     meta = _metadata(text, subject)
     if meta is None:
         return None
     note = meta.message.strip() or note_fallback
+    level = text
     for _ in range(_MAX_DEPTH):
         inner = _metadata(meta.email.body, None)
-        if inner is None:
+        if inner is None or (inner.message.strip() and not lexicon.forward_prefix().match(meta.email.subject)):
             break
-        meta = inner
-    return _to_forward(meta, note, attachments)
+        level, meta = meta.email.body, inner
+    return _to_forward(meta, note, attachments, level)
+
+
+def original_subject(subject: str) -> str:
+    """A subject without the forwarders' prefixes ("Fwd: TR: Re: x" -> "Re: x"): forward prefixes are cut up
+    to the first reply prefix, which belongs to the original."""
+    pos = 0
+    for _ in range(20):
+        found = lexicon.forward_prefix().match(subject, pos)
+        if not found:
+            break
+        pos = found.end()
+    return subject[pos:].strip()
+
+
+def _own_header_block(text: str) -> tuple[Address | None, tuple[Address, ...], tuple[Address, ...]]:
+    """From/To/Cc read from the first header block (labels from the language table, any language) or, without
+    one, from an attribution line: used when the library found the forward but not who wrote it."""
+    lines = text.split("\n")[:_MAX_HEADER_SCAN]
+    found: dict[str, str] = {}
+    for line in lines:
+        label = lexicon.label_of(line)
+        if label:
+            found.setdefault(label[0], label[1])
+        elif found and line.strip() and len(found) >= 2:
+            break
+    if "from" in found:
+        return (addresses.parse_one(found["from"]), addresses.parse_list(found.get("to", "")),
+                addresses.parse_list(found.get("cc", "")))
+    for line in lines:
+        if len(line) < 400 and line.rstrip().endswith((":", "：")) and lexicon.ADDRESS.search(line) \
+                and lexicon.wrote().search(line):
+            named = _ATTRIBUTED.search(line)
+            if named:
+                return Address(" ".join(named["name"].split()), named["address"].lower()), (), ()
+    return None, (), ()
 
 
 def _metadata(text: str, subject: str | None) -> ForwardMetadata | None:
@@ -71,7 +111,7 @@ def _metadata(text: str, subject: str | None) -> ForwardMetadata | None:
         meta = forwarded_metadata(text, subject or None)
         if not meta.forwarded and subject:
             meta = forwarded_metadata(text, None)
-        if not meta.forwarded and _OPENS_WITH_HEADERS.match(text):
+        if not meta.forwarded and _opens_with_headers(text):
             meta = forwarded_metadata(text, "Fwd: ")
     except Exception:  # regex-heavy third-party code: a failure means "not a forward"
         return None
@@ -79,6 +119,13 @@ def _metadata(text: str, subject: str | None) -> ForwardMetadata | None:
     if not meta.forwarded or not (email.from_.address or email.from_.name or email.body.strip()):
         return None
     return meta
+
+
+def _opens_with_headers(text: str) -> bool:
+    """The body opens with a header block: a From label and a Sent/Date label among its first lines (any language)."""
+    head = [ln for ln in text.lstrip().split("\n", 6)[:6] if ln.strip()]
+    roles = [found[0] for found in (lexicon.label_of(ln) for ln in head[:4]) if found]
+    return bool(roles) and roles[0] == "from" and "sent" in roles
 
 
 def forwarded_metadata(body: str, subject: str | None = None) -> ForwardMetadata:
@@ -96,6 +143,7 @@ def forwarded_metadata(body: str, subject: str | None = None) -> ForwardMetadata
         if body_result.email:
             forwarded = True
             email = parse_original_email(body_result.email, body_result.body)
+            email.body = _whole_body(body_result.email, email.body)
     return ForwardMetadata(
         forwarded=forwarded,
         message=body_result.message,
@@ -104,8 +152,19 @@ def forwarded_metadata(body: str, subject: str | None = None) -> ForwardMetadata
     )
 
 
+def _whole_body(text: str, body: str) -> str:
+    """The original's body to the end of the text: the library stops it at the next "Subject:" line, which
+    cuts an original's own quoted history (read level by level now, see ``_parse_body``)."""
+    for rx in (regexs.BYTE_ORDER_MARK, regexs.QUOTE_LINE_BREAK_OPTIONAL, regexs.QUOTE_LINE_BREAK, regexs.QUOTE,
+               regexs.FOUR_SPACES):
+        text = rx.sub("", text)
+    start = text.find(body[:200]) if body.strip() else -1
+    return text[start:].strip() if start >= 0 else body
+
+
 def _parse_body(body: str, forwarded: bool) -> ParseBodyResult:
-    """The library's ``parse_body``, running only the separator regexes whose needle is in the body."""
+    """The library's ``parse_body``, running only the separator regexes whose needle is in the body, and
+    returning the text after the first separator (the library returns what follows the last one)."""
     body = regexs.CARRIAGE_RETURN.sub("\n", body)
     body = regexs.BYTE_ORDER_MARK.sub("", body)
     body = regexs.TRAILING_NON_BREAKING_SPACE.sub("", body)
@@ -113,7 +172,9 @@ def _parse_body(body: str, forwarded: bool) -> ParseBodyResult:
     separators = [rx for rx, needle in _SEPARATORS if needle is None or needle in body]
     match = loop.loop_regexes_split(separators, body, True)
     if len(match) > 2:
-        return ParseBodyResult(body=body, message=match[0].strip(), email=match[-1].strip())
+        # The library keeps what follows the last separator; here the first level is read, and
+        # from_text decides whether to go further in.
+        return ParseBodyResult(body=body, message=match[0].strip(), email=body[len(match[0]) + len(match[1]) :].strip())
     if forwarded:
         match = loop.loop_regexes_split(regexs.ORIGINAL_FROM, body, True)
         if len(match) > 2:
@@ -176,14 +237,21 @@ def _mailbox(box: MailboxResult) -> Address | None:
     return Address(name=" ".join(box.name.split()).strip("\"' "), address=box.address.strip().lower())
 
 
-def _to_forward(meta: ForwardMetadata, note: str, attachments: tuple[Attachment, ...]) -> Forward:
+def _to_forward(meta: ForwardMetadata, note: str, attachments: tuple[Attachment, ...], level: str) -> Forward:
     email = meta.email
+    sender = _mailbox(email.from_)
+    to = tuple(a for a in (_mailbox(b) for b in email.to) if a)
+    cc = tuple(a for a in (_mailbox(b) for b in email.cc) if a)
+    if sender is None or not sender.address:
+        own_sender, own_to, own_cc = _own_header_block(level)
+        if own_sender is not None:
+            sender, to, cc = own_sender, to or own_to, cc or own_cc
     return Forward(
-        sender=_mailbox(email.from_),
-        to=tuple(a for a in (_mailbox(b) for b in email.to) if a),
-        cc=tuple(a for a in (_mailbox(b) for b in email.cc) if a),
+        sender=sender,
+        to=to,
+        cc=cc,
         date=parse_loose(email.date),
-        subject=email.subject.strip(),
+        subject=original_subject(email.subject),
         text=email.body.strip("\n"),
         attachments=attachments,
         note=note,

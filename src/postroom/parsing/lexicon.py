@@ -117,8 +117,11 @@ def forward_prefix() -> re.Pattern[str]:
 
 @cache
 def reply_prefix() -> re.Pattern[str]:
-    """One reply prefix ("Re:", "AW:", "SV:", "回复:") at the start of a subject."""
-    return re.compile(rf"\s*(?:{_alternation(_words('reply'))})\s*(?:\[\d{{1,4}}\])?\s*[:：]", re.I)
+    """One reply prefix ("Re:", "AW:", "SV:", "回复:") at the start of a subject. A word that is a forward prefix
+    in another language ("VS:" replies in Finnish, forwards in Danish) is left out: the body decides then."""
+    forwards = {w.lower() for w in _words("forward_prefix")}
+    words = [w for w in _words("reply") if w.lower() not in forwards]
+    return re.compile(rf"\s*(?:{_alternation(words)})\s*(?:\[\d{{1,4}}\])?\s*[:：]", re.I)
 
 
 @cache
