@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import Insert, bindparam, select
+from sqlalchemy import Connection, Engine, Insert, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from postroom.model import Envelope
 from postroom.storage.blobs import BlobStore
-from postroom.storage.db import session_scope
 from postroom.storage.tables import InboundMessage
 from postroom.storage.tiered_blobs import TieredBlobStore
 
@@ -68,9 +67,8 @@ _EXISTING = select(_INBOUND.c.id).where(_INBOUND.c.tenant_id == bindparam("tenan
                                         _INBOUND.c.sha256 == bindparam("sha256"))
 
 
-def _insert(session: Session, rows: list[dict]) -> dict[tuple[int, str], int]:
+def _insert(conn: Connection, rows: list[dict]) -> dict[tuple[int, str], int]:
     """Insert rows, skipping any (tenant, sha256) already stored; return the id of every (tenant, sha256)."""
-    conn = session.connection()
     dialect = conn.dialect.name
     if dialect not in _ROW_INSERTS:
         raise NotImplementedError(f"database dialect {dialect} is not supported")
@@ -126,6 +124,7 @@ def insert_rows(sessions: sessionmaker[Session], items: Sequence[IntakeItem], bl
     An item with a key has its blob durable already (file/S3 store); an item
     whose key is None is small: its blob goes into ``blob_data`` in this same
     transaction, so the one commit makes blob and rows durable together.
+    A Core transaction, not an ORM session: a lone sender pays one of these per message.
     """
     now = datetime.now(UTC)
     small = [item.raw for item, key in zip(items, blob_keys, strict=True) if key is None]
@@ -133,8 +132,9 @@ def insert_rows(sessions: sessionmaker[Session], items: Sequence[IntakeItem], bl
         raise ValueError("items without a stored blob need a TieredBlobStore")
     rows: list[dict] = []
     keys: list[list[tuple[int, str]]] = []
-    with session_scope(sessions) as session:
-        small_keys = iter(inline.add_inline(session, small) if inline is not None and small else ())
+    engine: Engine = sessions.kw["bind"]
+    with engine.begin() as conn:
+        small_keys = iter(inline.add_inline(conn, small) if inline is not None and small else ())
         for item, stored_key in zip(items, blob_keys, strict=True):
             key = stored_key if stored_key is not None else next(small_keys)
             envelope = item.envelope
@@ -148,7 +148,7 @@ def insert_rows(sessions: sessionmaker[Session], items: Sequence[IntakeItem], bl
                 })
                 item_keys.append((tenant_id, key))
             keys.append(item_keys)
-        found = _insert(session, rows) if rows else {}
+        found = _insert(conn, rows) if rows else {}
     return [[found[k] for k in item_keys] for item_keys in keys]
 
 
