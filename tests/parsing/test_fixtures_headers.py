@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from postroom.model import Address
@@ -21,7 +23,7 @@ from postroom.parsing import addresses
          "2024-01-16T08:12:00+01:00"),
         ("mutt_charset_mixed_fr.eml", Address("Élodie Léger", "elodie@client.example.fr"),
          "Problème de connexion à l'espace client", "2024-02-05T10:00:00+01:00"),
-        ("postfix_bounce_dsn.eml", Address("", "mailer-daemon@mx.acme.mail.test"),
+        ("postfix_bounce_dsn.eml", Address("Mail Delivery System", "mailer-daemon@mx.acme.mail.test"),
          "Undelivered Mail Returned to Sender", "2024-02-01T10:00:05+00:00"),
     ],
 )
@@ -89,6 +91,10 @@ def test_no_at_sign_no_mailbox(value):
 @pytest.mark.parametrize("value", ["MAILER-DAEMON@relay.example.net (Mail Delivery System)", "a@b.example(x)",
                                    "a@b.example (O'Neil - Ops.), Joe <j@k.example>", "p@w.example, q@x.example ()"])
 def test_commented_bare_address_reads_as_flanker_does(value):
-    """The fast path takes "addr (comment)"; flanker, which it spares, must give the same mailboxes."""
-    assert addresses.parse_list(value) == tuple(addresses._flanker_list(value))
-    assert all(a.name == "" for a in addresses.parse_list(value) if a.address != "j@k.example")
+    """The fast path takes "addr (comment)": the same addresses as flanker, which it spares, but the comment is
+    the display name (issue 17: "MAILER-DAEMON@host (Mail Delivery System)"; flanker dropped it)."""
+    got = addresses.parse_list(value)
+    assert [a.address for a in got] == [a.address for a in addresses._flanker_list(value)]
+    comments = [next(iter(re.findall(r"\(([^()]*)\)", piece)), "").strip() for piece in value.split(",")
+                if "j@k.example" not in piece]
+    assert [a.name for a in got if a.address != "j@k.example"] == comments

@@ -90,9 +90,11 @@ class _Builder:
         subject = self.cut("subject", self.guard("subject", lambda: self._header("Subject"), ""),
                            limits.MAX_HEADER_TEXT, "decoded header")
         date, fallback = self._date()
-        sender = self.guard("from", lambda: self._addresses("From"), ())
+        sender = tuple(a for a in self.guard("from", lambda: self._addresses("From"), ()) if a.address)
+        reply_to = self.guard("reply-to", lambda: self._addresses("Reply-To"), ())
         if not sender:
             self.defects.append("missing-from")
+            sender = reply_to[:1]  # a From without an address: the Reply-To is who can be answered
         message_id = self.guard("message-id", self._message_id, None)
         text_plain, html_raw = self.guard("bodies", lambda: mime.bodies(msg), ("", None))
         text, trim_source = self._texts(text_plain, html_raw)
@@ -110,7 +112,7 @@ class _Builder:
             subject=subject,
             date=date,
             sender=sender[0] if sender else None,
-            reply_to=self.guard("reply-to", lambda: self._addresses("Reply-To"), ()),
+            reply_to=reply_to,
             to=self.guard("to", lambda: self._addresses("To"), ()),
             cc=self.guard("cc", lambda: self._addresses("Cc"), ()),
             text=text,

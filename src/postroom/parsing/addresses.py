@@ -29,11 +29,11 @@ _ADDR_SPEC = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9\-]+(?:\.[
 _DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
 #: One well-formed mailbox and its list separator; a list is a run of these or goes to flanker. A bare
-#: address may carry a plain comment, as MTAs write "MAILER-DAEMON@host (Mail Delivery System)": flanker
-#: drops it too (no display name).
+#: address may carry a plain comment, as MTAs write "MAILER-DAEMON@host (Mail Delivery System)": the
+#: comment is the display name then (RFC 822's old form, still written by MTAs and old clients).
 _SIMPLE_MAILBOX = re.compile(
     rf'[ \t]*(?:(?:"(?P<quoted>(?:[^"\\\r\n]|\\.)*)"|(?P<plain>[\w.\'!#$%&*+/=?^`{{|}}~ -]*?))[ \t]*'
-    rf'<(?P<angle>{_DOT_ATOM}@{_DOMAIN})>|(?P<bare>{_DOT_ATOM}@{_DOMAIN})(?:[ \t]*\([A-Za-z0-9 .\'-]*\))?)'
+    rf'<(?P<angle>{_DOT_ATOM}@{_DOMAIN})>|(?P<bare>{_DOT_ATOM}@{_DOMAIN})(?:[ \t]*\((?P<comment>[\w .\'-]*)\))?)'
     r'[ \t]*(?:,|$)'
 )
 _DEBRIS = re.compile(r"[<>@;]")
@@ -69,7 +69,7 @@ def _simple_list(value: str) -> list[Address] | None:
         if m is None or m.end() == pos:
             return None
         if m["bare"]:
-            found.append(Address(name="", address=m["bare"].lower()))
+            found.append(Address(name=_clean_name(m["comment"] or ""), address=m["bare"].lower()))
         else:
             name = m["plain"] if m["quoted"] is None else m["quoted"]
             found.append(Address(name=_clean_name(name), address=m["angle"].lower()))

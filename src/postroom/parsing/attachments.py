@@ -14,6 +14,8 @@ import re
 import unicodedata
 from email.message import Message
 
+from tnefparse.tnef import TNEF
+
 from postroom.model import Attachment
 from postroom.parsing import mime
 
@@ -40,6 +42,9 @@ _EXECUTABLE_EXT = {
     "jar", "hta", "cpl", "lnk", "reg", "dll", "iso", "img", "appx", "sh",
 }
 _MACRO_EXT = {"docm", "xlsm", "pptm", "dotm", "xltm", "xlam"}
+_FILE_LIKE = re.compile(r"^[\w-]{1,64}\.[A-Za-z0-9]{2,5}$")
+#: A winmail.dat is unpacked only this far: its files count against the same bytes.
+_MAX_TNEF = 50_000_000
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]+')
 
 
@@ -118,7 +123,8 @@ def from_part(part: Message, cid_refs: set[str], charset_hint: str | None = None
     declared = mime.content_type(part)
     data = _data(part)
     content_id = _content_id(part)
-    filename = safe_filename(mime.filename(part, charset_hint) or _message_name(part), declared)
+    filename = safe_filename(mime.filename(part, charset_hint) or _message_name(part) or _cid_name(content_id),
+                             declared)
     detected = detect_type(data)
     disposition = mime.disposition(part)
     inline = disposition == "inline" or (
@@ -135,6 +141,12 @@ def from_part(part: Message, cid_refs: set[str], charset_hint: str | None = None
         flags=_flags(filename, declared, detected),
         data=data,
     )
+
+
+def _cid_name(content_id: str | None) -> str | None:
+    """Outlook names unnamed inline images only in their Content-ID ("image001.png@01DA…")."""
+    local = (content_id or "").split("@", 1)[0]
+    return local if _FILE_LIKE.match(local) else None
 
 
 def _message_name(part: Message) -> str | None:
@@ -156,4 +168,27 @@ def collect(msg: Message, cid_refs: set[str]) -> tuple[Attachment, ...]:
     if not parts:
         return ()  # most mail: no need for the charset hint, which reads every leaf's parameters
     hint = mime.charset(msg) or next((c for p in mime.walk_leaves(msg) if (c := mime.charset(p))), None)
-    return tuple(from_part(p, cid_refs, hint) for p in parts)
+    found = [from_part(p, cid_refs, hint) for p in parts]
+    return tuple(found + [inner for att in found if "tnef" in att.flags for inner in unpack_tnef(att)])
+
+
+def unpack_tnef(att: Attachment) -> list[Attachment]:
+    """The files inside a winmail.dat (Outlook's TNEF wrapper), flagged ``from-tnef``; none when unreadable.
+    The winmail.dat itself stays, so nothing is lost when tnefparse reads only part of it."""
+    if not att.data or len(att.data) > _MAX_TNEF:
+        return []
+    try:
+        tnef = TNEF(att.data)
+        files = [(a.long_filename() or a.name or "", a.data) for a in tnef.attachments]
+    except Exception:  # a third-party decoder on hostile bytes: a failure means "no files"
+        return []
+    out = []
+    for name, data in files:
+        data = bytes(data or b"")
+        filename = safe_filename(name if isinstance(name, str) else name.decode("latin-1"), "application/octet-stream")
+        declared = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        detected = detect_type(data)
+        out.append(Attachment(filename=filename, content_type=declared, size=len(data),
+                              sha256=hashlib.sha256(data).hexdigest(), detected_type=detected,
+                              flags=(*_flags(filename, declared, detected), "from-tnef"), data=data))
+    return out
