@@ -18,8 +18,8 @@ def test_person_mail_is_not_automatic(parsed):
         assert parsed[name].bounce is None
 
 
-def _mail(headers: str, subject: str = "Hello") -> bytes:
-    return (f"From: a@example.com\nTo: b@example.com\nSubject: {subject}\n"
+def _mail(headers: str, subject: str = "Hello", sender: str = "a@example.com") -> bytes:
+    return (f"From: {sender}\nTo: b@example.com\nSubject: {subject}\n"
             f"Date: Mon, 1 Jan 2024 10:00:00 +0000\n{headers}\nbody\n").encode()
 
 
@@ -48,8 +48,18 @@ def _mail(headers: str, subject: str = "Hello") -> bytes:
     ],
 )
 def test_auto_reply_signals(headers, subject, reason):
-    got = parse(_mail(headers, subject)).auto_reply
+    """Subject-only rows come from a role address: a subject alone decides only then (issue 17)."""
+    sender = "noreply@example.com" if reason and reason.startswith("subject:") else "a@example.com"
+    got = parse(_mail(headers, subject, sender)).auto_reply
     assert (got.reason if got else None) == reason
+
+
+@pytest.mark.parametrize("subject", ["Out of office next week: who covers the helpdesk?", "Automatic reply: Hello",
+                                     "Abwesenheit im August", "Автоматический ответ: привет"])
+def test_a_persons_subject_alone_is_no_auto_reply(subject):
+    """A person may start a subject with an autoresponder phrase; without automatic headers it is their mail."""
+    assert parse(_mail("", subject, "Maria Rossi <maria@customer.example>")).auto_reply is None
+    assert parse(_mail("Auto-Submitted: auto-replied", subject, "maria@customer.example")).auto_reply is not None
 
 
 @pytest.mark.parametrize(("mail_from", "expected"), [("", True), ("<>", True), (" <> ", True),

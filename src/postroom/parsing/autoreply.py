@@ -2,7 +2,10 @@
 
 No library: the signals are a handful of headers and subject patterns. The
 first matching signal gives the reason string, so the order below is from
-the most to the least explicit.
+the most to the least explicit. Headers decide first. A subject opening with an
+autoresponder phrase (any language of the table in lexicon.py) decides alone only
+when the sender is a role address (noreply, vacation, mailer-daemon …): a person
+may well write "Out of office next week" themselves.
 """
 
 from __future__ import annotations
@@ -10,22 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from postroom.parsing import mime
+from postroom.parsing import lexicon, mime
 
 #: Raw header values by lower-cased name (:func:`postroom.parsing.mime.header_index`).
 Fields = Mapping[str, list[str]]
 
-_OOO_SUBJECT = re.compile(
-    r"^\s*(?:"
-    r"(?:automatic|auto)[\s-]*reply|out of (?:the )?office|autoreply|auto-response|away from (?:the )?office|"
-    r"on vacation|absence|"
-    r"réponse automatique|absent(?:e)? du bureau|absence du bureau|message d'absence|"
-    r"automatisch antwoord|afwezig(?:heid)?|niet aanwezig|buiten kantoor|out-of-office|"
-    r"automatische antwort|abwesenheit(?:snotiz|smeldung)?|nicht im büro|ich bin (?:nicht|außer haus)|"
-    r"urlaub"
-    r")",
-    re.I,
-)
+#: Senders whose mail is never typed by a person: only with one of these may a subject alone decide.
+_ROLE_SENDER = re.compile(r"(?:^|[<\s\"])(?:no-?reply|do-?not-?reply|auto-?reply|autoresponder|vacation|mailer-daemon|"
+                          r"postmaster|notifications?)[^@\s]{0,20}@", re.I)
 
 
 def is_null_sender(mail_from: str | None) -> bool:
@@ -39,7 +34,7 @@ def detect(fields: Fields, subject: str) -> str | None:
         reason = check(fields)
         if reason:
             return reason
-    return _subject(subject)
+    return _subject(subject, _header(fields, "From"))
 
 
 def _header(fields: Fields, name: str) -> str:
@@ -81,5 +76,7 @@ def _return_path(fields: Fields) -> str | None:
     return None
 
 
-def _subject(subject: str) -> str | None:
-    return f"subject: {subject.strip()}" if subject and _OOO_SUBJECT.match(subject) else None
+def _subject(subject: str, sender: str) -> str | None:
+    if subject and _ROLE_SENDER.search(sender) and lexicon.autoreply_subject().match(subject):
+        return f"subject: {subject.strip()}"
+    return None

@@ -39,6 +39,9 @@ _ADDR = r"[^\s<>()\"'@,;:]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 _EXIM_INTRO = re.compile(r"following\s+address(?:es|\(es\))?\s+failed\s*:", re.I)
 #: An Exim block line naming a failed address: "  addr", "  <addr>", "addr:" or "(generated from addr)".
 _EXIM_ADDRESS = re.compile(rf"^\s*(?:<?({_ADDR})>?\s*:?|\((?:generated|expanded) from:?\s*<?({_ADDR})>?\))\s*$", re.M)
+#: Postfix names the address it was given beside the one an alias expanded to: "<final> (expanded from <given>): …".
+#: The given one is the address the sender knows, so it is the one reported.
+_EXPANDED = re.compile(rf"^\s*<?{_ADDR}>?\s*\(expanded from\s*<?({_ADDR})>?\)\s*:", re.I | re.M)
 _DELIVERY_FAILED = re.compile(rf"^\s*Delivery (?:has )?failed\b[^:\n]{{0,60}}:\s*<?({_ADDR})>?\s*\.?\s*$", re.I | re.M)
 #: Where the returned original starts: nothing below it is about the failure.
 _ORIGINAL_STARTS = re.compile(
@@ -91,7 +94,7 @@ def _text_failures(msg: Message) -> set[str]:
     text = mime.part_text(part)[:_MAX_TEXT]
     cut = _ORIGINAL_STARTS.search(text)
     text = text[: cut.start()] if cut else text
-    found = {m.group(1) for m in _DELIVERY_FAILED.finditer(text)}
+    found = {m.group(1) for m in _DELIVERY_FAILED.finditer(text)} | {m.group(1) for m in _EXPANDED.finditer(text)}
     intro = _EXIM_INTRO.search(text)
     if intro:
         found |= {m.group(1) or m.group(2) for m in _EXIM_ADDRESS.finditer(text, intro.end())}
