@@ -27,12 +27,12 @@ from postroom.outbound import bounces, rule_mail
 from postroom.outbound.compose import Dispatch
 from postroom.rules import RoutingDecision, RuleInput, Ruleset, directory, evaluate, guard_auto_reply, routing
 from postroom.staff_directory import StaffDirectory
-from postroom.storage import conversations, inbound, staff
+from postroom.storage import advisory, conversations, inbound, staff
 from postroom.storage import routing as routing_store
 from postroom.storage.db import pipeline_connection, pipeline_scope
 from postroom.storage.inbound import InboundRecord, LeaseLost
 from postroom.storage.text import storable_fields
-from postroom.threading import ThreadMatch
+from postroom.threading import ThreadMatch, keys
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +245,11 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
         stage = "threading"
         outbound_ids: list[int] = []
         with pipeline_scope(app.sessions) as session:
-            conversations.lock_tenant(session, record.tenant_id)
+            advisory.lock(session, record.tenant_id, keys.race_keys(parsed))  # not the tenant: see threading/keys
             match = conversations.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
             match, row["auth_results"] = vet_staff_forward(session, record, parsed, verdicts, match)
+            if match.conversation_id is not None:
+                advisory.lock(session, record.tenant_id, [keys.conversation_key(match.conversation_id)])
             budget.check("threading")
             stage = "rules"
             routed = rules_stage(app, session, record, parsed, match)

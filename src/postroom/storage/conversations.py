@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Executable, Select, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import BindParameter, Executable, Select, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -105,12 +105,6 @@ def set_threading_settings(session: Session, slug: str, **changes: Any) -> Threa
     session.flush()
     tenant_changed(session, tenant.id)
     return policy
-
-
-def lock_tenant(session: Session, tenant_id: int) -> None:
-    """Serialise threading per tenant on PostgreSQL (SQLite's BEGIN IMMEDIATE already does)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k1, :k2)"), {"k1": 0x7057, "k2": tenant_id})
 
 
 def set_inbound_stage(session: Session, inbound_id: int, stage: str, **values: object) -> None:
