@@ -1,7 +1,11 @@
-"""The ``postroom`` command: one click group, one module per command family.
+"""The ``postroom`` command: one click group, one module per command family, imported on demand.
 
-Each module in COMMAND_MODULES exposes ``register(group)``; keeping the list
-here lets a command family be added with one line and no import side effects.
+Each command module exposes ``register(group)``. ``COMMANDS`` names, for
+every top-level command, the modules that define it or add subcommands to
+it, so ``postroom tenant list`` imports the tenant module and what it needs,
+not the HTTP app, the PDF renderer or the AWS SDK (a CLI start used to
+import all of them). ``tests/cli/test_lazy.py`` checks the table against
+what the modules register.
 """
 
 from __future__ import annotations
@@ -18,21 +22,47 @@ from postroom.cli.quiet import quiet_parser_generator
 
 quiet_parser_generator()
 
-COMMAND_MODULES = (
-    "postroom.cli.serve",
-    "postroom.cli.tenant",
-    "postroom.cli.ingest",
-    "postroom.cli.queue",
-    "postroom.cli.parse",
-    "postroom.cli.rules",
-    "postroom.cli.apikey",
-    "postroom.cli.conversations",
-    "postroom.cli.outbound",
-    "postroom.cli.team",
-    "postroom.cli.contact",
-    "postroom.cli.mailbox",
-    "postroom.cli.ingress",
-)
+_SERVE, _OUTBOUND, _CONVERSATIONS, _INGRESS = (
+    "postroom.cli.serve", "postroom.cli.outbound", "postroom.cli.conversations", "postroom.cli.ingress")
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "apikey": ("postroom.cli.apikey",),
+    "contact": ("postroom.cli.contact",),
+    "conversations": (_CONVERSATIONS,),
+    "inbox": (_CONVERSATIONS,),
+    "ingest": ("postroom.cli.ingest",),
+    "init": (_SERVE,),
+    "mailbox": ("postroom.cli.mailbox",),
+    "note": (_OUTBOUND,),
+    "outbound": (_OUTBOUND,),
+    "parse": ("postroom.cli.parse",),
+    "queue": ("postroom.cli.queue",),
+    "reply": (_OUTBOUND,),
+    "rules": ("postroom.cli.rules",),
+    "serve": (_SERVE,),
+    "ses-inbound": (_INGRESS,),
+    "team": ("postroom.cli.team",),
+    "tenant": ("postroom.cli.tenant", _INGRESS),
+    "user": (_OUTBOUND, "postroom.cli.team"),
+    "worker": (_SERVE,),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are registered by their modules the first time one of them is asked for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loaded: set[str] = set()
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for module in COMMANDS.get(cmd_name, ()):
+            if module not in self.loaded:
+                importlib.import_module(module).register(self)
+                self.loaded.add(module)
+        return self.commands.get(cmd_name)
 
 
 def _debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
@@ -42,7 +72,7 @@ def _debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     return value
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="POSTROOM_CONFIG",
               help="TOML config file; environment variables override it.")
 @click.option("--debug", is_flag=True, is_eager=True, expose_value=False, callback=_debug,
@@ -53,10 +83,6 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     if ctx.obj is None:
         ctx.obj = {}
     ctx.obj["config_file"] = config_file
-
-
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(cli)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from postroom.cli.common import age, echo_json, echo_table, open_app
+from postroom.cli.tenant import tenant as tenant_group
 from postroom.errors import PostroomError
 from postroom.ingress.ses import SesInbound
 from postroom.queue.wakeup import wake
@@ -17,9 +18,7 @@ from postroom.storage.ingress import PROVIDERS
 
 
 def register(group: click.Group) -> None:
-    tenant = group.commands.get("tenant")
-    if isinstance(tenant, click.Group):
-        tenant.add_command(webhook)
+    tenant_group.add_command(webhook)
     group.add_command(ses_inbound)
 
 

@@ -18,9 +18,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from postroom import metrics
 from postroom.app import App
 from postroom.errors import ConfigError
@@ -82,6 +79,9 @@ class SesInbound:
         self.dispatch = dispatch
         self.queue_url = settings.ses_inbound_queue_url
         self.wait = max(0, min(20, settings.ses_inbound_wait_seconds))
+        import boto3  # here, not at import time: every CLI command that lists tenants would pay for it
+        from botocore.config import Config
+
         options: dict[str, Any] = {"region_name": settings.ses_inbound_region or None,
                                    "endpoint_url": settings.ses_inbound_endpoint_url or None,
                                    "config": Config(retries={"mode": "standard"}, read_timeout=self.wait + 10)}
