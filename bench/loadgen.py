@@ -46,18 +46,18 @@ async def _reply(reader: asyncio.StreamReader) -> bytes:
             return line
 
 
-async def _connection(host: str, port: int, rcpt: bytes, bodies: list[bytes], ready: asyncio.Event,
-                      go: asyncio.Event, latencies: list[float], failures: list[int]) -> None:
+async def _connection(host: str, port: int, rcpts: list[bytes], first: int, bodies: list[bytes],
+                      ready: asyncio.Event, go: asyncio.Event, latencies: list[float], failures: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
     await _reply(reader)
     writer.write(b"EHLO loadgen.example.com\r\n")
     await _reply(reader)
     ready.set()
     await go.wait()
-    for body in bodies:
+    for n, body in enumerate(bodies, first):
         writer.write(b"MAIL FROM:<load@example.com>\r\n")
         await _reply(reader)
-        writer.write(b"RCPT TO:<" + rcpt + b">\r\n")
+        writer.write(b"RCPT TO:<" + rcpts[n % len(rcpts)] + b">\r\n")
         await _reply(reader)
         writer.write(b"DATA\r\n")
         if not (await _reply(reader)).startswith(b"354"):
@@ -93,20 +93,22 @@ async def _client(host: str, port: int, rcpt: str, size: int, counts: list[int],
                   corpus: list[bytes] | None, barrier: mp.Barrier) -> Result:  # type: ignore[valid-type]
     template = make_body(size)
     seq = offset
-    plans: list[list[bytes]] = []
+    plans: list[tuple[int, list[bytes]]] = []
     for count in counts:
+        first = seq
         bodies = []
         for _ in range(count):
             unique = f"{os.getpid()}.{seq}.{time.time_ns()}"
             bodies.append(wire_form(corpus[seq % len(corpus)], unique) if corpus else template % unique.encode())
             seq += 1
-        plans.append(bodies)
+        plans.append((first, bodies))
     latencies: list[float] = []
     failures: list[int] = []
     go = asyncio.Event()
     readies = [asyncio.Event() for _ in plans]
-    tasks = [asyncio.create_task(_connection(host, port, rcpt.encode(), bodies, ready, go, latencies, failures))
-             for bodies, ready in zip(plans, readies, strict=True)]
+    rcpts = [r.encode() for r in rcpt.split(",")]
+    tasks = [asyncio.create_task(_connection(host, port, rcpts, first, bodies, ready, go, latencies, failures))
+             for (first, bodies), ready in zip(plans, readies, strict=True)]
     for ready in readies:
         await ready.wait()
     await asyncio.get_running_loop().run_in_executor(None, barrier.wait)  # type: ignore[attr-defined]
@@ -128,6 +130,8 @@ def run_load(host: str, port: int, *, messages: int, connections: int, size: int
              rcpt: str = "inbox@acme.mail.test", processes: int = 2,
              corpus: list[bytes] | None = None) -> dict[str, float]:
     """Send ``messages`` of ``size`` bytes (or taken in turn from ``corpus``) over ``connections``.
+
+    ``rcpt`` may list several recipients, comma-separated: message n goes to the n-th, in turn.
 
     Returns rate and latency figures.
     """

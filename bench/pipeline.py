@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipeline.py [--messages 2000] [--connections 20] [--workers 2] [--runs 3]
                                        [--worker-processes 2] [--smtp-processes 1] [--skip-pg] [--cpu 0]
+                                       [--tenants 50] [--pg-runs 1] [--statements 0]
 
 The mix is every fixtures/emails/*.eml (replies from Gmail/Outlook/Apple/...,
 forwards, attachments, HTML, auto-replies, bounces), each sent with a fresh
@@ -13,8 +14,14 @@ outside a terminal state; the SMTP-only rate of the same run is shown too.
    process (``--worker-processes 0``), ``--runs`` times interleaved, medians;
 2. PostgreSQL + Redis (skipped if unreachable): ``postroom serve --no-workers``
    plus ``--workers`` separate ``postroom worker`` processes, on a scratch
-   database and a Redis namespace of its own.
-Target (issue 9): at least 300 msgs/s end to end on the embedded default.
+   database and a Redis namespace of its own, with all mail for one tenant and
+   with the same mail spread over ``--tenants`` tenants (interleaved,
+   ``--pg-runs`` each): prints PostgreSQL / embedded and one / many tenants.
+Targets (issues 9, 19): at least 300 msgs/s end to end on the embedded default;
+PostgreSQL + Redis at least as fast; one tenant at least 0.9x many tenants.
+
+``--statements N`` counts statements, transactions and round trips per message
+of ``flow.process_inbound`` on PostgreSQL (SQLAlchemy engine events).
 
 ``--cpu N`` first prints the pipeline's own CPU per message: N messages of the
 mix stored with ``postroom.gateway.ingest`` (no SMTP), then
@@ -45,14 +52,14 @@ from pathlib import Path  # noqa: E402
 
 from bench.loadgen import run_load  # noqa: E402
 from bench.servers import POSTROOM, free_port, postroom_env, stop_process, wait_for_banner, wait_for_smtp  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import create_engine, event, func, select, text  # noqa: E402
 
 from postroom import flow  # noqa: E402
 from postroom.app import App  # noqa: E402
 from postroom.gateway.ingest import inbox_address_of, ingest  # noqa: E402
 from postroom.settings import Settings  # noqa: E402
+from postroom.statuses import TERMINAL  # noqa: E402
 from postroom.storage import tenants  # noqa: E402
-from postroom.storage.inbound import TERMINAL  # noqa: E402
 from postroom.storage.tables import InboundMessage  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "emails"
@@ -94,16 +101,29 @@ def pipeline_cpu(messages: int, mix: list[bytes]) -> None:
           f"ms/msg ({n} msgs; statuses {dict(statuses)})", flush=True)
 
 
+def add_tenants(data: Path, database_url: str, count: int) -> str:
+    """Tenants t01… besides acme (in this process: a CLI call per tenant costs seconds); their inboxes, acme's first."""
+    app = App.open(Settings(data_dir=data, database_url=database_url, mail_domain="mail.test"))
+    with app.session() as session:
+        slugs = ["acme", *(tenants.add_tenant(session, f"t{n:02d}").slug for n in range(1, count))]
+    app.close()
+    return ",".join(f"inbox@{slug}.mail.test" for slug in slugs)
+
+
 @contextmanager
 def deployment(*, database_url: str, broker_url: str, workers: int, smtp_processes: int,
-               worker_processes: int = 0) -> Iterator[tuple[int, str]]:
-    """``postroom serve`` (+ ``postroom worker`` processes when there is a broker) in a fresh data dir."""
+               worker_processes: int = 0, tenant_count: int = 1) -> Iterator[tuple[int, str, str]]:
+    """``postroom serve`` (+ ``postroom worker`` processes when there is a broker) in a fresh data dir.
+
+    Yields the SMTP port, the database URL and the recipients (one inbox per tenant).
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="postroom-bench-pipeline-") as tmp:
         data = Path(tmp) / "data"
         env = postroom_env(data, port, POSTROOM_DATABASE_URL=database_url, POSTROOM_BROKER_URL=broker_url,
                            POSTROOM_BROKER_NAMESPACE=f"bench-{uuid.uuid4().hex[:8]}")
         subprocess.run([POSTROOM, "tenant", "add", "acme"], env=env, check=True, stdout=subprocess.DEVNULL)
+        rcpts = add_tenants(data, database_url, tenant_count)
         cmd = [POSTROOM, "serve", "--smtp-processes", str(smtp_processes), "--worker-processes", str(worker_processes)]
         procs = []
         if broker_url:
@@ -114,17 +134,18 @@ def deployment(*, database_url: str, broker_url: str, workers: int, smtp_process
         try:
             wait_for_banner(server)
             wait_for_smtp(port)
-            yield port, database_url or f"sqlite:///{data / 'postroom.db'}"
+            yield port, database_url or f"sqlite:///{data / 'postroom.db'}", rcpts
         finally:
             for proc in [server, *procs]:
                 stop_process(proc)
 
 
-def measure(label: str, port: int, db_url: str, *, messages: int, connections: int, mix: list[bytes]) -> float:
+def measure(label: str, port: int, db_url: str, *, messages: int, connections: int, mix: list[bytes],
+            rcpts: str = "inbox@acme.mail.test") -> float:
     """Print one run's SMTP and end-to-end rates; return the end-to-end rate."""
     engine = create_engine(db_url)
     started = time.monotonic()
-    res = run_load("127.0.0.1", port, messages=messages, connections=connections, corpus=mix)
+    res = run_load("127.0.0.1", port, messages=messages, connections=connections, corpus=mix, rcpt=rcpts)
     received = time.monotonic()
     counts: Counter[str] = Counter()
     while True:
@@ -175,6 +196,10 @@ def main() -> None:
                         help="embedded default: pipeline worker processes of `postroom serve` (0: in-process threads)")
     parser.add_argument("--runs", type=int, default=3, help="embedded runs per setting (interleaved; medians)")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--pg-runs", type=int, default=1, help="PostgreSQL runs per tenant count (interleaved)")
+    parser.add_argument("--tenants", type=int, default=50, help="the same mail spread over this many tenants")
+    parser.add_argument("--statements", type=int, default=0, metavar="N",
+                        help="first count statements and round trips per message on PostgreSQL over N messages")
     parser.add_argument("--cpu", type=int, default=0, metavar="N",
                         help="first measure the pipeline's CPU per message over N messages (no SMTP)")
     args = parser.parse_args()
@@ -183,13 +208,15 @@ def main() -> None:
           f"(avg {sum(map(len, mix)) / len(mix) / 1024:.1f} KiB), {args.smtp_processes} SMTP process(es)")
     if args.cpu:
         pipeline_cpu(args.cpu, mix)
+    if args.statements:
+        count_statements(args.statements, mix)
     if not args.messages:
         return
     rates: dict[int, list[float]] = {args.worker_processes: [], 0: []}
     for _ in range(args.runs):
         for procs in rates:
             with deployment(database_url="", broker_url="", workers=0, smtp_processes=args.smtp_processes,
-                            worker_processes=procs) as (port, db):
+                            worker_processes=procs) as (port, db, _):
                 rates[procs].append(measure(f"embedded (SQLite), {procs} worker procs", port, db,
                                             messages=args.messages, connections=args.connections, mix=mix))
     default, threads = (statistics.median(rates[procs]) for procs in rates)
@@ -197,13 +224,58 @@ def main() -> None:
           f"the serving process {threads:.0f} msgs/s (ratio {default / threads:.2f}); target 300", flush=True)
     if args.skip_pg:
         return
-    with scratch_pg() as pg:
+    pg_rates: dict[int, list[float]] = {1: [], args.tenants: []}
+    for _ in range(args.pg_runs):
+        for count in pg_rates:
+            with scratch_pg() as pg:
+                if pg is None:
+                    return
+                with deployment(database_url=pg, broker_url=REDIS_URL, workers=args.workers,
+                                smtp_processes=args.smtp_processes, tenant_count=count) as (port, db, rcpts):
+                    pg_rates[count].append(measure(f"PostgreSQL + Redis, {args.workers} workers, {count} tenant(s)",
+                                                   port, db, messages=args.messages, connections=args.connections,
+                                                   mix=mix, rcpts=rcpts))
+    one, many = (statistics.median(pg_rates[count]) for count in pg_rates)
+    print(f"median end to end, PostgreSQL + Redis with {args.workers} workers: one tenant {one:.0f} msgs/s, "
+          f"{args.tenants} tenants {many:.0f} msgs/s")
+    print(f"ratio PostgreSQL + Redis (one tenant) / embedded default: {one / default:.2f}; "
+          f"ratio one tenant / {args.tenants} tenants: {one / many:.2f} (target >= 0.9)")
+
+
+def count_statements(messages: int, mix: list[bytes]) -> None:
+    """Statements and round trips per message of ``flow.process_inbound`` on PostgreSQL (one thread, no SMTP).
+
+    Round trips: every statement, plus BEGIN and COMMIT of each transaction (psycopg sends each on its own).
+    """
+    with scratch_pg() as pg, tempfile.TemporaryDirectory(prefix="postroom-bench-sql-") as tmp:
         if pg is None:
             return
-        with deployment(database_url=pg, broker_url=REDIS_URL, workers=args.workers,
-                        smtp_processes=args.smtp_processes) as (port, db):
-            measure(f"PostgreSQL + Redis, {args.workers} worker procs", port, db, messages=args.messages,
-                    connections=args.connections, mix=mix)
+        app = App.open(Settings(data_dir=Path(tmp) / "data", database_url=pg, mail_domain="mail.test"))
+        with app.session() as session:
+            tenant_id = tenants.add_tenant(session, "acme").id
+        box = mailbox.mbox(Path(tmp) / "mix.mbox")
+        for i in range(messages + WARM_UP):
+            raw = _MESSAGE_ID.sub(b"", mix[i % len(mix)], count=1)
+            box.add(b"Message-ID: <%s@bench.example.com>\n%s" % (uuid.uuid4().hex.encode(), raw))
+        box.flush()
+        ids = sorted(ingest(app.sessions, app.blobs, tenant_id=tenant_id, path=Path(tmp) / "mix.mbox",
+                            inbox_address=inbox_address_of("acme", "mail.test")).ids)
+        for row in ids[:WARM_UP]:
+            flow.process_inbound(app, row)
+        counts: Counter[str] = Counter()
+        listeners = {"before_cursor_execute": lambda *_: counts.update(["statements"]),
+                     "begin": lambda *_: counts.update(["transactions"])}
+        for name, listener in listeners.items():
+            event.listen(app.engine, name, listener)
+        for row in ids[WARM_UP:]:
+            flow.process_inbound(app, row)
+        for name, listener in listeners.items():
+            event.remove(app.engine, name, listener)
+        app.close()
+    n = len(ids) - WARM_UP
+    print(f"PostgreSQL per message ({n} msgs): {counts['statements'] / n:.1f} statements, "
+          f"{counts['transactions'] / n:.1f} transactions, "
+          f"{(counts['statements'] + 2 * counts['transactions']) / n:.1f} round trips", flush=True)
 
 
 if __name__ == "__main__":
