@@ -43,6 +43,7 @@ from postroom.parsing.mime import decode_header
 
 _MAX_DEPTH = 5
 _MAX_HEADER_SCAN = 60
+_QUOTE_PREFIX = re.compile(r"^\s{0,3}> ?")
 #: The writer in an attribution line: a (quoted) name then the address in angle brackets.
 _ATTRIBUTED = re.compile(r"[,\s]\"?(?P<name>[^\"<>,:]{1,80}?)\"?\s*<(?P<address>[^<>\s@]+@[^<>\s]+)>")
 
@@ -58,6 +59,10 @@ def from_text(text: str, subject: str, note_fallback: str = "",
         return None
     text = _LONG_SPACE.sub(_shorter_space, text)
     meta = _metadata(text, subject)
+    if meta is None or _split_inside_block(meta):
+        normalised = _normalise_block(text)
+        if normalised is not None:
+            meta, text = _metadata(normalised, subject) or meta, normalised
     if meta is None:
         return None
     note = meta.message.strip() or note_fallback
@@ -68,6 +73,43 @@ def from_text(text: str, subject: str, note_fallback: str = "",
             break
         level, meta = meta.email.body, inner
     return _to_forward(meta, note, attachments, level)
+
+
+def _split_inside_block(meta: ForwardMetadata) -> bool:
+    """The library cut inside a header block it half knew: the forwarder's note ends in label lines."""
+    tail = [ln for ln in meta.message.split("\n")[-3:] if ln.strip()]
+    return bool(tail) and lexicon.label_of(tail[-1]) is not None
+
+
+#: Gmail's order, Subject last: the library reads the body from the line after it.
+_ENGLISH = {"from": "From", "sent": "Date", "to": "To", "cc": "Cc", "reply_to": "Reply-To", "subject": "Subject"}
+
+
+def _normalise_block(text: str) -> str | None:
+    """The first forward separator and its header block in the words the library knows: any listed language's
+    separator and labels (languages.yaml) become Gmail's English ones, and a ``>``-quoted block (MailMate and
+    the like) is unquoted. None when there is no separator followed by label lines."""
+    lines = text.split("\n")
+    i = next((k for k, line in enumerate(lines[:_MAX_HEADER_SCAN])
+              if len(line) < 200 and lexicon.forward_separator().match(line)), None)
+    if i is None:
+        return None
+    quoted = any(ln.lstrip().startswith(">") for ln in lines[i + 1 : i + 4] if ln.strip())
+    found: dict[str, str] = {}
+    j = i + 1
+    while j < len(lines) and j < i + _MAX_HEADER_SCAN:
+        line = _QUOTE_PREFIX.sub("", lines[j]) if quoted else lines[j]
+        label = lexicon.label_of(line)
+        if label:
+            found.setdefault(label[0], label[1])
+        elif line.strip() or found:
+            break
+        j += 1
+    if len(found) < 2:
+        return None
+    block = [f"{_ENGLISH[role]}: {found[role]}" for role in _ENGLISH if role in found]
+    rest = [_QUOTE_PREFIX.sub("", ln) for ln in lines[j:]] if quoted else lines[j:]
+    return "\n".join(lines[:i] + ["---------- Forwarded message ---------", *block, "", *rest])
 
 
 def original_subject(subject: str) -> str:

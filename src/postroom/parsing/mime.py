@@ -46,7 +46,8 @@ _C1 = re.compile(rb"[\x80-\x9f]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
 _FOLD = re.compile(r"\r?\n[ \t]")
-_SPACES = re.compile(r"\s+")
+#: Runs of ASCII whitespace only: a non-breaking space in a subject is kept as written.
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
