@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from postroom import flow
 from postroom.cli import cli
+from postroom.model import Envelope
 from postroom.queue.actors import SWEEP_IDLE
 from postroom.service import Service
-from postroom.storage import conversations
+from postroom.storage import conversations, inbound, staff
 from postroom.storage import outbound as store
+from postroom.storage.intake import IntakeItem, store_batch
 from postroom.testing import make_eml, wait_until
 
 STAFF = "elodie@acme.example"
@@ -65,6 +68,26 @@ def test_cli_reply_and_retry_leave_within_seconds(running: Service, customer: sm
     assert time.monotonic() - started < 2 * PROMPT
 
 
+def test_cli_queue_retry_is_processed_within_seconds(running: Service, customer: smtplib.SMTP, run) -> None:
+    customer.sendmail("jean@example.com", ["inbox@acme.mail.test"], make_eml(subject="Retry me"))
+
+    def row() -> int | None:
+        with running.app.session() as session:
+            found = [r.id for r in inbound.list_inbound(session) if r.status == "done"]
+        return found[0] if found else None
+
+    row_id = wait_until(row)
+    with running.app.session() as session:  # as a run that ran out of attempts leaves it
+        inbound.set_status(session, row_id, "failed", allowed_from=("done",))
+    run("queue", "retry", str(row_id))
+    wait_until(lambda: _inbound(running, row_id) == "done", timeout=PROMPT)
+
+
+def _inbound(svc: Service, row: int) -> str:
+    with svc.app.session() as session:
+        return inbound.get_inbound(session, row).status
+
+
 def _status(svc: Service, outbound_id: int) -> str:
     with svc.app.session() as session:
         return store.get_outbound(session, outbound_id).status
@@ -75,11 +98,6 @@ def test_without_a_running_service_the_cli_says_when_it_will_be_sent(app, fast, 
     for name in ("data_dir", "database_url", "mail_domain", "outbound_url"):
         monkeypatch.setenv(f"POSTROOM_{name.upper()}", str(getattr(fast, name)))
     monkeypatch.setenv("POSTROOM_BROKER_URL", "")
-    from postroom import flow
-    from postroom.model import Envelope
-    from postroom.storage import staff
-    from postroom.storage.intake import IntakeItem, store_batch
-
     with app.session() as session:
         staff.add_user(session, "acme", email=STAFF, name="Élodie")
     inbox = "inbox@acme.mail.test"

@@ -8,7 +8,7 @@ import click
 
 from postroom.cli.common import age, echo_json, echo_table, open_app
 from postroom.errors import PostroomError
-from postroom.queue import runtime
+from postroom.queue import wakeup
 from postroom.queue.operations import OPERATIONS, RETRYABLE
 from postroom.storage import inbound
 
@@ -98,9 +98,8 @@ def show(ctx: click.Context, inbound_id: int, as_json: bool) -> None:
 
 
 def _requeue(ctx: click.Context, ids: list[int]) -> None:
-    app = ctx.find_object(dict)["app"]
-    if app.settings.broker_url:
-        runtime.sender(app).dispatch(ids)
+    """Hand the ids to the workers now (broker, or the running serve's wake-up socket), not at the next sweep."""
+    wakeup.wake(ctx.find_object(dict)["app"], inbound=ids)
 
 
 @queue.command("retry")
@@ -141,6 +140,8 @@ def _simple_action(name: str, status: str, allowed_from: tuple[str, ...], doc: s
                 record = inbound.set_status(session, inbound_id, status, allowed_from=allowed_from)
         except PostroomError as exc:
             raise click.ClickException(str(exc)) from exc
+        if record.status in inbound.RUNNABLE:
+            wakeup.wake(app, inbound=[record.id])
         click.echo(f"inbound {record.id} is now {record.status}")
 
     return command
