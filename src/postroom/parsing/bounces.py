@@ -42,6 +42,7 @@ _EXIM_ADDRESS = re.compile(rf"^\s*(?:<?({_ADDR})>?\s*:?|\((?:generated|expanded)
 #: Postfix names the address it was given beside the one an alias expanded to: "<final> (expanded from <given>): …".
 #: The given one is the address the sender knows, so it is the one reported.
 _EXPANDED = re.compile(rf"^\s*<?{_ADDR}>?\s*\(expanded from\s*<?({_ADDR})>?\)\s*:", re.I | re.M)
+_TEMPORARY = re.compile(r"[^\n]{0,80}\b(?:temporary|temporarily|deferred|delayed|still trying|try again)", re.I)
 _DELIVERY_FAILED = re.compile(rf"^\s*Delivery (?:has )?failed\b[^:\n]{{0,60}}:\s*<?({_ADDR})>?\s*\.?\s*$", re.I | re.M)
 #: Where the returned original starts: nothing below it is about the failure.
 _ORIGINAL_STARTS = re.compile(
@@ -94,7 +95,11 @@ def _text_failures(msg: Message) -> set[str]:
     text = mime.part_text(part)[:_MAX_TEXT]
     cut = _ORIGINAL_STARTS.search(text)
     text = text[: cut.start()] if cut else text
-    found = {m.group(1) for m in _DELIVERY_FAILED.finditer(text)} | {m.group(1) for m in _EXPANDED.finditer(text)}
+    found = {m.group(1) for m in _DELIVERY_FAILED.finditer(text)}
+    if not any(mime.content_type(p) == "message/delivery-status" for p in msg.walk()):
+        # a notice without a delivery-status part: its text is all there is (with one, the DSN says which
+        # failures are temporary)
+        found |= {m.group(1) for m in _EXPANDED.finditer(text) if not _TEMPORARY.match(text, m.end())}
     intro = _EXIM_INTRO.search(text)
     if intro:
         found |= {m.group(1) or m.group(2) for m in _EXIM_ADDRESS.finditer(text, intro.end())}
