@@ -1,6 +1,7 @@
-"""Outcome exceptions that steer the pipeline, and configuration errors.
+"""Errors postroom reports in one line, and ParseFailed, the one outcome the parsing stage raises.
 
-Outcomes end in -ed (Rejected, Discarded, Deferred); bugs are plain exceptions.
+The pipeline's other outcomes are statuses (postroom.statuses), returned by
+the stages rather than raised; bugs are plain exceptions.
 """
 
 from __future__ import annotations
@@ -16,28 +17,6 @@ class ConfigError(PostroomError):
 
 class NotFound(PostroomError):
     """A named thing (tenant, message, conversation) does not exist."""
-
-
-class Rejected(PostroomError):
-    """Refuse the message with an SMTP-style code and reason; never retried."""
-
-    def __init__(self, reason: str, code: int = 550, enhanced: str = "5.7.1") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-        self.enhanced = enhanced
-
-
-class Discarded(PostroomError):
-    """Keep the message for operators but do nothing more with it; never retried."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Deferred(PostroomError):
-    """A temporary condition: try the stage again later."""
 
 
 class ParseFailed(PostroomError):

@@ -27,6 +27,7 @@ from postroom.outbound import bounces, rule_mail
 from postroom.outbound.compose import Dispatch
 from postroom.rules import RoutingDecision, RuleInput, Ruleset, directory, evaluate, guard_auto_reply, routing
 from postroom.staff_directory import StaffDirectory
+from postroom.statuses import InboundStatus
 from postroom.storage import advisory, conversations, inbound, staff
 from postroom.storage import routing as routing_store
 from postroom.storage.db import pipeline_connection, pipeline_scope
@@ -118,12 +119,13 @@ def _refuse(app: App, session: Session, record: InboundRecord, parsed: ParsedMes
     decision = routed.decision
     if decision.disposition == "discard":
         ids, why_not = rule_mail.forward_copies(app, session, record, parsed, decision, conversation_id=None)
-        inbound.advance(session, record.id, stage="rules", status="discarded", token=record.lease_token,
+        inbound.advance(session, record.id, stage="rules", status=InboundStatus.DISCARDED, token=record.lease_token,
                         routing=routing.summary(decision, routed.ruleset, outbound=ids,
                                                 forward_suppressed=why_not), **row)
         return "discarded", ids
     reason = f"rejected by rule {decision.fired[-1] if decision.fired else '?'}: {decision.reject}"
-    inbound.advance(session, record.id, stage="rules", status="rejected", last_error=reason, token=record.lease_token,
+    inbound.advance(session, record.id, stage="rules", status=InboundStatus.REJECTED, last_error=reason,
+                    token=record.lease_token,
                     routing=routing.summary(decision, routed.ruleset, decided="after DATA; no bounce sent"), **row)
     return "rejected", []
 
@@ -199,7 +201,7 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
                                max_attempts=settings.max_attempts)
     if record is None:
         return None
-    if record.status == "failed":
+    if record.status == InboundStatus.FAILED:
         message_failed(ATTEMPTS_EXHAUSTED)
         log.error("inbound %s: %s", inbound_id, record.last_error)
         return "failed"
@@ -231,7 +233,7 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
             parsed = parsing.parse(raw, record.received_at)
         except ParseFailed as exc:
             with pipeline_scope(app.sessions) as session:
-                inbound.advance(session, inbound_id, stage="parsing", status="parse_failed", token=token,
+                inbound.advance(session, inbound_id, stage="parsing", status=InboundStatus.PARSE_FAILED, token=token,
                                 last_error=str(exc), auth_results=verdicts)
             log.warning("inbound %s could not be parsed: %s", inbound_id, exc)
             return "parse_failed"
@@ -270,8 +272,8 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
                     bounces.handle_bounces(session, record.tenant_id)
                 budget.check("storage")
                 status = "done"
-                inbound.advance(session, inbound_id, stage="done", status="done", token=token, routing=summary,
-                                **row)
+                inbound.advance(session, inbound_id, stage="done", status=InboundStatus.DONE, token=token,
+                                routing=summary, **row)
         if outbound_ids and dispatch_outbound is not None:
             dispatch_outbound(outbound_ids)
         return status

@@ -17,6 +17,7 @@ from postroom.app import App
 from postroom.cli import cli
 from postroom.service import Service
 from postroom.settings import Settings
+from postroom.statuses import TERMINAL
 from postroom.storage import inbound
 from postroom.testing import make_eml, wait_until
 
@@ -50,7 +51,7 @@ def _send_together(port: int) -> None:
 def _finished(app: App) -> dict[str, inbound.InboundRecord] | None:
     with app.session() as session:
         rows = inbound.list_inbound(session, limit=10)
-    if len(rows) == 2 and all(r.status in inbound.TERMINAL for r in rows):
+    if len(rows) == 2 and all(r.status in TERMINAL for r in rows):
         return {"expensive" if r.size > 100_000 else "ordinary": r for r in rows}
     return None
 

@@ -13,8 +13,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from postroom.queue.actors import INBOUND_QUEUE, OUTBOUND_QUEUE
 from postroom.service import Service
 from postroom.settings import Settings
+from postroom.statuses import TERMINAL
 from postroom.storage import inbound
 from postroom.storage.inbound import InboundRecord
 from postroom.testing import Received, free_port
@@ -91,5 +93,16 @@ def rows(svc: Service, status: str | None = None) -> list[InboundRecord]:
 
 def finished(svc: Service, count: int = 1) -> list[InboundRecord]:
     """The inbound rows once ``count`` of them reached a final status (else [] to keep waiting)."""
-    found = [r for r in rows(svc) if r.status in inbound.TERMINAL]
+    found = [r for r in rows(svc) if r.status in TERMINAL]
     return found if len(found) >= count else []
+
+
+def drain(svc: Service) -> None:
+    """Wait until the pipeline has nothing left to do, instead of sleeping before asserting that nothing more came.
+
+    A processed inbound message queues its outbound ids before its broker message is acknowledged, so joining
+    the inbound queue, then the outbound one, leaves no mail in flight.
+    """
+    for queue in (INBOUND_QUEUE, OUTBOUND_QUEUE):
+        svc.pipeline.broker.join(queue, timeout=30_000)
+

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import smtplib
-import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
-from tests.rules.conftest import finished, free_port, rows, write_rules
+from tests.rules.conftest import drain, finished, free_port, rows, write_rules
 
 from postroom import flow
 from postroom.service import Service
+from postroom.statuses import TERMINAL
 from postroom.storage import conversations, inbound, routing, staff
 from postroom.storage import outbound as outbound_store
 from postroom.storage.tables import InboundMessage, Message, NotificationEvent
@@ -135,7 +135,7 @@ def test_auto_reply_once_per_day_null_sender_and_idempotent(routed, send, settin
     send(make_eml(sender="Mia <mia@example.com>", subject="Other customer"))
     wait_until(lambda: finished(routed, 3))
     wait_until(lambda: len(sink.received) >= 2)
-    time.sleep(0.5)
+    drain(routed)
     assert sorted(d.rcpt_tos[0] for d in sink.received) == ["jean@example.com", "mia@example.com"]
     second = next(r for r in rows(routed) if r.subject == "Second question")
     assert "already auto-replied" in second.routing["auto_reply_suppressed"]
@@ -154,7 +154,7 @@ def test_auto_reply_never_to_automatic_mail_or_lists(routed, send, settings, sin
     send(make_eml(sender="List <news@lists.example>", subject="Newsletter", headers={"List-Id": "<n.lists.example>"}),
          mail_from="news-bounces@lists.example")
     wait_until(lambda: finished(routed, 2))
-    time.sleep(0.5)
+    drain(routed)
     assert sink.received == [] and outbound_rows(routed) == []
 
 
@@ -175,8 +175,8 @@ def test_two_tenants_auto_replying_to_each_other_do_not_loop(settings, tenant_id
                                      subject="Order 55"))
         # acme answers globex once; globex receives that auto-reply and must not answer it
         wait_until(lambda: [o for o in outbound_rows(svc) if o.status == "sent"])
-        wait_until(lambda: [r for r in rows(svc) if r.tenant == "globex" and r.status in inbound.TERMINAL])
-        time.sleep(1.5)
+        wait_until(lambda: [r for r in rows(svc) if r.tenant == "globex" and r.status in TERMINAL])
+        drain(svc)
         sent = outbound_rows(svc)
         assert [(o.tenant, o.kind) for o in sent] == [("acme", "auto_reply")]
         globex_row = next(r for r in rows(svc) if r.tenant == "globex")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import smtplib
-import time
 
 import pytest
-from tests.rules.conftest import finished, rows, write_rules
+from tests.rules.conftest import drain, finished, rows, write_rules
 
 from postroom.storage import outbound as outbound_store
 from postroom.testing import make_eml, wait_until
@@ -49,7 +48,7 @@ def test_threading_dependent_reject_is_marked_later_without_bounce(routed, send,
     assert row.status == "rejected"
     assert "New tickets only through the portal" in row.last_error
     assert row.routing["fired"] == ["Only replies from strangers"]
-    time.sleep(0.5)
+    drain(routed)
     with routed.app.session() as session:
         assert outbound_store.list_outbound(session) == []
     assert sink.received == []

@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 
 from postroom.app import App
 from postroom.service import Service
+from postroom.statuses import TERMINAL
 from postroom.storage import conversations
-from postroom.storage.inbound import TERMINAL
 from postroom.storage.tables import InboundMessage, Tenant
 from postroom.testing import make_eml, wait_until
 

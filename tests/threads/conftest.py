@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from postroom.service import Service
+from postroom.statuses import TERMINAL
 from postroom.storage import conversations, staff
-from postroom.storage.inbound import TERMINAL
 from postroom.storage.tables import InboundMessage
 from postroom.testing import make_eml, wait_until
 from postroom.threading.references import make_message_id

@@ -10,6 +10,7 @@ from postroom.cli.common import age, echo_json, echo_table, open_app
 from postroom.errors import PostroomError
 from postroom.queue import wakeup
 from postroom.queue.operations import OPERATIONS, RETRYABLE
+from postroom.statuses import InboundStatus
 from postroom.storage import inbound
 
 AGE_LABELS = tuple(label for _, label in inbound.AGE_BUCKETS) + (inbound.OLDER,)
@@ -60,7 +61,7 @@ def queue(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
 
 
 @queue.command("list")
-@click.option("--status", default=None, help="pending, processing, retrying, done, failed, parse_failed, …")
+@click.option("--status", default=None, help=", ".join(InboundStatus))
 @click.option("--tenant", default=None)
 @click.option("--since", default=None, help="Only received within this long, e.g. 1h.")
 @click.option("--limit", default=50, show_default=True)
@@ -115,12 +116,12 @@ def retry(ctx: click.Context, inbound_id: int | None, all_failed: bool, since: s
     app = open_app(ctx)
     with app.session() as session:
         if all_failed:
-            ids = [r.id for status in ("failed", "parse_failed")
+            ids = [r.id for status in (InboundStatus.FAILED, InboundStatus.PARSE_FAILED)
                    for r in inbound.list_inbound(session, status=status, since=parse_since(since), limit=100_000)]
         else:
             ids = [inbound_id]  # type: ignore[list-item]
         for one in ids:
-            inbound.set_status(session, one, "pending", allowed_from=RETRYABLE)
+            inbound.set_status(session, one, InboundStatus.PENDING, allowed_from=RETRYABLE)
     ctx.ensure_object(dict)["app"] = app
     _requeue(ctx, ids)
     if as_json:

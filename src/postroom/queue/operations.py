@@ -1,6 +1,6 @@
 """Operator actions on inbound rows, shared by ``postroom queue`` and the web console.
 
-One table says which states each action may start from, so the CLI and the
+One table (statuses.INBOUND_MOVES) says which states each action may start from, so the CLI and the
 console cannot drift apart; a retry hands the id back to the broker when a
 dispatcher is at hand (otherwise the workers' recovery sweep picks it up).
 """
@@ -8,29 +8,15 @@ dispatcher is at hand (otherwise the workers' recovery sweep picks it up).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from postroom.app import App
+from postroom.statuses import INBOUND_MOVES, InboundStatus, Move
 from postroom.storage import inbound
 from postroom.storage.inbound import InboundRecord
 
-RETRYABLE = ("failed", "parse_failed", "retrying", "held", "discarded", "rejected")
-
-
-@dataclass(frozen=True)
-class Operation:
-    target: str
-    allowed_from: tuple[str, ...]
-    doc: str
-
-
-OPERATIONS: dict[str, Operation] = {
-    "retry": Operation("pending", RETRYABLE, "Put a message back to pending; the workers pick it up."),
-    "drop": Operation("dropped", ("failed", "parse_failed", "retrying", "held", "pending"),
-                      "Give up on a message for good (it stays stored)."),
-    "hold": Operation("held", ("pending", "retrying", "failed"), "Keep a message from being processed until released."),
-    "release": Operation("pending", ("held",), "Let a held message be processed again."),
-}
+#: The operator's moves of the one inbound transitions table (statuses.INBOUND_MOVES), by action name.
+OPERATIONS: dict[str, Move] = {name: move for name, move in INBOUND_MOVES.items() if move.by == "operator"}
+RETRYABLE = OPERATIONS["retry"].allowed_from
 
 Dispatch = Callable[[Iterable[int]], None]
 
@@ -40,6 +26,6 @@ def apply(app: App, inbound_id: int, action: str, dispatch: Dispatch | None = No
     operation = OPERATIONS[action]
     with app.session() as session:
         record = inbound.set_status(session, inbound_id, operation.target, allowed_from=operation.allowed_from)
-    if record.status == "pending" and dispatch is not None:
+    if record.status == InboundStatus.PENDING and dispatch is not None:
         dispatch([record.id])
     return record

@@ -12,8 +12,9 @@ from typing import Literal
 
 from postroom.rules.conditions import Facts
 from postroom.rules.tree import Node
+from postroom.statuses import ConversationStatus
 
-Status = Literal["open", "awaiting_feedback", "in_progress", "closed"]
+Status = ConversationStatus
 Disposition = Literal["accept", "reject", "discard"]
 
 

@@ -11,7 +11,7 @@ import difflib
 import re
 import types
 import typing
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import regex
 from pydantic import (
@@ -31,6 +31,7 @@ from postroom.rules import positions
 from postroom.rules.bounds import MAX_FILE_PATTERN_COST, MAX_RULES, pattern_cost
 from postroom.rules.conditions import PREDICATES, Kind, compile_regex
 from postroom.rules.errors import RulesError
+from postroom.statuses import ConversationStatus
 
 
 def _as_list(value: Any) -> Any:
@@ -182,7 +183,7 @@ class Then(BaseModel):
     model_config = _FORBID
     category: Text | None = None
     assign: AssignModel | None = None
-    status: Literal["open", "awaiting_feedback", "in_progress", "closed"] | None = None
+    status: ConversationStatus | None = None
     tags: TextList | None = None
     unit: Text | None = None
     auto_reply: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = None
@@ -294,7 +295,7 @@ def _describe(err: ErrorDetails, where: dict[positions.Path, positions.Located])
         message = _unknown_key(loc)
     elif err["type"] == "missing":
         message = f"missing required key '{loc[-1]}'"
-    elif err["type"] == "literal_error":
+    elif err["type"] in ("literal_error", "enum"):
         message = f"expected one of {err.get('ctx', {}).get('expected', '')}"
     elif err["type"] in _BOUNDS:
         message = f"expected a number {_BOUNDS[err['type']]} {next(iter(err.get('ctx', {None: ''}).values()))}"

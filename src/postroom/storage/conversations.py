@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
 from postroom.model import Attachment, ConversationUpdate, ParsedMessage, to_jsonable
+from postroom.statuses import CONVERSATION_MOVES, ConversationStatus
 from postroom.storage import blocks, contacts, routing, staff
 from postroom.storage.db import core
 from postroom.storage.inbound import InboundRecord
@@ -414,7 +415,8 @@ def _new_values(session: Session, tenant_id: int, *, subject: str, contact_id: i
     unit_ref = core(session, _UNIT_REF, {"id": contact_id}).scalar() if contact_id is not None else None
     return dict(
         tenant_id=tenant_id, subject=(subjects.strip_prefixes(subject)[0] or subject)[:2000],
-        subject_key=subjects.subject_key(subject), status="open", contact_id=contact_id, unit_ref=unit_ref,
+        subject_key=subjects.subject_key(subject), status=ConversationStatus.OPEN, contact_id=contact_id,
+        unit_ref=unit_ref,
         tags=[], flags=[], created_at=now, updated_at=now, last_activity_at=now, last_customer_at=now,
         responsible_user_id=None, responsible_team_id=None, follows_id=follows,
     )
@@ -563,11 +565,9 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
         if not automatic and not loop:
             foreign = trust.FOREIGN in flags
             if not foreign:  # a stranger's message is shown to staff, but never reopens or moves the status
-                if conv.status == "closed":
-                    conv.set(status="open", closed_at=None)
-                    reopened = True
-                elif conv.status == "awaiting_feedback":
-                    conv.set(status="open")
+                if conv.status in CONVERSATION_MOVES["reopen"].allowed_from:
+                    reopened = conv.status == ConversationStatus.CLOSED
+                    conv.set(status=ConversationStatus.OPEN, **({"closed_at": None} if reopened else {}))
                 conv.set(last_customer_at=now)
             conv.set(last_activity_at=now)
             _notify_responsible(session, conv, "new_conversation" if created else "customer_message", message_row,
@@ -898,11 +898,11 @@ def autoclose(session: Session, *, now: datetime | None = None) -> dict[int, lis
             continue
         cutoff = now - timedelta(days=days)
         ids = list(session.scalars(select(Conversation.id).where(
-            Conversation.tenant_id == tenant.id, Conversation.status != "closed",
+            Conversation.tenant_id == tenant.id, Conversation.status != ConversationStatus.CLOSED,
             Conversation.last_activity_at < cutoff)))
         if ids:
             session.execute(update(Conversation).where(Conversation.id.in_(ids))
-                            .values(status="closed", closed_at=now, updated_at=now))
+                            .values(status=ConversationStatus.CLOSED, closed_at=now, updated_at=now))
             closed[tenant.id] = ids
     return closed
 

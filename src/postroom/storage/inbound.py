@@ -22,12 +22,11 @@ from sqlalchemy.orm import Session
 
 from postroom import budget
 from postroom.errors import NotFound, PostroomError
+from postroom.statuses import RUNNABLE, InboundStatus
 from postroom.storage.db import core
 from postroom.storage.tables import InboundMessage, Tenant
 from postroom.storage.text import ERROR_LIMIT, storable, storable_json
 
-RUNNABLE = ("pending", "retrying")
-TERMINAL = ("done", "failed", "parse_failed", "rejected", "discarded", "dropped")
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 TEXT_COLUMNS = ("message_id", "subject", "sender")
@@ -105,7 +104,7 @@ _CLAIM = (
     update(InboundMessage.__table__)
     .where(_inbound.id == bindparam("inbound_id"))
     .where(or_(_inbound.status.in_(RUNNABLE),
-               (_inbound.status == "processing") & (_inbound.lease_until < bindparam("now"))))
+               (_inbound.status == InboundStatus.PROCESSING) & (_inbound.lease_until < bindparam("now"))))
     .values(status=case((_exhausted, "failed"), else_="processing"),
             lease_until=case((_exhausted, null()), else_=bindparam("lease_until", type_=_inbound.lease_until.type)),
             attempts=case((_exhausted, _inbound.attempts), else_=_inbound.attempts + 1),
@@ -115,7 +114,7 @@ _CLAIM = (
 )
 # Their SET clause is the parameters an execution passes (compiled once per set of names, then cached).
 _UPDATE = update(InboundMessage.__table__).where(_inbound.id == bindparam("row_id"))
-_FENCED = _UPDATE.where(_inbound.status == "processing", _inbound.lease_token == bindparam("token"))
+_FENCED = _UPDATE.where(_inbound.status == InboundStatus.PROCESSING, _inbound.lease_token == bindparam("token"))
 
 
 def claim(session: Session | Connection, inbound_id: int, now: datetime | None = None,
@@ -180,8 +179,8 @@ def record_error(session: Session, inbound_id: int, error: str, *, final: bool, 
     they are what cannot be written, the caller records the error alone.
     """
     _write(session, inbound_id, token, _storable_values({
-        **values, "status": "failed" if final else "retrying", "last_error": storable(error, ERROR_LIMIT),
-        "lease_until": None}))
+        **values, "status": InboundStatus.FAILED if final else InboundStatus.RETRYING,
+        "last_error": storable(error, ERROR_LIMIT), "lease_until": None}))
 
 
 def extend_lease(session: Session | Connection, inbound_id: int, token: int, until: datetime) -> bool:
@@ -198,7 +197,7 @@ def due_for_recovery(session: Session, *, idle: timedelta = timedelta(0),
         select(InboundMessage.id)
         .where(or_(
             InboundMessage.status.in_(RUNNABLE) & (InboundMessage.updated_at <= now - idle),
-            (InboundMessage.status == "processing") & (InboundMessage.lease_until < now),
+            (InboundMessage.status == InboundStatus.PROCESSING) & (InboundMessage.lease_until < now),
         ))
         .order_by(InboundMessage.id)
     )
@@ -263,9 +262,9 @@ def set_status(session: Session, inbound_id: int, status: str, *, allowed_from: 
             f"inbound {inbound_id} is {record.status}; this action needs one of: {', '.join(allowed_from)}"
         )
     values: dict[str, object] = {"status": status, "lease_until": None, "updated_at": datetime.now(UTC)}
-    if status == "pending":
+    if status == InboundStatus.PENDING:
         values["attempts"] = 0
-        if record.status == "parse_failed":
+        if record.status == InboundStatus.PARSE_FAILED:
             values["stage"] = "parsing"
     session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(**values))
     return get_inbound(session, inbound_id)
@@ -275,7 +274,7 @@ def failures_by_reason(session: Session, tenant: str | None = None) -> dict[str,
     """Failed rows per reason class (budget_cpu, budget_memory, attempts_exhausted, error), from their errors."""
     label = case(*[(InboundMessage.last_error.like(f"{prefix}%"), name) for name, prefix in budget.PREFIXES.items()],
                  else_=budget.ERROR)
-    stmt = select(label, func.count()).where(InboundMessage.status == "failed").group_by(label)
+    stmt = select(label, func.count()).where(InboundMessage.status == InboundStatus.FAILED).group_by(label)
     if tenant:
         stmt = stmt.join(Tenant).where(Tenant.slug == tenant)
     return {name: count for name, count in session.execute(stmt)}

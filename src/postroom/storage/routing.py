@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from postroom.model import ConversationUpdate
+from postroom.statuses import InboundStatus
 from postroom.storage import staff
 from postroom.storage.tables import Contact, Conversation, InboundMessage, OutboundMessage, OutboundRecipient
 from postroom.storage.tables.conversations import STATUSES
@@ -107,10 +108,11 @@ def purge_discarded(session: Session, *, older_than: timedelta, now: datetime | 
     """
     cutoff = (now or datetime.now(UTC)) - older_than
     ids = list(session.scalars(
-        select(InboundMessage.id).where(InboundMessage.status == "discarded", InboundMessage.updated_at < cutoff)
+        select(InboundMessage.id)
+        .where(InboundMessage.status == InboundStatus.DISCARDED, InboundMessage.updated_at < cutoff)
         .order_by(InboundMessage.id).limit(limit)
     ))
     if ids:
         session.execute(delete(InboundMessage).where(InboundMessage.id.in_(ids),
-                                                     InboundMessage.status == "discarded"))
+                                                     InboundMessage.status == InboundStatus.DISCARDED))
     return ids

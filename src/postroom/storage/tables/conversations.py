@@ -12,9 +12,10 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from postroom.statuses import CONVERSATION_STATUSES
 from postroom.storage.tables.base import BIG_ID, Base, utcnow
 
-STATUSES = ("open", "awaiting_feedback", "in_progress", "closed")
+STATUSES = CONVERSATION_STATUSES
 
 
 class StaffUser(Base):

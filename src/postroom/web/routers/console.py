@@ -21,6 +21,7 @@ from postroom.app import App
 from postroom.errors import PostroomError
 from postroom.queue import operations
 from postroom.queue.operations import Dispatch
+from postroom.statuses import PROBLEMS
 from postroom.storage import inbound, outbound, tenants
 from postroom.web.auth import CONSOLE_COOKIE, console_session_value, is_operator
 from postroom.web.deps import RowId, db_session, get_app, get_dispatch
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 cookie = APIKeyCookie(name=CONSOLE_COOKIE, auto_error=False)
 
-PROBLEM_STATUSES = ("failed", "parse_failed", "retrying", "held")
+PROBLEM_STATUSES = PROBLEMS
 RECENT = 25
 
 

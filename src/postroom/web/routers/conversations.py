@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -23,6 +23,7 @@ from postroom.exports.mbox import to_mbox
 from postroom.exports.pdf import to_pdf
 from postroom.outbound import actions
 from postroom.outbound.compose import Dispatch
+from postroom.statuses import ConversationStatus
 from postroom.storage import conversation_edits, conversation_search, conversations, inbound, mentions, staff
 from postroom.storage.apikeys import Principal
 from postroom.storage.conversation_search import ConversationFilter
@@ -33,7 +34,6 @@ from postroom.web.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"], responses=ERROR_RESPONSES)
 
-ConversationStatus = Literal["open", "awaiting_feedback", "in_progress", "closed"]
 SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 

@@ -20,13 +20,14 @@ from postroom.errors import NotFound, PostroomError
 from postroom.outbound import actions, compose
 from postroom.outbound.compose import Dispatch
 from postroom.rendered import AttachmentRef
+from postroom.statuses import ConversationStatus
 from postroom.storage import conversation_edits, conversations, staff
 from postroom.storage.apikeys import Principal
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import RowId, db_session, get_app, get_outbound_dispatch
 from postroom.web.errors import ERROR_RESPONSES
 from postroom.web.limits import takes_upload
-from postroom.web.routers.conversations import ConversationStatus, MessageOut, own_conversation
+from postroom.web.routers.conversations import MessageOut, own_conversation
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"],
                    responses={**ERROR_RESPONSES, 413: ERROR_RESPONSES[400] | {"description": "Attachments too large"}})
