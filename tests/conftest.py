@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import smtplib
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +32,19 @@ BLOB_URL = os.environ.get("POSTROOM_BLOB_URL", "")
 INLINE_BLOB_MAX = int(os.environ.get("POSTROOM_INLINE_BLOB_MAX", Settings.inline_blob_max))
 # Redis keys of this run only, so concurrent runs on one Redis never take each other's jobs.
 BROKER_NAMESPACE = f"postroom-test-{uuid.uuid4().hex[:8]}"
+#: The slow lane: tests using these fixtures, and every test of a module that starts a server or a subprocess itself.
+SLOW_FIXTURES = frozenset({"service", "smtp"})
+_STARTS_PROCESSES = re.compile(r"\bService\(|\bsubprocess\.|\bPopen\(|\bController\(|\bmultiprocessing\.")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow lane, so that ``pytest -m "not slow"`` runs the pure stages and the database tests only."""
+    starts: dict[Path, bool] = {}
+    for item in items:
+        if item.path not in starts:
+            starts[item.path] = bool(_STARTS_PROCESSES.search(item.path.read_text(encoding="utf-8")))
+        if starts[item.path] or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
