@@ -11,6 +11,7 @@ from sqlalchemy import update
 from postroom import flow
 from postroom.errors import PostroomError
 from postroom.model import Envelope
+from postroom.storage import bounces as bounce_store
 from postroom.storage import contacts, conversations, inbound, staff
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Conversation
@@ -174,7 +175,7 @@ def test_bounce_is_recorded_against_the_outbound_message(app, tenant_ids, delive
     ).encode()
     deliver(dsn)
     with app.session() as session:
-        bounces = conversations.list_bounces(session, acme)
+        bounces = bounce_store.list_bounces(session, acme)
         events_after = len(conversations.events(session, acme))
         summary = conversations.get_conversation(session, conv)[0]
     assert [b.header_message_id for b in bounces] == [outbound_id]
@@ -186,7 +187,7 @@ def test_bounce_is_recorded_against_the_outbound_message(app, tenant_ids, delive
 
 def test_record_bounce_function_for_outbound(app, tenant_ids) -> None:
     with app.session() as session:
-        assert conversations.record_bounce(session, tenant_ids["acme"], "<unknown@x>", permanent=["a@b"]) is None
+        assert bounce_store.record_bounce(session, tenant_ids["acme"], "<unknown@x>", permanent=["a@b"]) is None
 
 
 def test_staff_messages_responsible_team_and_notes(app, tenant_ids, deliver) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from postroom.model import Bounce
-from postroom.storage import conversations
+from postroom.storage import bounces as bounce_store
 from postroom.storage import outbound as store
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,13 @@ class BounceApplied:
 def handle_bounces(session: Session, tenant_id: int) -> list[BounceApplied]:
     """Act on every bounce of the tenant not handled yet; bounces of mail postroom never sent are just closed."""
     applied = []
-    for bounce in conversations.unhandled_bounces(session, tenant_id):
+    for bounce in bounce_store.unhandled_bounces(session, tenant_id):
         applied.append(_apply(session, tenant_id, bounce))
-        conversations.mark_bounce_handled(session, bounce.id)
+        bounce_store.mark_bounce_handled(session, bounce.id)
     return applied
 
 
-def _apply(session: Session, tenant_id: int, bounce: conversations.BounceInfo) -> BounceApplied:
+def _apply(session: Session, tenant_id: int, bounce: bounce_store.BounceInfo) -> BounceApplied:
     record = store.by_message_id(session, tenant_id, bounce.header_message_id) if bounce.header_message_id else None
     if record is None:
         return BounceApplied(bounce.id, None, (), bool(bounce.permanent), None)
@@ -70,7 +70,7 @@ def handle_returned(session: Session, tenant_id: int, outbound_id: int, bounce: 
     status = bounce.status if bounce and bounce.status else ("permanent" if permanent else "delayed")
     reason = f"bounced ({status}): {', '.join(addresses)}"
     updated, matched = store.mark_bounced(session, record.id, addresses, permanent=permanent, response=reason)
-    conversations.flag_bounced(session, tenant_id, record.message_id)
+    bounce_store.flag_bounced(session, tenant_id, record.message_id)
     event_id = None
     if permanent:
         event_id = store.raise_failure_event(session, updated, reason=reason, recipients=matched or addresses)

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
+from postroom.storage.db import aware
 from postroom.storage.tables import ApiKey, Tenant
 from postroom.storage.tenants import get_tenant
 
@@ -48,14 +49,10 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _info(row: ApiKey, slug: str) -> ApiKeyInfo:
     return ApiKeyInfo(id=row.id, tenant=slug, name=row.name, prefix=row.prefix,
-                      created_at=_aware(row.created_at),  # type: ignore[arg-type]
-                      last_used_at=_aware(row.last_used_at), revoked_at=_aware(row.revoked_at))
+                      created_at=aware(row.created_at),  # type: ignore[arg-type]
+                      last_used_at=aware(row.last_used_at), revoked_at=aware(row.revoked_at))
 
 
 def create_key(session: Session, slug: str, name: str = "") -> tuple[ApiKeyInfo, str]:

@@ -3,7 +3,7 @@
 ``record`` is the storage stage of the inbound pipeline: it runs in the same
 transaction as the threading decision and the inbound row's final status, so
 a retry either finds everything done or nothing. The functions the outbound
-side calls (``add_staff_message``, ``record_bounce``, ``thread_headers``,
+side calls (``add_staff_message``, ``thread_headers``,
 ``reply_address``) take a Session and return frozen dataclasses as well.
 """
 
@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from postroom.errors import NotFound, PostroomError
 from postroom.model import Attachment, ConversationUpdate, ParsedMessage, to_jsonable
 from postroom.statuses import CONVERSATION_MOVES, ConversationStatus
-from postroom.storage import blocks, contacts, routing, staff
-from postroom.storage.db import core
+from postroom.storage import blocks, bounces, contacts, routing, staff
+from postroom.storage.db import aware, core, expire_loaded
 from postroom.storage.inbound import InboundRecord
 from postroom.storage.tables import (
     Contact,
@@ -32,7 +32,6 @@ from postroom.storage.tables import (
     Conversation,
     InboundMessage,
     Message,
-    MessageBounce,
     NotificationEvent,
     OutboundMessage,
     Tenant,
@@ -53,11 +52,6 @@ _conversations = Conversation.__table__.c
 _messages = Message.__table__.c
 _thread_refs = ThreadRef.__table__.c
 _outbound = OutboundMessage.__table__.c
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything postroom stores is UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 # --- tenant policy -------------------------------------------------------------------------------------------
@@ -196,7 +190,7 @@ _INSERT_CONVERSATION = {name: d.insert(Conversation.__table__).on_conflict_do_no
 def _ref(c: Any) -> ConversationRef:
     """From a Conversation or a row of ``_REF_COLUMNS``."""
     return ConversationRef(c.id, c.contact_id, c.status, c.subject_key, c.reference,
-                           _aware(c.last_activity_at) or datetime.now(UTC))
+                           aware(c.last_activity_at) or datetime.now(UTC))
 
 
 class SqlLookup:
@@ -452,14 +446,7 @@ def _save_thread(session: Session, thread: _Thread) -> None:
     if not thread.changes:
         return
     core(session, _UPDATE_CONVERSATION, {"conversation_row": thread.id, **thread.changes})
-    _expire(session, Conversation, thread.id)
-
-
-def _expire(session: Session, entity: type, row_id: int) -> None:
-    """Refresh a copy of a row already loaded in the session after a Core statement changed the row."""
-    loaded = session.identity_map.get(session.identity_key(entity, row_id))
-    if loaded is not None:
-        session.expire(loaded)
+    expire_loaded(session, Conversation, thread.id)
 
 
 def _existing(session: Session, tenant_id: int, inbound_id: int, message_id: str | None) -> Any:
@@ -578,10 +565,12 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     elif not automatic and trust.BLOCKED not in flags:  # a blocked sender's mail waits silently
         _event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message_row, via=match.via)
         notified = True
-    if parsed.bounce is not None and parsed.bounce.original_message_id and match.returned is None:
-        record_bounce(session, tenant_id, parsed.bounce.original_message_id, permanent=parsed.bounce.permanent,
-                      temporary=parsed.bounce.temporary, status=parsed.bounce.status,
-                      bounce_message_row=message_row)
+    original = parsed.bounce.original_message_id if parsed.bounce is not None else None
+    bounced = refs.canonical(original) if original else None
+    if bounced is not None and match.returned is None:
+        bounces.record_bounce(session, tenant_id, bounced, permanent=parsed.bounce.permanent,
+                              temporary=parsed.bounce.temporary, status=parsed.bounce.status,
+                              bounce_message_row=message_row)
     session.flush()
     return Recorded(message_row, conv.id if conv else None, "conversation" if conv else "inbox",
                     created_conversation=created, reopened=reopened, notified=notified, loop=loop,
@@ -596,77 +585,6 @@ def loop_suppressed(session: Session, conversation_id: int, sender: str, *, now:
     policy = threading_policy(session, conv.tenant_id)
     since = (now or datetime.now(UTC)) - policy.loop_window
     return _loop_count(session, conversation_id, sender.lower(), since) > policy.loop_max
-
-
-# --- bounces -------------------------------------------------------------------------------------------------
-
-
-_FLAGS_WITH_MESSAGE_ID = select(_messages.id, _messages.flags).where(_messages.tenant_id == _tenant,
-                                                                    _messages.message_id == bindparam("message_id"))
-_INSERT_BOUNCE = insert(MessageBounce.__table__)
-_SET_MESSAGE_FLAGS = update(Message.__table__).where(_messages.id == bindparam("message_row"))
-
-
-def flag_bounced(session: Session, tenant_id: int, message_id: str) -> int | None:
-    """Mark the stored message with this Message-ID (a staff reply, say) ``bounced``; its row id, if there is one."""
-    target = core(session, _FLAGS_WITH_MESSAGE_ID, {"tenant_id": tenant_id, "message_id": message_id}).first()
-    if target is None:
-        return None
-    core(session, _SET_MESSAGE_FLAGS, {"message_row": target.id, "flags": sorted({*(target.flags or []), "bounced"})})
-    _expire(session, Message, target.id)
-    return target.id
-
-
-def record_bounce(session: Session, tenant_id: int, original_message_id: str, *, permanent: Sequence[str] = (),
-                  temporary: Sequence[str] = (), status: str | None = None,
-                  bounce_message_row: int | None = None) -> int | None:
-    """Record a bounce against the stored message with that Message-ID; the bounce row id, or None if unknown."""
-    mid = refs.canonical(original_message_id)
-    target = flag_bounced(session, tenant_id, mid) if mid is not None else None
-    if target is None:
-        return None
-    return core(session, _INSERT_BOUNCE, dict(
-        tenant_id=tenant_id, message_id=target, bounce_message_id=bounce_message_row, permanent=list(permanent),
-        temporary=list(temporary), status=status)).inserted_primary_key[0]
-
-
-@dataclass(frozen=True)
-class BounceInfo:
-    id: int
-    message_id: int
-    conversation_id: int | None
-    header_message_id: str | None
-    permanent: tuple[str, ...]
-    temporary: tuple[str, ...]
-    status: str | None
-    created_at: datetime
-
-
-def unhandled_bounces(session: Session, tenant_id: int) -> list[BounceInfo]:
-    """Bounces the outbound side has not acted on yet (``mark_bounce_handled`` when done)."""
-    return list_bounces(session, tenant_id, unhandled_only=True)
-
-
-_bounces = MessageBounce.__table__.c
-_BOUNCES = (select(_bounces.id, _messages.id, _messages.conversation_id, _messages.message_id, _bounces.permanent,
-                   _bounces.temporary, _bounces.status, _bounces.created_at)
-            .join_from(MessageBounce.__table__, Message.__table__, _messages.id == _bounces.message_id)
-            .where(_bounces.tenant_id == _tenant).order_by(_bounces.id))
-_UNHANDLED_BOUNCES = _BOUNCES.where(_bounces.handled_at.is_(None))
-_BOUNCE_HANDLED = update(MessageBounce.__table__).where(_bounces.id == bindparam("bounce_id"))
-
-
-def list_bounces(session: Session, tenant_id: int, *, unhandled_only: bool = False) -> list[BounceInfo]:
-    """Prebuilt Core statements: the pipeline asks for the unhandled ones after every bounce it records."""
-    rows = core(session, _UNHANDLED_BOUNCES if unhandled_only else _BOUNCES, {"tenant_id": tenant_id})
-    return [BounceInfo(bounce_id, message_row, conversation_id, header_id, tuple(permanent), tuple(temporary),
-                       status, _aware(created_at))
-            for bounce_id, message_row, conversation_id, header_id, permanent, temporary, status, created_at in rows]
-
-
-def mark_bounce_handled(session: Session, bounce_id: int) -> None:
-    core(session, _BOUNCE_HANDLED, {"bounce_id": bounce_id, "handled_at": datetime.now(UTC)})
-    _expire(session, MessageBounce, bounce_id)
 
 
 # --- staff messages (called by the outbound side) ------------------------------------------------------------
@@ -836,7 +754,7 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
     if trust.FOREIGN in (message.flags or ()):  # staff put it here: its author is a participant from now on
         message.flags = [f for f in message.flags if f != trust.FOREIGN]
     if message.direction == "in":
-        target.last_customer_at = max(filter(None, (_aware(target.last_customer_at), now)))
+        target.last_customer_at = max(filter(None, (aware(target.last_customer_at), now)))
         if target.status == "closed":
             target.status, target.closed_at = "open", None
     target.last_activity_at = now
@@ -1003,8 +921,8 @@ def _summaries(session: Session, convs: Sequence[Conversation]) -> list[Conversa
     return [ConversationSummary(
         c.id, c.tenant_id, c.reference, c.subject, c.status, c.category, c.contact_id, emails.get(c.contact_id),
         names.get(c.contact_id, ""), c.responsible_user_id, c.responsible_team_id, c.unit_ref, tuple(c.tags or ()),
-        tuple(c.flags or ()), _aware(c.created_at), _aware(c.last_activity_at), _aware(c.last_customer_at),
-        _aware(c.last_staff_at), counts.get(c.id, 0), c.follows_id) for c in convs]
+        tuple(c.flags or ()), aware(c.created_at), aware(c.last_activity_at), aware(c.last_customer_at),
+        aware(c.last_staff_at), counts.get(c.id, 0), c.follows_id) for c in convs]
 
 
 def summaries(session: Session, conversation_ids: Sequence[int]) -> list[ConversationSummary]:
@@ -1016,7 +934,7 @@ def summaries(session: Session, conversation_ids: Sequence[int]) -> list[Convers
 def _view(m: Message) -> MessageView:
     return MessageView(
         m.id, m.conversation_id, m.direction, m.kind, m.author_name, m.author_email, m.author_contact_id,
-        m.author_user_id, m.subject, _aware(m.sent_at), _aware(m.created_at), m.message_id, tuple(m.in_reply_to or ()),
+        m.author_user_id, m.subject, aware(m.sent_at), aware(m.created_at), m.message_id, tuple(m.in_reply_to or ()),
         tuple(m.references or ()), m.reply_text, m.text, tuple(m.flags or ()), m.matched_via, m.is_read,
         m.is_answered, tuple(m.attachments or ()), m.inbound_id, m.forward, m.forwarded_by,
         tuple(m.suggestions or ()), tuple(m.similar_contacts or ()))
@@ -1087,7 +1005,7 @@ def events(session: Session, tenant_id: int, *, pending_only: bool = False,
     if conversation_id is not None:
         stmt = stmt.where(NotificationEvent.conversation_id == conversation_id)
     return [EventView(e.id, e.kind, e.recipient_type, e.recipient_id, e.conversation_id, e.message_id,
-                      dict(e.payload or {}), _aware(e.delivered_at)) for e in session.scalars(stmt)]
+                      dict(e.payload or {}), aware(e.delivered_at)) for e in session.scalars(stmt)]
 
 
 def mark_events_delivered(session: Session, event_ids: Sequence[int]) -> None:

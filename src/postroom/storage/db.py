@@ -21,6 +21,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event
@@ -226,6 +227,18 @@ def core(db: Session | Connection, stmt: Executable, params: Any = None) -> Curs
         return db.execute(stmt, params)
     db.flush()
     return db.connection().execute(stmt, params)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything postroom stores is UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def expire_loaded(session: Session, entity: type, row_id: int) -> None:
+    """Refresh a copy of a row already loaded in the session after a Core statement changed the row."""
+    loaded = session.identity_map.get(session.identity_key(entity, row_id))
+    if loaded is not None:
+        session.expire(loaded)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from postroom import budget
 from postroom.errors import NotFound, PostroomError
 from postroom.statuses import RUNNABLE, InboundStatus
-from postroom.storage.db import core
+from postroom.storage.db import aware, core
 from postroom.storage.tables import InboundMessage, Tenant
 from postroom.storage.text import ERROR_LIMIT, storable, storable_json
 
@@ -64,11 +64,6 @@ class InboundRecord:
     lease_token: int | None = None
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything postroom stores is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _record(row: InboundMessage, slug: str) -> InboundRecord:
     return _record_of({name: getattr(row, name) for name in _NAMES}, slug)
 
@@ -77,8 +72,8 @@ def _record_of(v: dict, slug: str) -> InboundRecord:
     return InboundRecord(
         id=v["id"], tenant_id=v["tenant_id"], tenant=slug, sha256=v["sha256"], size=v["size"], source=v["source"],
         mail_from=v["mail_from"], rcpt_tos=tuple(v["rcpt_tos"] or ()), client_ip=v["client_ip"], helo=v["helo"],
-        received_at=_aware(v["received_at"]), stage=v["stage"], status=v["status"], attempts=v["attempts"],
-        last_error=v["last_error"], updated_at=_aware(v["updated_at"]), message_id=v["message_id"],
+        received_at=aware(v["received_at"]), stage=v["stage"], status=v["status"], attempts=v["attempts"],
+        last_error=v["last_error"], updated_at=aware(v["updated_at"]), message_id=v["message_id"],
         subject=v["subject"], sender=v["sender"], routing=v["routing"], lease_token=v["lease_token"],
     )
 
@@ -219,7 +214,7 @@ def summary(session: Session, tenant: str | None = None) -> list[QueueLine]:
             .order_by(InboundMessage.stage, InboundMessage.status))
     if tenant:
         stmt = stmt.join(Tenant).where(Tenant.slug == tenant)
-    return [QueueLine(stage, status, count, _aware(oldest) if oldest else None)
+    return [QueueLine(stage, status, count, aware(oldest) if oldest else None)
             for stage, status, count, oldest in session.execute(stmt)]
 
 

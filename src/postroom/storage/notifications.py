@@ -15,13 +15,10 @@ from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound
 from postroom.storage.conversations import EventView
+from postroom.storage.db import aware
 from postroom.storage.tables import NotificationEvent, TeamMember
 
 RECIPIENT_TYPES = ("user", "team", "tenant", "contact", "operator")
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def list_events(session: Session, tenant_id: int, *, user_id: int | None = None, recipient_type: str | None = None,
@@ -39,7 +36,7 @@ def list_events(session: Session, tenant_id: int, *, user_id: int | None = None,
     if pending_only:
         stmt = stmt.where(NotificationEvent.delivered_at.is_(None))
     return [EventView(e.id, e.kind, e.recipient_type, e.recipient_id, e.conversation_id, e.message_id,
-                      dict(e.payload or {}), _aware(e.delivered_at)) for e in session.scalars(stmt)]
+                      dict(e.payload or {}), aware(e.delivered_at)) for e in session.scalars(stmt)]
 
 
 def mark_delivered(session: Session, tenant_id: int, event_ids: Sequence[int]) -> list[int]:

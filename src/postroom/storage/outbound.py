@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from postroom.errors import NotFound, PostroomError
 from postroom.rendered import AttachmentRef, Rendered
+from postroom.storage.db import aware
 from postroom.storage.tables import (
     Conversation,
     Message,
@@ -95,12 +96,6 @@ class Claim:
     resumed_phase: str | None
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _record(row: OutboundMessage, slug: str) -> OutboundRecord:
     return OutboundRecord(
         id=row.id, tenant_id=row.tenant_id, tenant=slug, conversation_id=row.conversation_id, kind=row.kind,
@@ -109,9 +104,9 @@ def _record(row: OutboundMessage, slug: str) -> OutboundRecord:
         headers=tuple((str(k), str(v)) for k, v in row.headers or ()),
         attachments=tuple(AttachmentRef(**a) for a in row.attachments or ()), payload=dict(row.payload or {}),
         recipients=tuple(RecipientRecord(r.address, r.name, r.status, r.response) for r in row.recipients),
-        attempts=row.attempts, created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),  # type: ignore[arg-type]
-        next_attempt_at=_aware(row.next_attempt_at), expires_at=_aware(row.expires_at),  # type: ignore[arg-type]
-        sent_at=_aware(row.sent_at), transport=row.transport, provider_id=row.provider_id,
+        attempts=row.attempts, created_at=aware(row.created_at), updated_at=aware(row.updated_at),  # type: ignore[arg-type]
+        next_attempt_at=aware(row.next_attempt_at), expires_at=aware(row.expires_at),  # type: ignore[arg-type]
+        sent_at=aware(row.sent_at), transport=row.transport, provider_id=row.provider_id,
         last_error=row.last_error,
     )
 
@@ -236,7 +231,7 @@ def finish(session: Session, outbound_id: int, *, outcome: str, transport: str, 
 def attempts_of(session: Session, outbound_id: int) -> list[AttemptRecord]:
     rows = session.scalars(select(OutboundAttempt).where(OutboundAttempt.outbound_id == outbound_id)
                            .order_by(OutboundAttempt.id))
-    return [AttemptRecord(_aware(a.started_at), _aware(a.finished_at), a.transport, a.outcome, a.code,  # type: ignore[arg-type]
+    return [AttemptRecord(aware(a.started_at), aware(a.finished_at), a.transport, a.outcome, a.code,  # type: ignore[arg-type]
                           a.response) for a in rows]
 
 
