@@ -21,7 +21,7 @@ from email.message import Message
 from flufl.bounce import all_failures
 
 from postroom.model import Bounce
-from postroom.parsing import mime
+from postroom.parsing import html, mime
 
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
@@ -89,10 +89,7 @@ def _failures(msg: Message) -> tuple[set[str], set[str]]:
 
 def _text_failures(msg: Message) -> set[str]:
     """Permanent failures stated in the first text part, above the returned original."""
-    part = next((p for p in mime.walk_leaves(msg) if mime.content_type(p) == "text/plain"), None)
-    if part is None:
-        return set()
-    text = mime.part_text(part)[:_MAX_TEXT]
+    text = _notice_text(msg)
     cut = _ORIGINAL_STARTS.search(text)
     text = text[: cut.start()] if cut else text
     found = {m.group(1) for m in _DELIVERY_FAILED.finditer(text)}
@@ -104,6 +101,17 @@ def _text_failures(msg: Message) -> set[str]:
     if intro:
         found |= {m.group(1) or m.group(2) for m in _EXIM_ADDRESS.finditer(text, intro.end())}
     return _addresses(found)
+
+
+def _notice_text(msg: Message) -> str:
+    """The first text/plain part, else the first text/html part rendered to text (HTML-only notices)."""
+    leaves = [p for p in mime.walk_leaves(msg) if mime.content_type(p) in ("text/plain", "text/html")]
+    plain = next((p for p in leaves if mime.content_type(p) == "text/plain"), None)
+    if plain is not None:
+        return mime.part_text(plain)[:_MAX_TEXT]
+    if not leaves:
+        return ""
+    return html.render(mime.part_text(leaves[0])[:_MAX_TEXT]).text
 
 
 def _addresses(found) -> set[str]:

@@ -58,21 +58,39 @@ def from_text(text: str, subject: str, note_fallback: str = "",
     if lexicon.reply_prefix().match(subject or ""):
         return None
     text = _LONG_SPACE.sub(_shorter_space, text)
-    meta = _metadata(text, subject)
-    if meta is None or _split_inside_block(meta):
-        normalised = _normalise_block(text)
-        if normalised is not None:
-            meta, text = _metadata(normalised, subject) or meta, normalised
+    meta, text = _read(text, subject)
     if meta is None:
         return None
     note = meta.message.strip() or note_fallback
     level = text
     for _ in range(_MAX_DEPTH):
-        inner = _metadata(meta.email.body, None)
-        if inner is None or (inner.message.strip() and not lexicon.forward_prefix().match(meta.email.subject)):
+        inner, inner_text = _read(meta.email.body, None)
+        carrier = any(lexicon.forward_prefix().match(s) for s in (meta.email.subject, _block_subject(level)))
+        if inner is None or (inner.message.strip() and not carrier):
             break
-        level, meta = meta.email.body, inner
+        level, meta = inner_text, inner
     return _to_forward(meta, note, attachments, level)
+
+
+def _block_subject(text: str) -> str:
+    """The subject written in the first header block of ``text`` (labels in any listed language)."""
+    for line in text.split("\n", _MAX_HEADER_SCAN)[:_MAX_HEADER_SCAN]:
+        found = lexicon.label_of(_QUOTE_PREFIX.sub("", line))
+        if found and found[0] == "subject":
+            return found[1]
+    return ""
+
+
+def _read(text: str, subject: str | None) -> tuple[ForwardMetadata | None, str]:
+    """One level: the library's reading, retried on the block rewritten in its words when it found nothing,
+    cut inside the header block or missed the sender. Returns the text actually read too."""
+    meta = _metadata(text, subject)
+    if meta is None or _split_inside_block(meta) or not meta.email.from_.address:
+        normalised = _normalise_block(text)
+        retry = _metadata(normalised, subject) if normalised is not None else None
+        if retry is not None:
+            return retry, normalised
+    return meta, text
 
 
 def _split_inside_block(meta: ForwardMetadata) -> bool:
@@ -91,10 +109,10 @@ def _normalise_block(text: str) -> str | None:
     the like) is unquoted. None when there is no separator followed by label lines."""
     lines = text.split("\n")
     i = next((k for k, line in enumerate(lines[:_MAX_HEADER_SCAN])
-              if len(line) < 200 and lexicon.forward_separator().match(line)), None)
+              if len(line) < 200 and lexicon.forward_separator().match(_QUOTE_PREFIX.sub("", line))), None)
     if i is None:
         return None
-    quoted = any(ln.lstrip().startswith(">") for ln in lines[i + 1 : i + 4] if ln.strip())
+    quoted = any(ln.lstrip().startswith(">") for ln in lines[i : i + 4] if ln.strip())
     found: dict[str, str] = {}
     j = i + 1
     while j < len(lines) and j < i + _MAX_HEADER_SCAN:
@@ -220,7 +238,7 @@ def _parse_body(body: str, forwarded: bool) -> ParseBodyResult:
     if forwarded:
         match = loop.loop_regexes_split(regexs.ORIGINAL_FROM, body, True)
         if len(match) > 2:
-            return ParseBodyResult(body=body, message=match[0].strip(), email=(match[1] + match[3]).strip())
+            return ParseBodyResult(body=body, message=match[0].strip(), email=body[len(match[0]) :].strip())
     return ParseBodyResult()
 
 

@@ -125,7 +125,7 @@ def _is_attribution(lines: list[str], i: int) -> bool:
         tail = joined.rstrip()
         verb = lexicon.wrote().search(tail[-80:])
         quoted_after = _opens_quote(lines, i + span, lines[i])
-        if tail.endswith((":", "：")) and (verb or quoted_after):
+        if tail.endswith((":", "：")) and (verb or (quoted_after and (date or tail.endswith(">:")))):
             return True
         if verb and verb.end() >= len(tail[-80:]) - 1 and date and address:
             return True
@@ -241,7 +241,8 @@ def split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
 def _split_contact_block(lines: list[str]) -> tuple[list[str], list[str]]:
     """The contact block under a sign-off ("Kind regards,\nMaria\nSales, Acme\n+39 …"): the sign-off and the
     name typed under it stay in the reply; the short lines after them are the signature. Without a sign-off,
-    a last paragraph of short lines, two or more of them phone numbers, addresses or links, is."""
+    a last paragraph of short lines opening with a name, two or more of them phone numbers, addresses or
+    links, is."""
     content = [i for i, ln in enumerate(lines) if ln.strip()]
     for i in reversed(content[-10:]):
         if lexicon.closing_of(lines[i]) is None or not _has_content(lines[:i]):
@@ -258,7 +259,7 @@ def _split_contact_block(lines: list[str]) -> tuple[list[str], list[str]]:
     while first > 0 and content[first - 1] == content[first] - 1 and len(content) - first < 8:
         first -= 1
     block = [lines[j] for j in content[first:]]
-    if first > 0 and len(block) >= 2 and all(len(ln) < 80 for ln in block) \
+    if first > 0 and len(block) >= 2 and all(len(ln) < 80 for ln in block) and _is_name(block[0].split("|")[0]) \
             and sum(1 for ln in block if _CONTACT.search(ln)) >= 2:
         return lines[: content[first]], lines[content[first] :]
     return lines, []
