@@ -78,13 +78,14 @@ class Figures:
 class Server:
     """One ``postroom serve`` subprocess that can be SIGKILLed and restarted on the same port."""
 
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
+    def __init__(self, env: dict[str, str], port: int, log: Path, options: tuple[str, ...] = ()) -> None:
+        self.env, self.port, self.log, self.options = env, port, log, options
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-c", "from postroom.cli import main; main()", "serve"],
+            self.proc = subprocess.Popen([sys.executable, "-c", "from postroom.cli import main; main()", "serve",
+                                          *self.options],
                                          env=self.env, stdout=out, stderr=out)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -230,9 +231,8 @@ class Run:
             time.sleep(0.5)
         self.figures.notes.append(f"rows still unfinished after {self.args.settle} s")
 
-    def count(self) -> None:
-        """Count by Message-ID over blobs (files and blob_data rows), inbound rows (via their blob), processed rows."""
-        app = App.open(self.settings, migrate=False)
+    def stored_blob_ids(self) -> Counter[str]:
+        """The Message-ID of every blob in the file store, one count per stored copy."""
         blob_ids: Counter[str] = Counter()
         root = Path(self.settings.resolved_blob_url.removeprefix("file://"))
         for path in root.rglob("*"):
@@ -242,6 +242,12 @@ class Run:
                 found = _MSGID.search(path.read_bytes())
                 if found:
                     blob_ids[found.group(1).decode()] += 1
+        return blob_ids
+
+    def count(self) -> None:
+        """Count by Message-ID over blobs (files and blob_data rows), inbound rows (via their blob), processed rows."""
+        app = App.open(self.settings, migrate=False)
+        blob_ids = self.stored_blob_ids()
         with self.engine.connect() as conn:  # small messages are stored in the database (tiered_blobs)
             for (data,) in conn.execute(text("SELECT data FROM blob_data")):
                 found = _MSGID.search(bytes(data))
