@@ -151,6 +151,26 @@ def _trust_table(outcomes: list[dict]) -> list[str]:
     return lines
 
 
+TRUST_SUITES = {
+    "security/test_tenant_domains.py": "a tenant adds another tenant's domain, the base mail domain or a domain "
+                                       "above or below one: refused in one line, the other tenant's mail still "
+                                       "lands where it belongs",
+    "security/test_sender_limits.py": "320 pipelined MAIL FROM:<victim> + RSET from one IP: that IP is limited, "
+                                      "the victim's real mail from another IP still gets 250",
+    "security/test_reply_tokens.py": "forged, truncated, replayed and other tenants' reply tokens: never attach",
+}
+
+
+def _trust_suites(counts: dict[str, dict[str, int]]) -> list[str]:
+    """The gateway and CLI sides of the trust attacks, from the security suite's own outcome counts."""
+    lines = []
+    for file, what in TRUST_SUITES.items():
+        c = counts.get(file, {})
+        verdict = "not run" if not c else ("held" if not c.get("failed") else f"{c['failed']} FAILED")
+        lines.append(f"- {what} ({file}: {c.get('passed', 0)} passed, {verdict}).")
+    return lines
+
+
 def _counts_table(counts: dict[str, dict[str, int]]) -> list[str]:
     lines = ["| file | passed | failed | xfailed | skipped |", "| --- | ---: | ---: | ---: | ---: |"]
     for file, c in sorted(counts.items()):
@@ -244,6 +264,8 @@ def main() -> int:
         f"({'held' if trust_ok else 'FAILED'}).",
         "",
         *_trust_table(attacks),
+        "",
+        *_trust_suites(suites),
         "",
         "Overall: " + ("all promises held." if ok else "not all held: " + "; ".join(filter(None, [
             "" if crashed.get("ok") else "crash test",
