@@ -10,7 +10,7 @@ import pytest
 
 from postroom.outbound import actions, compose, delivery
 from postroom.service import Service
-from postroom.storage import conversations, staff
+from postroom.storage import conversation_actions, conversations, staff
 from postroom.storage import outbound as store
 from postroom.testing import make_eml, wait_until
 
@@ -40,7 +40,7 @@ def test_reply_round_trip_notes_stay_inside_and_bounces_warn_staff(running, cust
     conv = wait_until(lambda: conversation_of(svc))
     actions.note(svc.app, conv.id, STAFF, NOTE)
     with svc.app.session() as session:
-        conversations.set_status(session, conv.id, "awaiting_feedback")
+        conversation_actions.set_status(session, conv.id, "awaiting_feedback")
 
     queued = actions.reply(svc.app, conv.id, STAFF, "Hello Zoë,\n\nThe plumber comes on Tuesday.",
                            attachments=compose.attach_paths(svc.app, [attachment_file]),
@@ -103,7 +103,7 @@ def test_notes_and_status_never_reach_any_template(running, customer, relay, web
     conv = wait_until(lambda: conversation_of(svc))
     actions.note(svc.app, conv.id, STAFF, NOTE)
     with svc.app.session() as session:
-        conversations.set_status(session, conv.id, "in_progress")
+        conversation_actions.set_status(session, conv.id, "in_progress")
     if kind == "reply":
         record = actions.reply(svc.app, conv.id, STAFF, "Next week.", channel=channel).outbound
     else:

@@ -20,7 +20,7 @@ from tests.rules.conftest import finished, write_rules
 
 from postroom.outbound import actions
 from postroom.service import Service
-from postroom.storage import conversations
+from postroom.storage import conversation_actions, conversations
 from postroom.storage import outbound as outbound_store
 from postroom.testing import make_eml, wait_until
 from postroom.threading import subjects
@@ -164,7 +164,7 @@ def test_a_stranger_attached_when_not_strict_is_flagged_silent_and_never_quoted(
         conversations.set_threading_settings(session, "acme", strict_senders=False)
     victim = Victim(routed, send, settings)
     with routed.app.session() as session:
-        conversations.set_status(session, victim.conversation_id, "closed")
+        conversation_actions.set_status(session, victim.conversation_id, "closed")
     attacks = victim.all_attacks()
     for found in attacks.values():
         if found.conversation_id == victim.conversation_id:

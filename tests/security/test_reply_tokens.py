@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from postroom.app import App
 from postroom.service import Service
 from postroom.statuses import TERMINAL
-from postroom.storage import conversations
+from postroom.storage import conversations, staff_messages
 from postroom.storage.tables import InboundMessage, Tenant
 from postroom.testing import make_eml, wait_until
 
@@ -57,7 +57,7 @@ class Mail:
         conversation, _ = self.conversation_of(first, tenant)
         assert conversation is not None
         with self.app.session() as session:
-            address = conversations.reply_address(session, conversation, f"{tenant}.mail.test")
+            address = staff_messages.reply_address(session, conversation, f"{tenant}.mail.test")
         return conversation, address, first
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from postroom.service import Service
 from postroom.statuses import TERMINAL
-from postroom.storage import conversations, staff
+from postroom.storage import conversation_actions, conversations, staff, staff_messages
 from postroom.storage.tables import InboundMessage
 from postroom.testing import make_eml, wait_until
 from postroom.threading.references import make_message_id
@@ -122,17 +122,17 @@ class Threads:
         with self.app.session() as session:
             user = staff.user_by_email(session, tenant, "sophie@acme-builders.example") or staff.add_user(
                 session, tenant, email="sophie@acme-builders.example", name="Sophie Martin")
-            headers = conversations.thread_headers(session, conversation_id)
+            headers = staff_messages.thread_headers(session, conversation_id)
             message_id = make_message_id(domain)
-            conversations.add_staff_message(session, conversation_id, user.id, text="La remise est le 15 mars.",
+            staff_messages.add_staff_message(session, conversation_id, user.id, text="La remise est le 15 mars.",
                                             message_id=message_id, in_reply_to=[headers.in_reply_to or ""],
                                             references=headers.references)
-            address = conversations.reply_address(session, conversation_id, domain)
+            address = staff_messages.reply_address(session, conversation_id, domain)
         return Outbound(message_id, address, (*headers.references, message_id), headers.subject)
 
     def set_status(self, conversation_id: int, status: str) -> None:
         with self.app.session() as session:
-            conversations.set_status(session, conversation_id, status)
+            conversation_actions.set_status(session, conversation_id, status)
 
     def set_policy(self, tenant: str = "acme", **changes: object) -> None:
         with self.app.session() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 
+from postroom.storage import conversation_actions, staff_messages
 from postroom.testing import make_eml
 from postroom.threading.tokens import make_reply_address
 
@@ -176,8 +177,7 @@ def test_forward_to_inbox_then_move_into_conversation(threads, template) -> None
     assert "fuite sous la baignoire" in message.reply_text
     assert message.suggestions[0] == conv
     with threads.app.session() as session:
-        from postroom.storage import conversations
-        moved = conversations.move_message(session, message.id, to_conversation_id=conv)
+        moved = conversation_actions.move_message(session, message.id, to_conversation_id=conv)
     assert moved.to_conversation_id == conv and threads.inbox() == []
     assert threads.message(mid).author_contact_id == threads.conversation(conv).contact_id
 
@@ -189,8 +189,7 @@ def test_forward_to_inbox_then_new_conversation_with_corrected_author(threads, t
                     mail_from="sophie.martin@acme-builders.example")
     message = threads.message(mid)
     with threads.app.session() as session:
-        from postroom.storage import conversations
-        moved = conversations.move_message(session, message.id, new=True, author_email="Jean.D@Example.net",
+        moved = conversation_actions.move_message(session, message.id, new=True, author_email="Jean.D@Example.net",
                                            author_name="Jean D.")
     summary = threads.conversation(moved.to_conversation_id)
     assert (summary.subject, summary.contact_email) == ("Parking", "jean.d@example.net")
@@ -204,8 +203,7 @@ def test_moving_a_customer_message_between_conversations_notifies_the_customer(t
                              headers={"In-Reply-To": threads.messages(first)[0].message_id}))
     assert threads.message(mid).conversation_id == first
     with threads.app.session() as session:
-        from postroom.storage import conversations
-        conversations.move_message(session, threads.message(mid).id, to_conversation_id=second)
+        conversation_actions.move_message(session, threads.message(mid).id, to_conversation_id=second)
     event = threads.events(second)[-1]
     assert (event.kind, event.recipient_type, event.payload["from_conversation_id"]) == \
         ("message_moved", "contact", first)
@@ -266,12 +264,11 @@ def test_first_staff_replier_becomes_responsible(threads) -> None:
 def test_make_reply_address_matches_what_storage_hands_out(threads) -> None:
     conv = threads.start()
     with threads.app.session() as session:
-        from postroom.storage import conversations
         from postroom.storage.tenants import tenant_secret
         contact = threads.conversation(conv).contact_id
         expected = make_reply_address(tenant_secret(session, threads.tenant_ids["acme"]), "acme.mail.test", conv,
                                       contact)
-        assert conversations.reply_address(session, conv, "acme.mail.test") == expected
+        assert staff_messages.reply_address(session, conv, "acme.mail.test") == expected
 
 
 def test_a_headerless_reply_past_the_window_starts_a_conversation_that_follows_the_old_one(threads) -> None:

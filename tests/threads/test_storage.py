@@ -12,7 +12,7 @@ from postroom import flow
 from postroom.errors import PostroomError
 from postroom.model import Envelope
 from postroom.storage import bounces as bounce_store
-from postroom.storage import contacts, conversations, inbound, staff
+from postroom.storage import contacts, conversation_actions, conversations, inbound, staff, staff_messages
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Conversation
 from postroom.testing import make_eml
@@ -117,10 +117,10 @@ def test_autoclose_job(app, tenant_ids, deliver) -> None:
         session.execute(update(Conversation).values(last_activity_at=now - timedelta(days=5)))
         session.execute(update(Conversation).where(Conversation.id == fresh)
                         .values(last_activity_at=now - timedelta(days=2)))
-        assert conversations.autoclose(session) == {}                          # off by default
+        assert conversation_actions.autoclose(session) == {}                          # off by default
         conversations.set_threading_settings(session, "acme", autoclose_days=3)
     with app.session() as session:
-        closed = conversations.autoclose(session)
+        closed = conversation_actions.autoclose(session)
     assert set(closed) == {acme} and old in closed[acme] and fresh not in closed[acme]
     with app.session() as session:
         statuses = {c.id: c.status for c in conversations.list_conversations(session, "acme")}
@@ -154,7 +154,7 @@ def test_bounce_is_recorded_against_the_outbound_message(app, tenant_ids, delive
     outbound_id = make_message_id("acme.mail.test")
     with app.session() as session:
         user = staff.add_user(session, "acme", email="sophie@acme.example", name="Sophie")
-        conversations.add_staff_message(session, conv, user.id, text="Bonjour", message_id=outbound_id)
+        staff_messages.add_staff_message(session, conv, user.id, text="Bonjour", message_id=outbound_id)
         events_before = len(conversations.events(session, acme))
     dsn_id = make_msgid(domain="mx.home.example")
     dsn = (
@@ -202,12 +202,12 @@ def test_staff_messages_responsible_team_and_notes(app, tenant_ids, deliver) -> 
         team = staff.add_team(session, "acme", "After-sales", members=(paul.id,))
         with pytest.raises(PostroomError):
             staff.add_user(session, "acme", email="ANNA@acme.example", name="Twice")
-        conversations.assign(session, conv, team_id=team.id)
-        conversations.add_staff_message(session, conv, anna.id, kind="note", text="internal")
+        conversation_actions.assign(session, conv, team_id=team.id)
+        staff_messages.add_staff_message(session, conv, anna.id, kind="note", text="internal")
         assert conversations.get_conversation(session, conv)[0].responsible_user_id is None
-        conversations.add_staff_message(session, conv, anna.id, text="not in the team")
+        staff_messages.add_staff_message(session, conv, anna.id, text="not in the team")
         assert conversations.get_conversation(session, conv)[0].responsible_user_id is None
-        conversations.add_staff_message(session, conv, paul.id, text="hello", status="awaiting_feedback")
+        staff_messages.add_staff_message(session, conv, paul.id, text="hello", status="awaiting_feedback")
         summary = conversations.get_conversation(session, conv)[0]
         assert (summary.responsible_user_id, summary.responsible_team_id, summary.status) == \
             (paul.id, team.id, "awaiting_feedback")
@@ -229,8 +229,8 @@ def test_thread_headers_for_outbound(app, tenant_ids, deliver) -> None:
     with app.session() as session:
         user = staff.add_user(session, "acme", email="anna@acme.example", name="Anna")
         out = make_message_id("acme.mail.test")
-        conversations.add_staff_message(session, conv, user.id, text="x", message_id=out)
-        headers = conversations.thread_headers(session, conv)
+        staff_messages.add_staff_message(session, conv, user.id, text="x", message_id=out)
+        headers = staff_messages.thread_headers(session, conv)
     assert headers.message_ids == (root, out) and headers.in_reply_to == root
     assert headers.subject == f"Clés [#{headers.reference}]"
 

@@ -13,7 +13,7 @@ from postroom.exports.mbox import to_mbox
 from postroom.exports.pdf import to_pdf
 from postroom.outbound import actions
 from postroom.queue import wakeup
-from postroom.storage import blocks, conversations
+from postroom.storage import blocks, conversation_actions, conversations
 from postroom.storage.tables.conversations import STATUSES
 from postroom.storage.tenants import get_tenant
 
@@ -132,7 +132,7 @@ def autoclose(ctx: click.Context, as_json: bool) -> None:
     """Close conversations idle longer than their tenant's auto-close setting (the scheduled job)."""
     app = open_app(ctx)
     with app.session() as session:
-        closed = conversations.autoclose(session)
+        closed = conversation_actions.autoclose(session)
     if as_json:
         echo_json({"closed": sorted(i for ids in closed.values() for i in ids)})
         return

@@ -23,7 +23,16 @@ from postroom.outbound import compose, locale
 from postroom.outbound.compose import Dispatch
 from postroom.outbound.model import OutboundContext, Person, QuotedMessage, Staff
 from postroom.rendered import AttachmentRef
-from postroom.storage import blocks, contacts, conversations, mentions, staff, tenants
+from postroom.storage import (
+    blocks,
+    contacts,
+    conversation_actions,
+    conversations,
+    mentions,
+    staff,
+    staff_messages,
+    tenants,
+)
 from postroom.storage import outbound as outbound_store
 from postroom.storage.outbound import AttemptRecord, OutboundRecord
 from postroom.storage.staff import StaffUserInfo
@@ -101,13 +110,13 @@ def conversation_context(session: Session, app: App, conversation_id: int, *, ki
     locale = contacts.preferences(session, summary.contact_id)[1]
     if locale:
         brand = replace(brand, locale=locale)
-    thread = conversations.thread_headers(session, conversation_id)
+    thread = staff_messages.thread_headers(session, conversation_id)
     author = Staff(user.name, user.email, user.signature_text, user.signature_html or "") if user else None
     ctx = OutboundContext(
         kind=kind, tenant=brand, recipient=Person(summary.contact_name, summary.contact_email),
         subject=summary.subject, reference=thread.reference, text=text, staff=author,
         conversation_id=conversation_id,
-        reply_address=conversations.reply_address(session, conversation_id, brand.domain, summary.contact_id),
+        reply_address=staff_messages.reply_address(session, conversation_id, brand.domain, summary.contact_id),
         in_reply_to=thread.in_reply_to, references=thread.references, attachments=attachments,
         history=_public_history(summary, messages) if kind == "reply" else (),
         portal_link=f"{brand.portal_url.rstrip('/')}/conversations/{conversation_id}" if brand.portal_url else None,
@@ -134,7 +143,7 @@ def reply(app: App, conversation_id: int, staff_email: str, text: str, *,
         ctx, tenant_id = conversation_context(session, app, conversation_id, kind="reply", text=text, user=user,
                                               attachments=refs)
         rendered = compose.render(app, ctx, channel=channel)
-        message_row = conversations.add_staff_message(
+        message_row = staff_messages.add_staff_message(
             session, conversation_id, user.id, kind=channel, text=text.strip(), subject=rendered.subject,
             message_id=rendered.message_id, in_reply_to=(ctx.in_reply_to,) if ctx.in_reply_to else (),
             references=ctx.references, attachments=[vars(a) for a in refs],
@@ -186,14 +195,14 @@ def automatic(app: App, conversation_id: int, *, kind: str, text: str = "", temp
 class MoveDone:
     """A move and the notice it sent the customer (None: nobody to tell, or the contact is blocked)."""
 
-    moved: conversations.Moved
+    moved: conversation_actions.Moved
     notice: OutboundRecord | None
 
 
 def move(app: App, message_row: int, *, to_conversation_id: int | None = None, new: bool = False,
          force: bool = False, author_email: str | None = None, author_name: str | None = None,
          dispatch: Dispatch | None = None) -> MoveDone:
-    """Move a message (``conversations.move_message``) and, in the same transaction, queue the customer's notice.
+    """Move a message (``conversation_actions.move_message``) and, in the same transaction, queue the customer's notice.
 
     The notice (template ``move_notice``, which a tenant can override) goes on
     the contact's channel in their language, only to the message's author and
@@ -201,7 +210,7 @@ def move(app: App, message_row: int, *, to_conversation_id: int | None = None, n
     conversation, which nobody else may learn of.
     """
     with app.session() as session:
-        moved = conversations.move_message(session, message_row, to_conversation_id=to_conversation_id, new=new,
+        moved = conversation_actions.move_message(session, message_row, to_conversation_id=to_conversation_id, new=new,
                                            force=force, author_email=author_email, author_name=author_name)
         record = _move_notice(session, app, moved) if moved.notice_contact_id is not None else None
     if record is not None and dispatch is not None:
@@ -209,7 +218,7 @@ def move(app: App, message_row: int, *, to_conversation_id: int | None = None, n
     return MoveDone(moved, record)
 
 
-def _move_notice(session: Session, app: App, moved: conversations.Moved) -> OutboundRecord | None:
+def _move_notice(session: Session, app: App, moved: conversation_actions.Moved) -> OutboundRecord | None:
     message = conversations.get_message(session, moved.message_id)
     try:
         ctx, tenant_id = conversation_context(session, app, moved.to_conversation_id, kind="move_notice")

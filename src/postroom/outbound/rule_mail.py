@@ -27,7 +27,7 @@ from postroom.outbound.model import Person
 from postroom.outbound.render import paragraphs
 from postroom.rendered import AttachmentRef, Rendered
 from postroom.rules.model import RoutingDecision
-from postroom.storage import contacts, conversations, tenants
+from postroom.storage import contacts, conversations, staff_messages, tenants
 from postroom.storage import outbound as outbound_store
 from postroom.storage.inbound import InboundRecord
 
@@ -66,7 +66,7 @@ def auto_reply(app: App, session: Session, record: InboundRecord, parsed: Parsed
         contact_id = contacts.contact_for_address(session, tenant_id, sender)
         if ctx.recipient.email.lower() != sender:
             name = parsed.sender.name if parsed.sender else ""
-            ctx = replace(ctx, recipient=Person(name, sender), reply_address=conversations.reply_address(
+            ctx = replace(ctx, recipient=Person(name, sender), reply_address=staff_messages.reply_address(
                 session, conversation_id, ctx.tenant.domain, contact_id))
         channel = contacts.preferences(session, contact_id)[0]
         rendered = replace(compose.render(app, ctx, channel=channel,

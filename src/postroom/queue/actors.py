@@ -18,7 +18,7 @@ from dramatiq import Broker, Worker
 from postroom import flow
 from postroom.app import App
 from postroom.outbound import delivery, staff_mail
-from postroom.storage import conversations, inbound, routing
+from postroom.storage import conversation_actions, inbound, routing
 from postroom.storage import outbound as outbound_store
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class Pipeline:
     def autoclose(self) -> int:
         """The scheduled auto-close job: close conversations idle past their tenant's setting."""
         with self.app.session() as session:
-            closed = conversations.autoclose(session)
+            closed = conversation_actions.autoclose(session)
         return sum(len(ids) for ids in closed.values())
 
     def mail_staff(self) -> list[int]:

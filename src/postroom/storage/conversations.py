@@ -1,10 +1,10 @@
-"""Conversation verbs: the threading lookup, recording a matched message, lifecycle, staff replies.
+"""The storage stage of the pipeline: the threading lookup, recording a matched message with its lifecycle, views.
 
-``record`` is the storage stage of the inbound pipeline: it runs in the same
-transaction as the threading decision and the inbound row's final status, so
-a retry either finds everything done or nothing. The functions the outbound
-side calls (``add_staff_message``, ``thread_headers``,
-``reply_address``) take a Session and return frozen dataclasses as well.
+``record`` runs in the same transaction as the threading decision and the
+inbound row's final status, so a retry either finds everything done or
+nothing. Bounces live in storage/bounces.py, staff messages and reply headers
+in storage/staff_messages.py, staff actions (move, status, assign, autoclose)
+in storage/conversation_actions.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BindParameter, Executable, Select, bindparam, case, func, insert, or_, select, update
@@ -39,9 +39,9 @@ from postroom.storage.tables import (
     ThreadRef,
 )
 from postroom.storage.tables.conversations import STATUSES
-from postroom.storage.tenants import TenantCache, tenant_changed, tenant_secret
+from postroom.storage.tenants import TenantCache, tenant_changed
 from postroom.threading import references as refs
-from postroom.threading import subjects, tokens, trust
+from postroom.threading import subjects, trust
 from postroom.threading.policy import SETTINGS_KEY, ThreadingPolicy
 from postroom.threading.strategies import ConversationRef, MatchInput, SentMessage, ThreadMatch, match
 
@@ -329,20 +329,13 @@ def _attachment_rows(attachments: Sequence[Attachment]) -> list[dict]:
              "inline": a.inline, "content_id": a.content_id, "flags": list(a.flags)} for a in attachments]
 
 
-def _event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
-           conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> int:
+def add_event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
+              conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> int:
     """Insert one notification event (a Core insert: events are written, never read back here); its id."""
     return core(session, _INSERT_EVENT, dict(
         tenant_id=tenant_id, kind=kind, recipient_type=recipient_type, recipient_id=recipient_id,
         conversation_id=conversation_id, message_id=message_id, payload=to_jsonable(payload),
     )).inserted_primary_key[0]
-
-
-def add_event(session: Session, tenant_id: int, kind: str, recipient_type: str, recipient_id: int | None, *,
-              conversation_id: int | None = None, message_id: int | None = None, **payload: Any) -> int:
-    """Raise a notification event from outside the pipeline (e.g. an @mention); returns its id."""
-    return _event(session, tenant_id, kind, recipient_type, recipient_id, conversation_id=conversation_id,
-                  message_id=message_id, **payload)
 
 
 def _notify_responsible(session: Session, conv: Any, kind: str, message_id: int | None,
@@ -354,7 +347,7 @@ def _notify_responsible(session: Session, conv: Any, kind: str, message_id: int 
         target = ("team", conv.responsible_team_id)
     else:
         target = ("tenant", conv.tenant_id)
-    _event(session, conv.tenant_id, kind, target[0], target[1], conversation_id=conv.id, message_id=message_id,
+    add_event(session, conv.tenant_id, kind, target[0], target[1], conversation_id=conv.id, message_id=message_id,
            reference=conv.reference, **payload)
 
 
@@ -403,7 +396,7 @@ def _load_thread(session: Session, conversation_id: int | None, tenant_id: int, 
                    row.responsible_team_id), row.recent
 
 
-def _new_values(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
+def new_conversation_values(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
                 follows: int | None = None) -> dict[str, Any]:
     """The columns of a new customer conversation, before the rules' decision and its reference."""
     unit_ref = core(session, _UNIT_REF, {"id": contact_id}).scalar() if contact_id is not None else None
@@ -433,7 +426,8 @@ def create_conversation(session: Session, values: dict[str, Any]) -> int:
 def _new_thread(session: Session, tenant_id: int, *, subject: str, contact_id: int | None, now: datetime,
                 change: ConversationUpdate | None, follows: int | None = None) -> _Thread:
     """A new customer conversation with the rules' decision applied."""
-    values = _new_values(session, tenant_id, subject=subject, contact_id=contact_id, now=now, follows=follows)
+    values = new_conversation_values(session, tenant_id, subject=subject, contact_id=contact_id, now=now,
+                                     follows=follows)
     if change is not None:
         values.update(routing.decided_values(session, tenant_id, values, change))
     conversation_id = create_conversation(session, values)
@@ -547,7 +541,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     if conv is not None:
         if loop and "loop" not in conv.flags:
             conv.set(flags=sorted({*conv.flags, "loop"}))
-            _event(session, tenant_id, "loop_detected", "operator", None, conversation_id=conv.id,
+            add_event(session, tenant_id, "loop_detected", "operator", None, conversation_id=conv.id,
                    message_id=message_row, sender=sender, reference=conv.reference)
         if not automatic and not loop:
             foreign = trust.FOREIGN in flags
@@ -563,7 +557,7 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
         conv.set(updated_at=now)
         _save_thread(session, conv)
     elif not automatic and trust.BLOCKED not in flags:  # a blocked sender's mail waits silently
-        _event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message_row, via=match.via)
+        add_event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message_row, via=match.via)
         notified = True
     original = parsed.bounce.original_message_id if parsed.bounce is not None else None
     bounced = refs.canonical(original) if original else None
@@ -585,244 +579,6 @@ def loop_suppressed(session: Session, conversation_id: int, sender: str, *, now:
     policy = threading_policy(session, conv.tenant_id)
     since = (now or datetime.now(UTC)) - policy.loop_window
     return _loop_count(session, conversation_id, sender.lower(), since) > policy.loop_max
-
-
-# --- staff messages (called by the outbound side) ------------------------------------------------------------
-
-
-def add_staff_message(session: Session, conversation_id: int, user_id: int, *, kind: str = "email",
-                      text: str = "", html: str | None = None, subject: str | None = None,
-                      message_id: str | None = None, in_reply_to: Sequence[str] = (),
-                      references: Sequence[str] = (), attachments: Sequence[dict] = (),
-                      status: str | None = None, now: datetime | None = None) -> int:
-    """Add a staff reply (email/portal) or internal note; the first replier of an unowned conversation owns it.
-
-    Returns the message row id. A reply marks the customer's messages answered;
-    a note changes nothing but the conversation's activity.
-    """
-    if kind not in KINDS:
-        raise PostroomError(f"message kind {kind!r}: use one of {', '.join(KINDS)}")
-    if status is not None and status not in STATUSES:
-        raise PostroomError(f"status {status!r}: use one of {', '.join(STATUSES)}")
-    now = now or datetime.now(UTC)
-    conv = session.get(Conversation, conversation_id)
-    if conv is None:
-        raise NotFound(f"no conversation {conversation_id}")
-    user = staff.get_user(session, user_id)
-    if user.tenant_id != conv.tenant_id:
-        raise PostroomError(f"staff user {user_id} is not of the conversation's tenant")
-    if not user.active:
-        raise PostroomError(f"staff user {user.email} is deactivated and cannot write in conversations")
-    mid = refs.canonical(message_id) if message_id else None
-    message = Message(
-        tenant_id=conv.tenant_id, conversation_id=conv.id, direction="out", kind=kind, author_user_id=user.id,
-        author_name=user.name, author_email=user.email, subject=subject if subject is not None else conv.subject,
-        sent_at=now, created_at=now, text=text, html=html, reply_text=text, message_id=mid,
-        in_reply_to=list(refs.merge_ids(in_reply_to)), references=list(refs.merge_ids(references)),
-        attachments=list(attachments), is_read=True, flags=[], matched_via="staff",
-    )
-    session.add(message)
-    session.flush()
-    if kind != "note":
-        if conv.responsible_user_id is None and (
-                conv.responsible_team_id is None or staff.is_member(session, conv.responsible_team_id, user.id)):
-            conv.responsible_user_id = user.id
-        session.execute(update(Message).where(Message.conversation_id == conv.id, Message.direction == "in",
-                                              Message.is_answered.is_(False)).values(is_answered=True))
-        conv.last_staff_at = now
-    if status is not None:
-        conv.status = status
-        conv.closed_at = now if status == "closed" else None
-    conv.last_activity_at = now
-    conv.updated_at = now
-    session.flush()
-    return message.id
-
-
-@dataclass(frozen=True)
-class ThreadHeaders:
-    """What an outbound reply in this conversation sets: In-Reply-To, References, the tagged subject."""
-
-    in_reply_to: str | None
-    references: tuple[str, ...]
-    message_ids: tuple[str, ...]
-    subject: str
-    reference: str
-
-
-def thread_headers(session: Session, conversation_id: int) -> ThreadHeaders:
-    """Message-IDs of the conversation in order; reply to the latest customer message (else the latest)."""
-    conv = session.get(Conversation, conversation_id)
-    if conv is None:
-        raise NotFound(f"no conversation {conversation_id}")
-    rows = session.execute(select(Message.message_id, Message.direction).where(
-        Message.conversation_id == conversation_id, Message.message_id.is_not(None)).order_by(Message.id)).all()
-    ids = tuple(mid for mid, _ in rows)
-    inbound_ids = [mid for mid, direction in rows if direction == "in"]
-    parent = inbound_ids[-1] if inbound_ids else (ids[-1] if ids else None)
-    return ThreadHeaders(parent, refs.thread_references(ids), ids, subjects.tag_subject(conv.subject, conv.reference),
-                         conv.reference)
-
-
-def reply_address(session: Session, conversation_id: int, tenant_domain: str, contact_id: int | None = None) -> str:
-    """``reply+<token>@<tenant domain>`` for the conversation's contact (or ``contact_id``)."""
-    conv = session.get(Conversation, conversation_id)
-    if conv is None:
-        raise NotFound(f"no conversation {conversation_id}")
-    contact = contact_id if contact_id is not None else conv.contact_id
-    if contact is None:
-        raise PostroomError(f"conversation {conversation_id} has no contact to address")
-    return tokens.make_reply_address(tenant_secret(session, conv.tenant_id), tenant_domain, conv.id, contact)
-
-
-# --- staff actions -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Moved:
-    """What a move did; ``notice_contact_id`` is whom the customer notice goes to (None: nobody)."""
-
-    message_id: int
-    from_conversation_id: int | None
-    to_conversation_id: int
-    created_conversation: bool
-    author_contact_id: int | None
-    notice_contact_id: int | None = None
-    emptied: bool = False  # the conversation it left has no message any more: closed, flagged emptied_by_move
-
-
-EMPTIED_BY_MOVE = "emptied_by_move"
-
-
-def _contact_label(session: Session, contact_id: int | None) -> str:
-    if contact_id is None:
-        return "no contact"
-    email = _primary_addresses(session, {contact_id}).get(contact_id)
-    return f"contact {contact_id} ({email})" if email else f"contact {contact_id}"
-
-
-def move_message(session: Session, message_row: int, *, to_conversation_id: int | None = None,
-                 new: bool = False, force: bool = False, author_email: str | None = None,
-                 author_name: str | None = None, now: datetime | None = None) -> Moved:
-    """Move a message (from the unsorted inbox or another conversation) into a conversation, or a new one.
-
-    ``author_email`` corrects the author the parser recovered. A customer's
-    message moved into a conversation of another contact is refused unless
-    ``force``: that contact would see a stranger's words in their thread. A
-    customer's message moved between conversations raises a ``message_moved``
-    event (and the caller's notice) only when its author is the target's
-    contact: nobody learns of a conversation they are not part of. A
-    conversation left without messages is closed and flagged ``emptied_by_move``.
-    """
-    if new == (to_conversation_id is not None):
-        raise PostroomError("give either a conversation to move to or new=True")
-    now = now or datetime.now(UTC)
-    message = session.get(Message, message_row)
-    if message is None:
-        raise NotFound(f"no message {message_row}; list the unsorted inbox with: postroom inbox list --tenant T")
-    tenant_id = message.tenant_id
-    if author_email:
-        message.author_email = contacts.normalize_address(author_email)
-        message.author_name = (author_name or "")[:200]
-        message.author_contact_id = None
-    if author_name is not None and not author_email:
-        message.author_name = author_name[:200]
-    customer = message.direction == "in" and bool(message.author_email) and message.author_user_id is None
-    if customer:
-        message.author_contact_id = contacts.ensure_contact(session, tenant_id, message.author_email,
-                                                            message.author_name)
-    source = message.conversation_id
-    lookup = SqlLookup(session, tenant_id)
-    author = lookup.live_contact(message.author_contact_id) if message.author_contact_id is not None else None
-    if new:
-        values = _new_values(session, tenant_id, subject=message.subject, contact_id=message.author_contact_id,
-                             now=now)
-        target = session.get(Conversation, create_conversation(session, values))
-    else:
-        target = session.get(Conversation, to_conversation_id)
-        if target is None or target.tenant_id != tenant_id:
-            raise NotFound(f"no conversation {to_conversation_id} for this message's tenant")
-        if target.id == source:
-            raise PostroomError(f"message {message_row} is already in conversation {target.id}")
-        owner = lookup.live_contact(target.contact_id) if target.contact_id is not None else None
-        if customer and owner != author and not force:
-            raise PostroomError(f"message {message_row} is from {_contact_label(session, author)} but conversation "
-                                f"{target.id} is {_contact_label(session, owner)}'s; confirm with --force "
-                                f"(API: \"force\": true)")
-    message.conversation_id = target.id
-    message.suggestions = []
-    if trust.FOREIGN in (message.flags or ()):  # staff put it here: its author is a participant from now on
-        message.flags = [f for f in message.flags if f != trust.FOREIGN]
-    if message.direction == "in":
-        target.last_customer_at = max(filter(None, (aware(target.last_customer_at), now)))
-        if target.status == "closed":
-            target.status, target.closed_at = "open", None
-    target.last_activity_at = now
-    target.updated_at = now
-    notice = None
-    if source is not None and customer and author is not None and target.contact_id is not None \
-            and lookup.live_contact(target.contact_id) == author:
-        notice = author
-        _event(session, tenant_id, "message_moved", "contact", author, conversation_id=target.id,
-               message_id=message.id, from_conversation_id=source, reference=target.reference)
-    session.flush()
-    emptied = source is not None and _empty(session, source, now)
-    return Moved(message.id, source, target.id, new, message.author_contact_id, notice, emptied)
-
-
-def _empty(session: Session, conversation_id: int, now: datetime) -> bool:
-    """Close a conversation that has no message left, flagged ``emptied_by_move``; True if it was empty."""
-    if session.scalar(select(func.count()).select_from(Message).where(Message.conversation_id == conversation_id)):
-        return False
-    conv = session.get_one(Conversation, conversation_id)
-    conv.status, conv.closed_at, conv.updated_at = "closed", now, now
-    conv.flags = sorted({*(conv.flags or ()), EMPTIED_BY_MOVE})
-    session.flush()
-    return True
-
-
-def mark_read(session: Session, message_row: int, read: bool = True) -> None:
-    session.execute(update(Message).where(Message.id == message_row).values(is_read=read))
-
-
-def set_status(session: Session, conversation_id: int, status: str, *, now: datetime | None = None) -> None:
-    if status not in STATUSES:
-        raise PostroomError(f"status {status!r}: use one of {', '.join(STATUSES)}")
-    conv = session.get(Conversation, conversation_id)
-    if conv is None:
-        raise NotFound(f"no conversation {conversation_id}")
-    now = now or datetime.now(UTC)
-    conv.status = status
-    conv.closed_at = now if status == "closed" else None
-    conv.updated_at = now
-
-
-def assign(session: Session, conversation_id: int, *, user_id: int | None = None, team_id: int | None = None) -> None:
-    conv = session.get(Conversation, conversation_id)
-    if conv is None:
-        raise NotFound(f"no conversation {conversation_id}")
-    conv.responsible_user_id = user_id
-    conv.responsible_team_id = team_id
-    session.flush()
-
-
-def autoclose(session: Session, *, now: datetime | None = None) -> dict[int, list[int]]:
-    """Close conversations idle longer than their tenant's ``autoclose_days``; tenant id -> closed ids."""
-    now = now or datetime.now(UTC)
-    closed: dict[int, list[int]] = {}
-    for tenant in session.scalars(select(Tenant)):
-        days = ThreadingPolicy.from_settings(tenant.settings).autoclose_days
-        if not days:
-            continue
-        cutoff = now - timedelta(days=days)
-        ids = list(session.scalars(select(Conversation.id).where(
-            Conversation.tenant_id == tenant.id, Conversation.status != ConversationStatus.CLOSED,
-            Conversation.last_activity_at < cutoff)))
-        if ids:
-            session.execute(update(Conversation).where(Conversation.id.in_(ids))
-                            .values(status=ConversationStatus.CLOSED, closed_at=now, updated_at=now))
-            closed[tenant.id] = ids
-    return closed
 
 
 # --- views ---------------------------------------------------------------------------------------------------
@@ -901,7 +657,7 @@ def _tenant_id(session: Session, slug: str) -> int:
     return found
 
 
-def _primary_addresses(session: Session, contact_ids: set[int]) -> dict[int, str]:
+def primary_addresses(session: Session, contact_ids: set[int]) -> dict[int, str]:
     if not contact_ids:
         return {}
     rows = session.execute(select(ContactAddress.contact_id, ContactAddress.address)
@@ -915,7 +671,7 @@ def _summaries(session: Session, convs: Sequence[Conversation]) -> list[Conversa
     counts = dict(session.execute(select(Message.conversation_id, func.count()).where(
         Message.conversation_id.in_(ids)).group_by(Message.conversation_id)).all()) if ids else {}
     contact_ids = {c.contact_id for c in convs if c.contact_id is not None}
-    emails = _primary_addresses(session, contact_ids)
+    emails = primary_addresses(session, contact_ids)
     names = dict(session.execute(select(Contact.id, Contact.name).where(Contact.id.in_(contact_ids))).all()) \
         if contact_ids else {}
     return [ConversationSummary(
@@ -992,7 +748,7 @@ def dump(session: Session, tenant: str) -> list[dict]:
         .order_by(Message.id))
     for cid, mid in rows:
         ids.setdefault(cid, []).append(mid)
-    emails = _primary_addresses(session, {c.contact_id for c in convs if c.contact_id is not None})
+    emails = primary_addresses(session, {c.contact_id for c in convs if c.contact_id is not None})
     return [{"id": c.id, "reference": c.reference, "subject": c.subject, "status": c.status,
              "contact": emails.get(c.contact_id), "message_ids": ids.get(c.id, [])} for c in convs]
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from postroom.storage import conversations, staff
+from postroom.storage import conversations, staff, staff_messages
 from postroom.storage.staff import StaffUserInfo
 
 AT = re.compile(r"(?<![\w@.+-])@")
@@ -81,5 +81,5 @@ def notify_mentions(session: Session, tenant_id: int, conversation_id: int, mess
 def add_note(session: Session, tenant_id: int, conversation_id: int, author_id: int,
              text: str) -> tuple[int, list[int]]:
     """Store an internal note and tell the staff it @mentions; (message row, mentioned user ids)."""
-    row = conversations.add_staff_message(session, conversation_id, author_id, kind="note", text=text)
+    row = staff_messages.add_staff_message(session, conversation_id, author_id, kind="note", text=text)
     return row, notify_mentions(session, tenant_id, conversation_id, row, author_id, text)

@@ -24,7 +24,15 @@ from postroom.exports.pdf import to_pdf
 from postroom.outbound import actions
 from postroom.outbound.compose import Dispatch
 from postroom.statuses import ConversationStatus
-from postroom.storage import conversation_edits, conversation_search, conversations, inbound, mentions, staff
+from postroom.storage import (
+    conversation_actions,
+    conversation_edits,
+    conversation_search,
+    conversations,
+    inbound,
+    mentions,
+    staff,
+)
 from postroom.storage.apikeys import Principal
 from postroom.storage.conversation_search import ConversationFilter
 from postroom.storage.conversations import ConversationSummary, MessageView
@@ -293,7 +301,7 @@ def mark_message_read(message_id: RowId, mark: ReadIn, principal: Principal = De
                       session: Session = Depends(db_session)) -> MessageOut:
     """Mark one message read (``{"read": false}``: unread)."""
     own_message(session, principal, message_id)
-    conversations.mark_read(session, message_id, mark.read)
+    conversation_actions.mark_read(session, message_id, mark.read)
     return MessageOut.of(conversations.get_message(session, message_id))
 
 
