@@ -58,6 +58,8 @@ def test_mailbox_mail_becomes_a_conversation_message_and_is_marked_seen_after_th
     wait_until(lambda: _rows(service.app, "done") == 4, timeout=20)  # IDLE: well inside the 60 s poll interval
     [state] = [json.loads(line) for line in run("mailbox", "list", "--json").stdout.splitlines()]
     assert state["failures"] == 0 and state["last_success_at"] and state["last_uid"] == 4
+    shape = run("queue").stdout  # the queue view shows the mailboxes feeding it
+    assert "MAILBOX" in shape and state["url"] in shape
     assert PASSWORD not in json.dumps(state)
     scrape = urllib.request.urlopen(service.http_url + "/metrics").read().decode()
     assert 'postroom_ingress_messages_total{source="imap"} 4.0' in scrape

@@ -11,7 +11,7 @@ from postroom.errors import PostroomError
 from postroom.queue import wakeup
 from postroom.queue.operations import OPERATIONS, RETRYABLE
 from postroom.statuses import InboundStatus
-from postroom.storage import inbound
+from postroom.storage import inbound, ingress
 
 AGE_LABELS = tuple(label for _, label in inbound.AGE_BUCKETS) + (inbound.OLDER,)
 
@@ -44,6 +44,7 @@ def queue(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
         lines = inbound.summary(session, tenant)
         ages = inbound.age_buckets(session, tenant)
         failures = inbound.failures_by_reason(session, tenant)
+        fetched = ingress.list_mailboxes(session, tenant)
     if as_json:
         echo_json([{"stage": ln.stage, "status": ln.status, "count": ln.count,
                     "oldest": ln.oldest, "oldest_age_seconds": int((datetime.now(UTC) - ln.oldest).total_seconds())
@@ -51,13 +52,19 @@ def queue(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
         return
     if not lines:
         click.echo("queue is empty")
-        return
-    echo_table(["STAGE", "STATUS", "COUNT", *AGE_LABELS, "OLDEST"],
-               [(ln.stage, ln.status, ln.count, *(ages.get((ln.stage, ln.status), {}).get(b, 0) for b in AGE_LABELS),
-                 age(ln.oldest)) for ln in lines])
+    else:
+        echo_table(["STAGE", "STATUS", "COUNT", *AGE_LABELS, "OLDEST"],
+                   [(ln.stage, ln.status, ln.count,
+                     *(ages.get((ln.stage, ln.status), {}).get(b, 0) for b in AGE_LABELS), age(ln.oldest))
+                    for ln in lines])
     if failures:
         click.echo("failed by reason: " + ", ".join(f"{name} {count}" for name, count in sorted(failures.items()))
                    + " (see: postroom queue list --status failed)")
+    if fetched:  # the mailboxes feeding the queue: how far behind each one is, and why
+        click.echo("")
+        echo_table(["MAILBOX", "TENANT", "LAST OK", "BACKLOG", "FAILURES", "ERROR"],
+                   [(m.url, m.tenant, age(m.last_success_at), m.backlog, m.failures, (m.last_error or "")[:80])
+                    for m in fetched])
 
 
 @queue.command("list")
