@@ -6,7 +6,7 @@ Usage: python bench/threads.py [--threads 300] [--corpus DIR] [--rate 1000] [--b
    members, In-Reply-To/References as clients write them, some Exchange-style
    commas), and a portal-style one (one customer per thread, replies to staff
    answers that are not in the mailbox), is ingested through ``postroom.gateway.ingest`` and the real
-   pipeline (parse -> threading -> storage), then ``conversations.dump`` is
+   pipeline (parse -> threading -> storage), then ``conversation_views.dump`` is
    scored: precision and recall of message pairs put in the same conversation,
    against the threads the generator built. Once with headers intact, once
    with In-Reply-To/References stripped from a third of the replies.
@@ -43,7 +43,7 @@ from postroom.app import App
 from postroom.gateway.ingest import inbox_address_of, ingest, iter_messages
 from postroom.model import Envelope
 from postroom.settings import Settings
-from postroom.storage import conversations, inbound, tenants
+from postroom.storage import conversation_views, conversations, inbound, tenants
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Contact, ContactAddress, Conversation, Message
 from postroom.threading.references import parse_ids
@@ -197,8 +197,8 @@ def pairs(groups: dict[object, list[str]]) -> int:
 
 def score(app: App, truth: dict[str, int]) -> dict[str, float]:
     with app.session() as session:
-        dumped = conversations.dump(session, "bench")
-        inbox_count = len(conversations.list_inbox(session, "bench", limit=10**6))
+        dumped = conversation_views.dump(session, "bench")
+        inbox_count = len(conversation_views.list_inbox(session, "bench", limit=10**6))
     predicted = {d["id"]: [m for m in d["message_ids"] if m in truth] for d in dumped}
     cells: dict[tuple[int, int], int] = Counter()
     for cid, mids in predicted.items():

@@ -25,7 +25,7 @@ from tests.outbound.test_verp import QMAIL
 from postroom.exports import fonts
 from postroom.outbound import actions
 from postroom.service import Service
-from postroom.storage import apikeys, conversations
+from postroom.storage import apikeys, conversation_views
 from postroom.testing import make_eml, wait_until
 from postroom.web import create_app
 
@@ -61,7 +61,7 @@ def flat(text: str) -> str:
 def conversation_of(svc: Service, subject: str) -> int:
     def probe() -> int | None:
         with svc.app.session() as session:
-            found = [c for c in conversations.list_conversations(session, "acme") if c.subject == subject]
+            found = [c for c in conversation_views.list_conversations(session, "acme") if c.subject == subject]
         return found[0].id if found else None
 
     return wait_until(probe)
@@ -69,7 +69,7 @@ def conversation_of(svc: Service, subject: str) -> int:
 
 def message_count(svc: Service, conv: int) -> int:
     with svc.app.session() as session:
-        return len(conversations.get_conversation(session, conv)[1])
+        return len(conversation_views.get_conversation(session, conv)[1])
 
 
 def test_the_pdf_shows_every_script_or_marks_what_no_font_draws(running: Service, customer: smtplib.SMTP, run,

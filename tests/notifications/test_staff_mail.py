@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from postroom.outbound import actions, staff_mail
 from postroom.service import Service
-from postroom.storage import apikeys, conversation_edits, conversations, staff
+from postroom.storage import apikeys, conversation_edits, conversation_views, staff
 from postroom.testing import Received, make_eml, wait_until
 from postroom.web import create_app
 
@@ -24,7 +24,7 @@ INBOX = "inbox@acme.mail.test"
 def conversation_of(svc: Service, subject: str) -> int:
     def probe() -> int | None:
         with svc.app.session() as session:
-            found = [c for c in conversations.list_conversations(session, "acme") if c.subject == subject]
+            found = [c for c in conversation_views.list_conversations(session, "acme") if c.subject == subject]
         return found[0].id if found else None
 
     return wait_until(probe)
@@ -57,7 +57,7 @@ def test_immediate_mail_for_assignment_and_customer_reply_once(running: Service,
                                                            body="The boiler is broken.", message_id="<b1@example.com>"))
     conv = conversation_of(running, "Boiler")
     with running.app.session() as session:
-        tenant_id = conversations.get_conversation(session, conv)[0].tenant_id
+        tenant_id = conversation_views.get_conversation(session, conv)[0].tenant_id
         conversation_edits.update_conversations(session, tenant_id, [conv], responsible_user_id=users["ann"])
     customer.sendmail("zoe@example.com", [INBOX], make_eml(
         sender="Zoë <zoe@example.com>", subject="Re: Boiler", body="It is leaking water now.",
@@ -77,10 +77,10 @@ def test_immediate_mail_for_assignment_and_customer_reply_once(running: Service,
     assert mails_to(relay, "bob@acme.example") == [] and mails_to(relay, "gina@globex.example") == []
 
 
-def conversations_events(svc: Service, conv: int, kind: str) -> list[conversations.EventView]:
+def conversations_events(svc: Service, conv: int, kind: str) -> list[conversation_views.EventView]:
     with svc.app.session() as session:
-        tenant_id = conversations.get_conversation(session, conv)[0].tenant_id
-        return [e for e in conversations.events(session, tenant_id, conversation_id=conv) if e.kind == kind]
+        tenant_id = conversation_views.get_conversation(session, conv)[0].tenant_id
+        return [e for e in conversation_views.events(session, tenant_id, conversation_id=conv) if e.kind == kind]
 
 
 def test_team_digest_goes_to_members_with_mail_on_and_notes_only_to_who_they_mention(
@@ -104,7 +104,7 @@ def test_team_digest_goes_to_members_with_mail_on_and_notes_only_to_who_they_men
                                                            body="The tap drips.", message_id="<t1@example.com>"))
     conv = conversation_of(running, "Tap")
     with running.app.session() as session:
-        tenant_id = conversations.get_conversation(session, conv)[0].tenant_id
+        tenant_id = conversation_views.get_conversation(session, conv)[0].tenant_id
         conversation_edits.update_conversations(session, tenant_id, [conv], responsible_team_id=team.id)
     customer.sendmail("zoe@example.com", [INBOX], make_eml(
         sender="Zoë <zoe@example.com>", subject="Re: Tap", body="Still dripping.",

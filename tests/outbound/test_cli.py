@@ -13,7 +13,7 @@ from postroom.cli import cli
 from postroom.errors import PostroomError
 from postroom.model import Envelope
 from postroom.outbound import delivery
-from postroom.storage import conversations, staff
+from postroom.storage import conversation_views, staff
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.testing import make_eml
 
@@ -66,7 +66,7 @@ def test_user_reply_note_and_outbound_views(run, app, fast, tenant_ids, relay, t
     assert "note" in run("note", str(conversation), "--as", "jan@acme.example", "--text", str(secret))
     with app.session() as session:
         [anna] = [u for u in staff.list_users(session, tenant_ids["acme"]) if u.email == "anna@acme.example"]
-        mentions = [e for e in conversations.events(session, tenant_ids["acme"]) if e.kind == "mention"]
+        mentions = [e for e in conversation_views.events(session, tenant_ids["acme"]) if e.kind == "mention"]
     assert [(e.recipient_type, e.recipient_id, e.conversation_id) for e in mentions] == [("user", anna.id,
                                                                                           conversation)]
     refused = run("reply", str(conversation), "--as", "nobody@acme.example", "--text", str(text), code=1)

@@ -19,7 +19,7 @@ from postroom.cli import cli
 from postroom.model import Envelope
 from postroom.queue.actors import SWEEP_IDLE
 from postroom.service import Service
-from postroom.storage import conversations, inbound, staff
+from postroom.storage import conversation_views, inbound, staff
 from postroom.storage import outbound as store
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.testing import make_eml, wait_until
@@ -50,7 +50,7 @@ def test_cli_reply_and_retry_leave_within_seconds(running: Service, customer: sm
 
     def conversation_id() -> int | None:
         with running.app.session() as session:
-            found = conversations.list_conversations(session, "acme")
+            found = conversation_views.list_conversations(session, "acme")
         return found[0].id if found else None
 
     conv = wait_until(conversation_id)
@@ -105,7 +105,7 @@ def test_without_a_running_service_the_cli_says_when_it_will_be_sent(app, fast, 
                                                               {tenant_ids["acme"]: (inbox,)})])
     assert flow.process_inbound(app, row) == "done"
     with app.session() as session:
-        conv = conversations.list_conversations(session, "acme")[0].id
+        conv = conversation_views.list_conversations(session, "acme")[0].id
     text = tmp_path / "reply.txt"
     text.write_text("Hello\n")
     result = CliRunner().invoke(cli, ["reply", str(conv), "--as", STAFF, "--text", str(text)])

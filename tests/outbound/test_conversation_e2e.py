@@ -10,7 +10,7 @@ import pytest
 
 from postroom.outbound import actions, compose, delivery
 from postroom.service import Service
-from postroom.storage import conversation_actions, conversations, staff
+from postroom.storage import conversation_actions, conversation_views, staff
 from postroom.storage import outbound as store
 from postroom.testing import make_eml, wait_until
 
@@ -18,15 +18,15 @@ NOTE = "INTERNAL: customer is difficult, do not offer a discount (NOTE-7731)"
 STAFF = "elodie@acme.example"
 
 
-def conversation_of(svc: Service) -> conversations.ConversationSummary:
+def conversation_of(svc: Service) -> conversation_views.ConversationSummary:
     with svc.app.session() as session:
-        found = conversations.list_conversations(session, "acme")
+        found = conversation_views.list_conversations(session, "acme")
     return found[0] if len(found) == 1 else None  # type: ignore[return-value]
 
 
-def messages_of(svc: Service, conversation_id: int) -> list[conversations.MessageView]:
+def messages_of(svc: Service, conversation_id: int) -> list[conversation_views.MessageView]:
     with svc.app.session() as session:
-        return conversations.get_conversation(session, conversation_id)[1]
+        return conversation_views.get_conversation(session, conversation_id)[1]
 
 
 def test_reply_round_trip_notes_stay_inside_and_bounces_warn_staff(running, customer, relay, fixture_bytes,
@@ -79,7 +79,7 @@ def test_reply_round_trip_notes_stay_inside_and_bounces_warn_staff(running, cust
     wait_until(lambda: _status(svc, queued.outbound.id) == "bounced")
     with svc.app.session() as session:
         record = store.get_outbound(session, queued.outbound.id)
-        events = conversations.events(session, conv.tenant_id, conversation_id=conv.id)
+        events = conversation_views.events(session, conv.tenant_id, conversation_id=conv.id)
         user = staff.user_by_email(session, "acme", STAFF)
     assert [r.status for r in record.recipients] == ["bounced"]
     [warning] = [e for e in events if e.kind == "delivery_failed"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from postroom.outbound import actions
 from postroom.service import Service
-from postroom.storage import conversations
+from postroom.storage import conversation_views
 from postroom.testing import make_eml, wait_until
 
 STAFF = "elodie@acme.example"
@@ -27,7 +27,7 @@ def test_an_override_takes_effect_at_the_next_reply(running: Service, customer: 
 
     def conversation_id() -> int | None:
         with running.app.session() as session:
-            found = conversations.list_conversations(session, "acme")
+            found = conversation_views.list_conversations(session, "acme")
         return found[0].id if found else None
 
     conv = wait_until(conversation_id)

@@ -12,7 +12,7 @@ import smtplib
 
 from postroom.outbound import actions
 from postroom.service import Service
-from postroom.storage import conversations
+from postroom.storage import conversation_views
 from postroom.storage import outbound as store
 from postroom.testing import make_eml, wait_until
 
@@ -38,7 +38,7 @@ def _start(svc: Service, customer: smtplib.SMTP, relay) -> tuple[int, int, str]:
 
     def conversation_id() -> int | None:
         with svc.app.session() as session:
-            found = conversations.list_conversations(session, "acme")
+            found = conversation_views.list_conversations(session, "acme")
         return found[0].id if found else None
 
     conv = wait_until(conversation_id)
@@ -53,9 +53,9 @@ def _outbound(svc: Service, outbound_id: int) -> store.OutboundRecord:
         return store.get_outbound(session, outbound_id)
 
 
-def _messages(svc: Service, conv: int) -> list[conversations.MessageView]:
+def _messages(svc: Service, conv: int) -> list[conversation_views.MessageView]:
     with svc.app.session() as session:
-        return conversations.get_conversation(session, conv)[1]
+        return conversation_views.get_conversation(session, conv)[1]
 
 
 def test_a_bare_bounce_to_the_bounce_address_fails_that_message(running, customer, relay) -> None:
@@ -70,8 +70,8 @@ def test_a_bare_bounce_to_the_bounce_address_fails_that_message(running, custome
     assert len(returned) == 1 and "bounce" in returned[0].flags
     assert "bounced" in next(m for m in messages if m.direction == "out").flags
     with svc.app.session() as session:
-        summary = conversations.get_conversation(session, conv)[0]
-        events = conversations.events(session, summary.tenant_id, conversation_id=conv)
+        summary = conversation_views.get_conversation(session, conv)[0]
+        events = conversation_views.events(session, summary.tenant_id, conversation_id=conv)
     assert [e.kind for e in events].count("delivery_failed") == 1
     assert "customer_message" not in [e.kind for e in events], "a bounce is not the customer writing"
 
@@ -92,9 +92,9 @@ def test_a_forged_bounce_address_changes_nothing(running, customer, relay) -> No
     forged = bounce_address.replace("bounce+", "bounce+x", 1)
     customer.sendmail("", [forged], QMAIL.format(to=forged, n=2).replace("\n", "\r\n").encode())
 
-    def inbox() -> list[conversations.MessageView]:
+    def inbox() -> list[conversation_views.MessageView]:
         with svc.app.session() as session:
-            return conversations.list_inbox(session, "acme")
+            return conversation_views.list_inbox(session, "acme")
 
     [landed] = wait_until(inbox)
     assert "forged_token" in landed.flags

@@ -17,7 +17,7 @@ from postroom.cli import cli
 from postroom.errors import PostroomError
 from postroom.service import Service
 from postroom.settings import Settings
-from postroom.storage import conversations, inbound, outbound
+from postroom.storage import conversation_views, inbound, outbound
 from postroom.testing import Received, free_port, make_eml, wait_until
 
 INBOX = "inbox@acme.mail.test"
@@ -74,7 +74,7 @@ class Mailer:
                 rows = [r for r in inbound.list_inbound(session, limit=100) if r.message_id == mid]
                 if not rows or rows[0].status != "done":
                     return None
-                return conversations.message_row_by_header(session, rows[0].tenant_id, mid)
+                return conversation_views.message_row_by_header(session, rows[0].tenant_id, mid)
 
         return wait_until(stored)
 
@@ -82,9 +82,9 @@ class Mailer:
         address = sender.rpartition("<")[2].rstrip(">")
         return self.send(make_eml(sender=sender, to=to, **eml), sender=address, to=to)  # type: ignore[arg-type]
 
-    def message(self, row: int) -> conversations.MessageView:
+    def message(self, row: int) -> conversation_views.MessageView:
         with self.service.app.session() as session:
-            return conversations.get_message(session, row)
+            return conversation_views.get_message(session, row)
 
     def outbound(self) -> list[outbound.OutboundRecord]:
         with self.service.app.session() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.utils import make_msgid
 from pathlib import Path
 
-from postroom.storage import conversations
+from postroom.storage import conversation_views
 from postroom.testing import wait_until
 
 from .conftest import as_json
@@ -20,7 +20,7 @@ def conversation_of(mailer, subject: str, **eml: object) -> tuple[int, int, str]
 
 def reference(mailer, conversation_id: int) -> str:
     with mailer.service.app.session() as session:
-        return conversations.get_conversation(session, conversation_id)[0].reference
+        return conversation_views.get_conversation(session, conversation_id)[0].reference
 
 
 def test_move_tells_the_customer_in_their_language_and_the_tenant_template(mailer, run, relay, people_settings,

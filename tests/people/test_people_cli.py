@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.utils import make_msgid
 
 from postroom.outbound import actions
-from postroom.storage import conversations
+from postroom.storage import conversation_views
 
 from .conftest import as_json, write_rules
 
@@ -13,9 +13,9 @@ ASSIGN_ANNA = "rules:\n  - name: Anna takes new mail\n    when: { new_conversati
               "    then: { assign: { user: anna@acme.example } }\n"
 
 
-def summary(mailer, conversation_id: int) -> conversations.ConversationSummary:
+def summary(mailer, conversation_id: int) -> conversation_views.ConversationSummary:
     with mailer.service.app.session() as session:
-        return conversations.get_conversation(session, conversation_id)[0]
+        return conversation_views.get_conversation(session, conversation_id)[0]
 
 
 def test_teams_and_a_deactivated_user(mailer, run, people_settings, tmp_path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.utils import make_msgid
 
-from postroom.storage import conversations
+from postroom.storage import conversation_views
 
 from .conftest import as_json, write_rules
 
@@ -39,10 +39,10 @@ def test_spam_blocks_the_sender_until_unspam(mailer, run, people_settings, tenan
     assert honest.conversation_id is not None  # the rule answers everyone else...
     assert recipients(mailer) == ["mia@example.com"]  # ...but nothing is queued for the blocked address
     with mailer.service.app.session() as session:
-        tenant_events = conversations.events(session, tenant_ids["acme"])
+        tenant_events = conversation_views.events(session, tenant_ids["acme"])
         assert not [e for e in tenant_events if e.message_id in (blocked.id, fresh.id)]  # nobody is notified
-        assert [c.id for c in conversations.list_conversations(session, "acme")].count(spam_conversation) == 1
-        assert len(conversations.list_conversations(session, "acme")) == 2
+        assert [c.id for c in conversation_views.list_conversations(session, "acme")].count(spam_conversation) == 1
+        assert len(conversation_views.list_conversations(session, "acme")) == 2
     listed = run("inbox", "list", "--tenant", "acme")
     assert "offers@spam.example" in listed and "blocked" in listed
 

@@ -17,7 +17,7 @@ from postroom.cli import cli
 from postroom.metrics import RULE_ACTIONS_SKIPPED
 from postroom.rules import directory, parse_ruleset
 from postroom.settings import Settings
-from postroom.storage import conversations, staff
+from postroom.storage import conversation_views, staff
 from postroom.testing import make_eml, wait_until
 
 RULES = """\
@@ -108,5 +108,5 @@ def test_at_run_time_a_missing_team_is_skipped_with_a_warning(routed, send, sett
     assert leak.routing["auto_reply"] == "acknowledgement"  # the last valid auto-reply still stands
     assert (skipped("assign")._value.get(), skipped("auto_reply")._value.get()) == (before[0] + 1, before[1] + 1)
     with routed.app.session() as session:
-        by_conv = {c.subject: c for c in conversations.list_conversations(session, "acme")}
+        by_conv = {c.subject: c for c in conversation_views.list_conversations(session, "acme")}
     assert by_conv["Invoice 17"].responsible_team_id is None

@@ -11,7 +11,7 @@ from tests.rules.conftest import drain, finished, free_port, rows, write_rules
 from postroom import flow
 from postroom.service import Service
 from postroom.statuses import TERMINAL
-from postroom.storage import conversations, inbound, routing, staff
+from postroom.storage import conversation_views, inbound, routing, staff
 from postroom.storage import outbound as outbound_store
 from postroom.storage.tables import InboundMessage, Message, NotificationEvent
 from postroom.testing import make_eml, wait_until
@@ -42,9 +42,9 @@ rules:
 """
 
 
-def conversations_of(svc: Service, tenant: str = "acme") -> list[conversations.ConversationSummary]:
+def conversations_of(svc: Service, tenant: str = "acme") -> list[conversation_views.ConversationSummary]:
     with svc.app.session() as session:
-        return conversations.list_conversations(session, tenant)
+        return conversation_views.list_conversations(session, tenant)
 
 
 def outbound_rows(svc: Service) -> list[outbound_store.OutboundRecord]:

@@ -20,7 +20,7 @@ from tests.rules.conftest import finished, write_rules
 
 from postroom.outbound import actions
 from postroom.service import Service
-from postroom.storage import conversation_actions, conversations
+from postroom.storage import conversation_actions, conversation_views, conversations
 from postroom.storage import outbound as outbound_store
 from postroom.testing import make_eml, wait_until
 from postroom.threading import subjects
@@ -31,16 +31,16 @@ STAFF = "sophie@acme.example"
 ALWAYS_ANSWER = "rules:\n  - name: Answer everything\n    then: { auto_reply: acknowledgement }\n"
 
 
-def _message(svc: Service, mid: str) -> conversations.MessageView:
+def _message(svc: Service, mid: str) -> conversation_views.MessageView:
     with svc.app.session() as session:
-        row = conversations.message_row_by_header(session, _acme(svc), mid)
+        row = conversation_views.message_row_by_header(session, _acme(svc), mid)
         assert row is not None, mid
-        return conversations.get_message(session, row)
+        return conversation_views.get_message(session, row)
 
 
 def _acme(svc: Service) -> int:
     with svc.app.session() as session:
-        return conversations._tenant_id(session, "acme")
+        return conversation_views._tenant_id(session, "acme")
 
 
 def _sprayed_subject(real_tag: str, count: int) -> str:
@@ -66,8 +66,8 @@ class Victim:
         self.reference, self.subject = summary.reference, summary.subject
         self.secrets = self._secrets(summary, messages)
 
-    def _secrets(self, summary: conversations.ConversationSummary,
-                 messages: list[conversations.MessageView]) -> set[str]:
+    def _secrets(self, summary: conversation_views.ConversationSummary,
+                 messages: list[conversation_views.MessageView]) -> set[str]:
         reply_to = dict(self.reply.outbound.headers).get("Reply-To", "")
         token = reply_to.partition("reply+")[2].partition("@")[0]
         assert token, reply_to
@@ -79,7 +79,7 @@ class Victim:
         self.send(raw, mail_from=mail_from, rcpts=rcpts)
         wait_until(lambda: finished(self.svc, before + 1))
 
-    def attack(self, **changes: object) -> conversations.MessageView:
+    def attack(self, **changes: object) -> conversation_views.MessageView:
         mid = make_msgid(domain="evil.example")
         rcpts = changes.pop("rcpts", ("inbox@acme.mail.test",))
         fields = {"sender": f"Jean Customer <{STRANGER}>", "subject": "Re: Deposit for unit 12",
@@ -88,7 +88,7 @@ class Victim:
         self.deliver(make_eml(**fields), STRANGER, rcpts)  # type: ignore[arg-type]
         return _message(self.svc, mid)
 
-    def all_attacks(self) -> dict[str, conversations.MessageView]:
+    def all_attacks(self) -> dict[str, conversation_views.MessageView]:
         """Each attack by name, and where its message landed."""
         tag = subjects.reference_tag(self.reference)
         return {
@@ -119,7 +119,7 @@ def _nothing_leaked(victim: Victim) -> None:
         assert not leaked, f"mail to the stranger carries {leaked}"
 
 
-def _report(mode: str, victim: Victim, attacks: dict[str, conversations.MessageView]) -> None:
+def _report(mode: str, victim: Victim, attacks: dict[str, conversation_views.MessageView]) -> None:
     """With POSTROOM_TRUST_REPORT set (bench/reliability.py), append each attack's outcome as a JSON line."""
     path = os.environ.get("POSTROOM_TRUST_REPORT")
     if not path:
@@ -179,11 +179,11 @@ def test_a_stranger_attached_when_not_strict_is_flagged_silent_and_never_quoted(
     _quotes_only_the_customer(victim)
 
 
-def _conversation(svc: Service, conversation_id: int | None) -> tuple[conversations.ConversationSummary,
-                                                                      list[conversations.MessageView]]:
+def _conversation(svc: Service, conversation_id: int | None) -> tuple[conversation_views.ConversationSummary,
+                                                                      list[conversation_views.MessageView]]:
     assert conversation_id is not None
     with svc.app.session() as session:
-        return conversations.get_conversation(session, conversation_id)
+        return conversation_views.get_conversation(session, conversation_id)
 
 
 @pytest.fixture(autouse=True)

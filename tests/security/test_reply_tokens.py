@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from postroom.app import App
 from postroom.service import Service
 from postroom.statuses import TERMINAL
-from postroom.storage import conversations, staff_messages
+from postroom.storage import conversation_views, staff_messages
 from postroom.storage.tables import InboundMessage, Tenant
 from postroom.testing import make_eml, wait_until
 
@@ -46,9 +46,9 @@ class Mail:
 
     def conversation_of(self, message_id: str, tenant: str = "acme") -> tuple[int | None, tuple[str, ...]]:
         with self.app.session() as session:
-            row = conversations.message_row_by_header(session, self.tenant_ids[tenant], message_id)
+            row = conversation_views.message_row_by_header(session, self.tenant_ids[tenant], message_id)
             assert row is not None, f"{message_id} was not stored for {tenant}"
-            view = conversations.get_message(session, row)
+            view = conversation_views.get_message(session, row)
         return view.conversation_id, tuple(view.flags)
 
     def start(self, sender: str = CUSTOMER, tenant: str = "acme") -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from postroom.service import Service
-from postroom.storage import conversations, staff
+from postroom.storage import conversation_views, staff
 from postroom.storage.tables import InboundMessage
 from postroom.testing import wait_until
 
@@ -46,8 +46,8 @@ def _deliver(svc: Service, raw: bytes, message_id: str):
 
     def stored():
         with svc.app.session() as session:
-            row = conversations.message_row_by_header(session, svc.app.directory().slugs["acme"], message_id)
-            return conversations.get_message(session, row) if row else None
+            row = conversation_views.message_row_by_header(session, svc.app.directory().slugs["acme"], message_id)
+            return conversation_views.get_message(session, row) if row else None
 
     message = wait_until(stored)
     with svc.app.session() as session:

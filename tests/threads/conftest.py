@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from postroom.service import Service
 from postroom.statuses import TERMINAL
-from postroom.storage import conversation_actions, conversations, staff, staff_messages
+from postroom.storage import conversation_actions, conversation_views, conversations, staff, staff_messages
 from postroom.storage.tables import InboundMessage
 from postroom.testing import make_eml, wait_until
 from postroom.threading.references import make_message_id
@@ -88,33 +88,33 @@ class Threads:
 
     def conversation_of(self, message_id: str) -> int:
         with self.app.session() as session:
-            row = conversations.message_row_by_header(session, self.tenant_ids["acme"], message_id)
+            row = conversation_views.message_row_by_header(session, self.tenant_ids["acme"], message_id)
             assert row is not None, f"{message_id} was not stored"
-            found = conversations.get_message(session, row).conversation_id
+            found = conversation_views.get_message(session, row).conversation_id
         assert found is not None, f"{message_id} is in the unsorted inbox"
         return found
 
-    def message(self, message_id: str, tenant: str = "acme") -> conversations.MessageView:
+    def message(self, message_id: str, tenant: str = "acme") -> conversation_views.MessageView:
         with self.app.session() as session:
-            row = conversations.message_row_by_header(session, self.tenant_ids[tenant], message_id)
+            row = conversation_views.message_row_by_header(session, self.tenant_ids[tenant], message_id)
             assert row is not None, f"{message_id} was not stored"
-            return conversations.get_message(session, row)
+            return conversation_views.get_message(session, row)
 
-    def conversation(self, conversation_id: int) -> conversations.ConversationSummary:
+    def conversation(self, conversation_id: int) -> conversation_views.ConversationSummary:
         with self.app.session() as session:
-            return conversations.get_conversation(session, conversation_id)[0]
+            return conversation_views.get_conversation(session, conversation_id)[0]
 
-    def messages(self, conversation_id: int) -> list[conversations.MessageView]:
+    def messages(self, conversation_id: int) -> list[conversation_views.MessageView]:
         with self.app.session() as session:
-            return conversations.get_conversation(session, conversation_id)[1]
+            return conversation_views.get_conversation(session, conversation_id)[1]
 
-    def inbox(self, tenant: str = "acme") -> list[conversations.MessageView]:
+    def inbox(self, tenant: str = "acme") -> list[conversation_views.MessageView]:
         with self.app.session() as session:
-            return conversations.list_inbox(session, tenant)
+            return conversation_views.list_inbox(session, tenant)
 
-    def events(self, conversation_id: int | None = None, tenant: str = "acme") -> list[conversations.EventView]:
+    def events(self, conversation_id: int | None = None, tenant: str = "acme") -> list[conversation_views.EventView]:
         with self.app.session() as session:
-            return conversations.events(session, self.tenant_ids[tenant], conversation_id=conversation_id)
+            return conversation_views.events(session, self.tenant_ids[tenant], conversation_id=conversation_id)
 
     def staff_reply(self, conversation_id: int, tenant: str = "acme") -> Outbound:
         """What the outbound side stores and sends for a staff reply: Message-ID, reply address, References."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 
-from postroom.storage import conversation_actions, staff_messages
+from postroom.storage import conversation_actions, conversation_views, staff_messages
 from postroom.testing import make_eml
 from postroom.threading.tokens import make_reply_address
 
@@ -131,8 +131,7 @@ def test_reply_to_closed_conversation_reopens_it(threads, template) -> None:
     summary = threads.conversation(conv)
     assert summary.status == "open"
     with threads.app.session() as session:
-        from postroom.storage import conversations
-        listed = conversations.list_conversations(session, "acme")
+        listed = conversation_views.list_conversations(session, "acme")
     assert [c.id for c in listed][:2] == [conv, other]  # back at the top
     event = threads.events(conv)[-1]
     assert (event.kind, event.payload["reopened"], event.recipient_type) == ("customer_message", True, "user")
@@ -160,8 +159,7 @@ def test_out_of_office_without_a_conversation_creates_nothing(threads, template)
     message = threads.message(mid)
     assert message.conversation_id is None and "auto_reply" in message.flags
     with threads.app.session() as session:
-        from postroom.storage import conversations
-        assert conversations.list_conversations(session, "acme") == []
+        assert conversation_views.list_conversations(session, "acme") == []
     assert threads.events() == []
 
 

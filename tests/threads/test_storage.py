@@ -12,7 +12,15 @@ from postroom import flow
 from postroom.errors import PostroomError
 from postroom.model import Envelope
 from postroom.storage import bounces as bounce_store
-from postroom.storage import contacts, conversation_actions, conversations, inbound, staff, staff_messages
+from postroom.storage import (
+    contacts,
+    conversation_actions,
+    conversation_views,
+    conversations,
+    inbound,
+    staff,
+    staff_messages,
+)
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Conversation
 from postroom.testing import make_eml
@@ -34,11 +42,11 @@ def deliver(app, tenant_ids):
     return run
 
 
-def message_of(app, tenant_id: int, message_id: str) -> conversations.MessageView:
+def message_of(app, tenant_id: int, message_id: str) -> conversation_views.MessageView:
     with app.session() as session:
-        row = conversations.message_row_by_header(session, tenant_id, message_id)
+        row = conversation_views.message_row_by_header(session, tenant_id, message_id)
         assert row is not None
-        return conversations.get_message(session, row)
+        return conversation_views.get_message(session, row)
 
 
 def test_heuristic_same_contact_same_subject_within_window(app, tenant_ids, deliver) -> None:
@@ -123,8 +131,8 @@ def test_autoclose_job(app, tenant_ids, deliver) -> None:
         closed = conversation_actions.autoclose(session)
     assert set(closed) == {acme} and old in closed[acme] and fresh not in closed[acme]
     with app.session() as session:
-        statuses = {c.id: c.status for c in conversations.list_conversations(session, "acme")}
-        globex = conversations.list_conversations(session, "globex")
+        statuses = {c.id: c.status for c in conversation_views.list_conversations(session, "acme")}
+        globex = conversation_views.list_conversations(session, "globex")
     assert statuses[old] == "closed" and statuses[fresh] == "open"
     assert [c.status for c in globex] == ["open"]
 
@@ -142,7 +150,7 @@ def test_contacts_are_created_and_merged_on_request(app, tenant_ids, deliver) ->
         merged = contacts.merge_contacts(session, keep_id=home, drop_id=work)
         assert merged.addresses == ("jean@home.example", "j.dupont@work.example")
         assert contacts.get_contact(session, work).merged_into_id == home
-        assert {c.contact_id for c in conversations.list_conversations(session, "acme")} == {home}
+        assert {c.contact_id for c in conversation_views.list_conversations(session, "acme")} == {home}
     assert message_of(app, acme, b).author_contact_id == home
 
 
@@ -155,7 +163,7 @@ def test_bounce_is_recorded_against_the_outbound_message(app, tenant_ids, delive
     with app.session() as session:
         user = staff.add_user(session, "acme", email="sophie@acme.example", name="Sophie")
         staff_messages.add_staff_message(session, conv, user.id, text="Bonjour", message_id=outbound_id)
-        events_before = len(conversations.events(session, acme))
+        events_before = len(conversation_views.events(session, acme))
     dsn_id = make_msgid(domain="mx.home.example")
     dsn = (
         "From: Mail Delivery System <MAILER-DAEMON@mx.home.example>\r\n"
@@ -176,8 +184,8 @@ def test_bounce_is_recorded_against_the_outbound_message(app, tenant_ids, delive
     deliver(dsn)
     with app.session() as session:
         bounces = bounce_store.list_bounces(session, acme)
-        events_after = len(conversations.events(session, acme))
-        summary = conversations.get_conversation(session, conv)[0]
+        events_after = len(conversation_views.events(session, acme))
+        summary = conversation_views.get_conversation(session, conv)[0]
     assert [b.header_message_id for b in bounces] == [outbound_id]
     assert "jean@home.example" in bounces[0].permanent + bounces[0].temporary
     assert events_after == events_before and summary.status == "open"
@@ -204,11 +212,11 @@ def test_staff_messages_responsible_team_and_notes(app, tenant_ids, deliver) -> 
             staff.add_user(session, "acme", email="ANNA@acme.example", name="Twice")
         conversation_actions.assign(session, conv, team_id=team.id)
         staff_messages.add_staff_message(session, conv, anna.id, kind="note", text="internal")
-        assert conversations.get_conversation(session, conv)[0].responsible_user_id is None
+        assert conversation_views.get_conversation(session, conv)[0].responsible_user_id is None
         staff_messages.add_staff_message(session, conv, anna.id, text="not in the team")
-        assert conversations.get_conversation(session, conv)[0].responsible_user_id is None
+        assert conversation_views.get_conversation(session, conv)[0].responsible_user_id is None
         staff_messages.add_staff_message(session, conv, paul.id, text="hello", status="awaiting_feedback")
-        summary = conversations.get_conversation(session, conv)[0]
+        summary = conversation_views.get_conversation(session, conv)[0]
         assert (summary.responsible_user_id, summary.responsible_team_id, summary.status) == \
             (paul.id, team.id, "awaiting_feedback")
         assert [u.email for u in staff.list_users(session, "acme")] == ["anna@acme.example", "paul@acme.example"]
@@ -216,8 +224,8 @@ def test_staff_messages_responsible_team_and_notes(app, tenant_ids, deliver) -> 
     reply = make_msgid(domain="x.example")
     deliver(make_eml(message_id=reply, subject="Re: Question about my unit", headers={"In-Reply-To": root}))
     with app.session() as session:
-        summary = conversations.get_conversation(session, conv)[0]
-        event = conversations.events(session, acme, conversation_id=conv)[-1]
+        summary = conversation_views.get_conversation(session, conv)[0]
+        event = conversation_views.events(session, acme, conversation_id=conv)[-1]
     assert summary.status == "open"  # the customer answered
     assert (event.recipient_type, event.recipient_id) == ("user", paul.id)
 
@@ -251,17 +259,17 @@ def test_failure_keeps_the_stage_and_a_retry_records_once(app, tenant_ids, deliv
     with app.session() as session:
         record = inbound.get_inbound(session, row)
         assert (record.stage, record.status) == ("storage", "retrying")
-        assert conversations.message_row_by_header(session, tenant_ids["acme"], mid) is None
-        assert conversations.list_conversations(session, "acme") == []
+        assert conversation_views.message_row_by_header(session, tenant_ids["acme"], mid) is None
+        assert conversation_views.list_conversations(session, "acme") == []
     monkeypatch.setattr(conversations, "record", real)
     assert flow.process_inbound(app, row) == "done"
     with app.session() as session:
         inbound.set_status(session, row, "pending", allowed_from=("done",))
     assert flow.process_inbound(app, row) == "done"  # processed again: still one message
     with app.session() as session:
-        assert (inbound.get_inbound(session, row).stage, len(conversations.list_conversations(session, "acme"))) \
+        assert (inbound.get_inbound(session, row).stage, len(conversation_views.list_conversations(session, "acme"))) \
             == ("done", 1)
-        assert conversations.list_conversations(session, "acme")[0].message_count == 1
+        assert conversation_views.list_conversations(session, "acme")[0].message_count == 1
 
 
 def test_responder_opening_a_new_thread_each_time_is_stopped(app, tenant_ids, deliver) -> None:
@@ -269,26 +277,26 @@ def test_responder_opening_a_new_thread_each_time_is_stopped(app, tenant_ids, de
         deliver(make_eml(sender="Bot <bot@responder.example>", message_id=make_msgid(domain="responder.example"),
                          subject=f"Your request #{n} was received"))
     with app.session() as session:
-        assert len(conversations.list_conversations(session, "acme")) == 10
-        inbox = conversations.list_inbox(session, "acme")
+        assert len(conversation_views.list_conversations(session, "acme")) == 10
+        inbox = conversation_views.list_inbox(session, "acme")
     assert len(inbox) == 5 and all("loop" in m.flags for m in inbox)
 
 
 def test_conversation_subject_drops_reply_prefixes(app, tenant_ids, deliver) -> None:
     deliver(make_eml(message_id=make_msgid(domain="x.example"), subject="RE: AW: Heizung [#ZZZZZZ]"))
     with app.session() as session:
-        assert conversations.list_conversations(session, "acme")[0].subject == "Heizung"
+        assert conversation_views.list_conversations(session, "acme")[0].subject == "Heizung"
 
 
 def test_a_taken_conversation_reference_is_drawn_again(app, tenant_ids, deliver, monkeypatch) -> None:
     deliver(make_eml(message_id=make_msgid(domain="x.example"), subject="Chauffage"))
     with app.session() as session:
-        [taken] = conversations.list_conversations(session, "acme")
+        [taken] = conversation_views.list_conversations(session, "acme")
     draws = iter([taken.reference, "Q7Q7Q7"])
     monkeypatch.setattr(conversations, "_random_reference", lambda: next(draws))
     deliver(make_eml(sender="Other <other@x.example>", message_id=make_msgid(domain="x.example"), subject="Fenêtre"))
     with app.session() as session:
-        references = sorted(c.reference for c in conversations.list_conversations(session, "acme"))
+        references = sorted(c.reference for c in conversation_views.list_conversations(session, "acme"))
     assert references == sorted([taken.reference, "Q7Q7Q7"])
 
 
@@ -307,7 +315,7 @@ def test_a_message_id_stored_after_the_duplicate_check_is_still_one_message(app,
     second = deliver(make_eml(message_id=mid, subject="Volets", body="second copy"))
     assert len(checks) == 2  # the insert found the row taken and looked again
     with app.session() as session:
-        [conv] = conversations.list_conversations(session, "acme")
+        [conv] = conversation_views.list_conversations(session, "acme")
         assert conv.message_count == 1
         assert inbound.get_inbound(session, second).status == "done"
     assert message_of(app, tenant_ids["acme"], mid).text.strip() == "first copy"

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from postroom import flow
 from postroom.app import App
 from postroom.model import Envelope
-from postroom.storage import conversations, staff
+from postroom.storage import conversation_views, staff
 from postroom.storage.intake import IntakeItem, store_batch
 
 from .conftest import auth, store_mail
@@ -27,7 +27,7 @@ def received(app: App, tenant_ids: dict[str, int], slug: str, **eml: object) -> 
     inbound_id = store_mail(app, tenant_ids[slug], slug, **eml)
     assert flow.process_inbound(app, inbound_id) == "done"
     with app.session() as session:
-        return conversations.list_conversations(session, slug, limit=1)[0].id
+        return conversation_views.list_conversations(session, slug, limit=1)[0].id
 
 
 def with_attachment(slug: str) -> bytes:
@@ -52,8 +52,8 @@ def world(app: App, tenant_ids: dict[str, int]) -> dict[str, dict[str, int]]:
             tenant_rcpts={tenant_ids[slug]: (rcpt,)})])[0][0]
         assert flow.process_inbound(app, inbound_id) == "done"
         with app.session() as session:
-            conversation = conversations.list_conversations(session, slug, limit=1)[0].id
-            message = conversations.get_conversation(session, conversation)[1][0].id
+            conversation = conversation_views.list_conversations(session, slug, limit=1)[0].id
+            message = conversation_views.get_conversation(session, conversation)[1][0].id
             user = staff.add_user(session, slug, email=f"anna@{slug}.example", name="Anna").id
         other = received(app, tenant_ids, slug, subject=f"{slug} secret price list",
                          sender="Piet <piet@example.org>")

@@ -21,7 +21,7 @@ from dramatiq.brokers.stub import StubBroker
 from postroom import logs
 from postroom.app import App
 from postroom.queue import runtime
-from postroom.storage import conversations
+from postroom.storage import conversation_views
 from postroom.testing import make_eml, wait_until
 
 from .conftest import store_mail
@@ -105,7 +105,7 @@ def test_one_info_line_per_processed_message(service, smtp) -> None:  # type: ig
         flow_log.setLevel(logging.NOTSET)
     assert fields["outcome"] == "done" and fields["tenant"] == "acme" and isinstance(fields["duration_ms"], float)
     with service.app.session() as session:
-        [conv] = conversations.list_conversations(session, "acme")
+        [conv] = conversation_views.list_conversations(session, "acme")
     assert fields["conversation_id"] == conv.id and fields["inbound_id"] > 0 and fields["level"] == "info"
     assert fields["message"] == f"inbound {fields['inbound_id']} done in {fields['duration_ms']:.1f} ms " \
                                 f"(conversation {conv.id})"

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from postroom import flow
 from postroom.app import App
-from postroom.storage import conversations, staff
+from postroom.storage import conversation_views, staff
 
 from .conftest import auth, store_mail
 
@@ -43,14 +43,14 @@ def received(app: App, tenant_ids: dict[str, int], slug: str, *, message_id: str
     """The message row of one mail run through the real pipeline."""
     assert flow.process_inbound(app, store_mail(app, tenant_ids[slug], slug, message_id=message_id, **eml)) == "done"
     with app.session() as session:
-        row = conversations.message_row_by_header(session, tenant_ids[slug], message_id)
+        row = conversation_views.message_row_by_header(session, tenant_ids[slug], message_id)
     assert row is not None
     return row
 
 
-def message(app: App, row: int) -> conversations.MessageView:
+def message(app: App, row: int) -> conversation_views.MessageView:
     with app.session() as session:
-        return conversations.get_message(session, row)
+        return conversation_views.get_message(session, row)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from postroom import flow
 from postroom.app import App
 from postroom.service import Service
 from postroom.settings import Settings
-from postroom.storage import conversations, staff
+from postroom.storage import conversation_views, staff
 from postroom.storage import outbound as outbound_store
 from postroom.storage.mentions import find_mentions
 from postroom.storage.staff import StaffUserInfo
@@ -36,7 +36,7 @@ def received(app: App, tenant_id: int, slug: str, **eml: object) -> int:
     inbound_id = store_mail(app, tenant_id, slug, **eml)
     assert flow.process_inbound(app, inbound_id) == "done"
     with app.session() as session:
-        return conversations.list_conversations(session, slug, limit=1)[0].id
+        return conversation_views.list_conversations(session, slug, limit=1)[0].id
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_category_subject_bulk_and_mark_read(client: TestClient, app: App, keys:
     assert mixed.status_code == 404 and "secret" not in mixed.text
     assert client.get(f"/api/v1/conversations/{one}", headers=key).json()["status"] == "closed"
     with app.session() as session:
-        assert conversations.get_conversation(session, foreign)[0].status == "open"
+        assert conversation_views.get_conversation(session, foreign)[0].status == "open"
     nothing = client.post("/api/v1/conversations/bulk", json={"ids": [one]}, headers=key)
     assert nothing.status_code == 400
     wrong_user = client.post("/api/v1/conversations/bulk", json={"ids": [one], "responsible_user_id": people["zoe"]},
@@ -219,7 +219,7 @@ def test_staff_reply_with_attachments_is_queued_and_dispatched(client: TestClien
     assert body["message"]["text"] == "Here is the plan." and body["message"]["author_email"] == "anna@acme.example"
     with app.session() as session:
         record = outbound_store.get_outbound(session, body["outbound_id"])
-        summary, messages = conversations.get_conversation(session, conv)
+        summary, messages = conversation_views.get_conversation(session, conv)
     assert record.conversation_id == conv and record.staff_email == "anna@acme.example"
     assert [r.address for r in record.recipients] == ["jean@example.com"]
     assert [(a.filename, a.content_type) for a in record.attachments] == [("plan 4B.pdf", "application/pdf"),

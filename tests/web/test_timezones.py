@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from tests.web.conftest import auth
 
 from postroom.service import Service
-from postroom.storage import conversations, inbound
+from postroom.storage import conversation_views, inbound
 from postroom.testing import make_eml, wait_until
 
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -23,11 +23,11 @@ def _done(service: Service, count: int) -> bool:
         return sum(r.status == "done" for r in inbound.list_inbound(session)) >= count
 
 
-def _message(service: Service, tenant_id: int, mid: str) -> conversations.MessageView:
+def _message(service: Service, tenant_id: int, mid: str) -> conversation_views.MessageView:
     with service.app.session() as session:
-        row = conversations.message_row_by_header(session, tenant_id, mid)
+        row = conversation_views.message_row_by_header(session, tenant_id, mid)
         assert row is not None
-        return conversations.get_message(session, row)
+        return conversation_views.get_message(session, row)
 
 
 def _forward(original_date: str) -> bytes:
@@ -58,6 +58,6 @@ def test_a_date_with_an_offset_is_stored_and_served_in_utc(service: Service, smt
     assert [m.sent_at for m in forwarded] == [datetime(2024, 12, 3, 17, 0, tzinfo=UTC)]
 
 
-def conversations_inbox(service: Service) -> list[conversations.MessageView]:
+def conversations_inbox(service: Service) -> list[conversation_views.MessageView]:
     with service.app.session() as session:
-        return conversations.list_inbox(session, "acme")
+        return conversation_views.list_inbox(session, "acme")

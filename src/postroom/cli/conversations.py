@@ -13,7 +13,7 @@ from postroom.exports.mbox import to_mbox
 from postroom.exports.pdf import to_pdf
 from postroom.outbound import actions
 from postroom.queue import wakeup
-from postroom.storage import blocks, conversation_actions, conversations
+from postroom.storage import blocks, conversation_actions, conversation_views, conversations
 from postroom.storage.tables.conversations import STATUSES
 from postroom.storage.tenants import get_tenant
 
@@ -38,7 +38,7 @@ def list_(ctx: click.Context, tenant: str, status: str | None, limit: int, as_js
     """Conversations of TENANT, most recently active first."""
     app = open_app(ctx)
     with app.session() as session:
-        found = conversations.list_conversations(session, tenant, status=status, limit=limit)
+        found = conversation_views.list_conversations(session, tenant, status=status, limit=limit)
     if as_json:
         for conv in found:
             echo_json(conv)
@@ -59,7 +59,7 @@ def show(ctx: click.Context, conversation_id: int, as_json: bool) -> None:
     """One conversation with its messages in order."""
     app = open_app(ctx)
     with app.session() as session:
-        conv, messages = conversations.get_conversation(session, conversation_id)
+        conv, messages = conversation_views.get_conversation(session, conversation_id)
     if as_json:
         echo_json({**vars(conv), "messages": messages})
         return
@@ -86,7 +86,7 @@ def dump(ctx: click.Context, tenant: str, as_json: bool) -> None:
     """One JSON object per conversation: id, reference, subject, status, contact, message_ids."""
     app = open_app(ctx)
     with app.session() as session:
-        rows = conversations.dump(session, tenant)
+        rows = conversation_views.dump(session, tenant)
     for row in rows:
         echo_json(row)
 
@@ -106,7 +106,7 @@ def export(ctx: click.Context, conversation_id: int, fmt: str, since: str | None
     period = Period.parse(since, until)
     app = open_app(ctx)
     with app.session() as session:
-        summary, messages = conversations.get_conversation(session, conversation_id)
+        summary, messages = conversation_views.get_conversation(session, conversation_id)
         items = collect(session, app.blobs, summary.tenant_id, messages, period, raw=fmt == "mbox")
     data = to_pdf(summary, items, period) if fmt == "pdf" else to_mbox(items)
     if output == "-":
@@ -233,7 +233,7 @@ def inbox_list(ctx: click.Context, tenant: str, limit: int, as_json: bool) -> No
     """Messages waiting in TENANT's unsorted inbox, newest first, with suggested conversations."""
     app = open_app(ctx)
     with app.session() as session:
-        found = conversations.list_inbox(session, tenant, limit=limit)
+        found = conversation_views.list_inbox(session, tenant, limit=limit)
     if as_json:
         for m in found:
             echo_json(m)
@@ -247,7 +247,7 @@ def inbox_list(ctx: click.Context, tenant: str, limit: int, as_json: bool) -> No
                 for m in found])
 
 
-def similar_note(message: conversations.MessageView) -> str:
+def similar_note(message: conversation_views.MessageView) -> str:
     """'same name as contact 12 (jean@old.example)': the sender's address is new, its display name is not."""
     return "; ".join(f"same name as contact {s['contact_id']} ({s['address']})" for s in message.similar_contacts)
 
@@ -277,7 +277,7 @@ def inbox_move(ctx: click.Context, message: str, to_conversation: int | None, ne
         if not tenant:
             raise click.UsageError("a Message-ID needs --tenant")
         with app.session() as session:
-            found = conversations.message_row_by_header(session, get_tenant(session, tenant).id, message)
+            found = conversation_views.message_row_by_header(session, get_tenant(session, tenant).id, message)
         if found is None:
             raise PostroomError(f"no message {message} for tenant {tenant}")
         row = found

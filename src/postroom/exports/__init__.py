@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from postroom.errors import PostroomError
 from postroom.storage import exports as store
 from postroom.storage.blobs import BlobStore
-from postroom.storage.conversations import MessageView
+from postroom.storage.conversation_views import MessageView
 from postroom.storage.exports import FailedDelivery
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -15,7 +15,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from postroom.exports import ExportItem
-from postroom.storage.conversations import MessageView
+from postroom.storage.conversation_views import MessageView
 
 
 def _rebuilt(view: MessageView) -> EmailMessage:

@@ -22,7 +22,7 @@ from fpdf import FPDF
 
 from postroom.exports import ExportItem, Period
 from postroom.exports.fonts import Fonts, installed
-from postroom.storage.conversations import ConversationSummary
+from postroom.storage.conversation_views import ConversationSummary
 
 MAX_MESSAGE_CHARS = 100_000
 PIECE = 4_000

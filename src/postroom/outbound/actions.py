@@ -27,6 +27,7 @@ from postroom.storage import (
     blocks,
     contacts,
     conversation_actions,
+    conversation_views,
     conversations,
     mentions,
     staff,
@@ -73,8 +74,8 @@ def _staff_user(session: Session, tenant_id: int, email: str) -> StaffUserInfo:
     return user
 
 
-def _public_history(summary: conversations.ConversationSummary,
-                    messages: Sequence[conversations.MessageView]) -> tuple[QuotedMessage, ...]:
+def _public_history(summary: conversation_views.ConversationSummary,
+                    messages: Sequence[conversation_views.MessageView]) -> tuple[QuotedMessage, ...]:
     """The contact's own last message, quoted under the reply under the contact's stored name.
 
     Never a note, never mail someone else wrote into the conversation, never
@@ -99,7 +100,7 @@ def conversation_context(session: Session, app: App, conversation_id: int, *, ki
                          user: StaffUserInfo | None = None,
                          attachments: tuple[AttachmentRef, ...] = ()) -> tuple[OutboundContext, int]:
     """The outbound context for a conversation's contact, and the tenant id."""
-    summary, messages = conversations.get_conversation(session, conversation_id)
+    summary, messages = conversation_views.get_conversation(session, conversation_id)
     if not summary.contact_email:
         raise PostroomError(f"conversation {conversation_id} has no contact e-mail address to write to")
     if blocks.is_blocked(session, summary.tenant_id, summary.contact_email):
@@ -137,7 +138,7 @@ def reply(app: App, conversation_id: int, staff_email: str, text: str, *,
         raise PostroomError("a reply needs some text")
     refs = tuple(attachments)
     with app.session() as session:
-        summary, _ = conversations.get_conversation(session, conversation_id)
+        summary, _ = conversation_views.get_conversation(session, conversation_id)
         user = _staff_user(session, summary.tenant_id, staff_email)
         channel = channel or contacts.preferences(session, summary.contact_id)[0]
         ctx, tenant_id = conversation_context(session, app, conversation_id, kind="reply", text=text, user=user,
@@ -159,7 +160,7 @@ def note(app: App, conversation_id: int, staff_email: str, text: str) -> int:
     if not text.strip():
         raise PostroomError("a note needs some text")
     with app.session() as session:
-        summary, _ = conversations.get_conversation(session, conversation_id)
+        summary, _ = conversation_views.get_conversation(session, conversation_id)
         user = _staff_user(session, summary.tenant_id, staff_email)
         row, _mentioned = mentions.add_note(session, summary.tenant_id, conversation_id, user.id, text.strip())
         return row
@@ -182,7 +183,7 @@ def automatic(app: App, conversation_id: int, *, kind: str, text: str = "", temp
         ctx = replace(ctx, template=template)
         if conversations.loop_suppressed(session, conversation_id, ctx.recipient.email):
             return None
-        channel = contacts.preferences(session, conversations.get_conversation(session, conversation_id)[0]
+        channel = contacts.preferences(session, conversation_views.get_conversation(session, conversation_id)[0]
                                        .contact_id)[0]
         record = compose.store(session, app, ctx, compose.render(app, ctx, channel=channel), tenant_id=tenant_id,
                                channel=channel)
@@ -219,7 +220,7 @@ def move(app: App, message_row: int, *, to_conversation_id: int | None = None, n
 
 
 def _move_notice(session: Session, app: App, moved: conversation_actions.Moved) -> OutboundRecord | None:
-    message = conversations.get_message(session, moved.message_id)
+    message = conversation_views.get_message(session, moved.message_id)
     try:
         ctx, tenant_id = conversation_context(session, app, moved.to_conversation_id, kind="move_notice")
     except Blocked:

@@ -24,9 +24,9 @@ from postroom.outbound import compose
 from postroom.outbound import locale as locales
 from postroom.outbound.compose import Dispatch
 from postroom.outbound.model import Brand, OutboundContext, Person
-from postroom.storage import conversations, tenants
+from postroom.storage import conversation_views, tenants
 from postroom.storage import staff_mail as store
-from postroom.storage.conversations import ConversationSummary, EventView
+from postroom.storage.conversation_views import ConversationSummary, EventView
 from postroom.storage.staff_mail import MailSetting, MessageGist
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _portal_link(brand: Brand, conversation_id: int | None) -> str | None:
 def _contexts(session: Session, app: App, setting: MailSetting, events: Sequence[EventView]) -> list[OutboundContext]:
     tenant = next(t for t in tenants.list_tenants(session) if t.id == setting.tenant_id)
     brand = compose.brand(app, tenant)
-    own = [c for c in conversations.summaries(session, sorted({e.conversation_id for e in events
+    own = [c for c in conversation_views.summaries(session, sorted({e.conversation_id for e in events
                                                                if e.conversation_id is not None}))
            if c.tenant_id == setting.tenant_id]
     summaries = {c.id: c for c in own}

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
 from postroom.statuses import ConversationStatus
-from postroom.storage import contacts, conversations
+from postroom.storage import contacts, conversation_views, conversations
 from postroom.storage.db import aware
 from postroom.storage.tables import Conversation, Message, Tenant
 from postroom.storage.tables.conversations import STATUSES
@@ -41,7 +41,7 @@ EMPTIED_BY_MOVE = "emptied_by_move"
 def _contact_label(session: Session, contact_id: int | None) -> str:
     if contact_id is None:
         return "no contact"
-    email = conversations.primary_addresses(session, {contact_id}).get(contact_id)
+    email = conversation_views.primary_addresses(session, {contact_id}).get(contact_id)
     return f"contact {contact_id} ({email})" if email else f"contact {contact_id}"
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from postroom.errors import PostroomError
-from postroom.storage import conversations
-from postroom.storage.conversations import ConversationSummary
+from postroom.storage import conversation_views
+from postroom.storage.conversation_views import ConversationSummary
 from postroom.storage.tables import ContactAddress, Conversation, Message
 from postroom.storage.tables.conversations import STATUSES
 
@@ -104,4 +104,4 @@ def search(session: Session, tenant_id: int, f: ConversationFilter = Conversatio
     ids = list(session.scalars(select(Conversation.id).where(*where)
                                .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc())
                                .offset(offset).limit(limit)))
-    return ConversationPage(total, offset, limit, conversations.summaries(session, ids))
+    return ConversationPage(total, offset, limit, conversation_views.summaries(session, ids))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from postroom.storage import conversations, staff, staff_messages
+from postroom.storage import conversation_views, conversations, staff, staff_messages
 from postroom.storage.staff import StaffUserInfo
 
 AT = re.compile(r"(?<![\w@.+-])@")
@@ -68,7 +68,7 @@ def notify_mentions(session: Session, tenant_id: int, conversation_id: int, mess
     """Raise a ``mention`` event for every active user the note names (not its author); the user ids."""
     users = [u for u in staff.list_users(session, tenant_id) if u.active]
     author = next((u for u in users if u.id == author_id), None)
-    summary = conversations.summaries(session, [conversation_id])[0]
+    summary = conversation_views.summaries(session, [conversation_id])[0]
     mentioned = [u for u in find_mentions(text, users) if u.id != author_id]
     for user in mentioned:
         conversations.add_event(session, tenant_id, "mention", "user", user.id, conversation_id=conversation_id,

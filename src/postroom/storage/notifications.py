@@ -14,7 +14,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound
-from postroom.storage.conversations import EventView
+from postroom.storage.conversation_views import EventView
 from postroom.storage.db import aware
 from postroom.storage.tables import NotificationEvent, TeamMember
 

@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
-from postroom.storage.conversations import EventView
+from postroom.storage.conversation_views import EventView
 from postroom.storage.tables import Message, NotificationEvent, StaffMailSetting, StaffUser, Team, TeamMember
 
 MODES = ("off", "immediate", "digest")

@@ -28,14 +28,14 @@ from postroom.storage import (
     conversation_actions,
     conversation_edits,
     conversation_search,
-    conversations,
+    conversation_views,
     inbound,
     mentions,
     staff,
 )
 from postroom.storage.apikeys import Principal
 from postroom.storage.conversation_search import ConversationFilter
-from postroom.storage.conversations import ConversationSummary, MessageView
+from postroom.storage.conversation_views import ConversationSummary, MessageView
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import RowId, db_session, get_app, get_outbound_dispatch
 from postroom.web.errors import ERROR_RESPONSES
@@ -174,7 +174,7 @@ class Moved(BaseModel):
 def own_conversation(session: Session, principal: Principal,
                      conversation_id: int) -> tuple[ConversationSummary, list[MessageView]]:
     try:
-        summary, messages = conversations.get_conversation(session, conversation_id)
+        summary, messages = conversation_views.get_conversation(session, conversation_id)
     except NotFound:
         summary, messages = None, []
     if summary is None or summary.tenant_id != principal.tenant_id:
@@ -185,9 +185,9 @@ def own_conversation(session: Session, principal: Principal,
 def own_message(session: Session, principal: Principal, message_id: int) -> MessageView:
     """A message belongs to the tenant of its conversation, or (unsorted) of the inbound row it came from."""
     try:
-        view = conversations.get_message(session, message_id)
+        view = conversation_views.get_message(session, message_id)
         if view.conversation_id is not None:
-            tenant_id = conversations.get_conversation(session, view.conversation_id)[0].tenant_id
+            tenant_id = conversation_views.get_conversation(session, view.conversation_id)[0].tenant_id
         elif view.inbound_id is not None:
             tenant_id = inbound.get_inbound(session, view.inbound_id).tenant_id
         else:
@@ -279,7 +279,7 @@ def add_note(conversation_id: RowId, note: NoteIn, principal: Principal = Depend
     if _user_tenant(session, note.user_id) != principal.tenant_id:
         raise PostroomError(f"no staff user {note.user_id} in this tenant")
     row, mentioned = mentions.add_note(session, principal.tenant_id, conversation_id, note.user_id, note.text)
-    return NoteOut(**MessageOut.of(conversations.get_message(session, row)).model_dump(),
+    return NoteOut(**MessageOut.of(conversation_views.get_message(session, row)).model_dump(),
                    mentioned_user_ids=mentioned)
 
 
@@ -287,7 +287,7 @@ def add_note(conversation_id: RowId, note: NoteIn, principal: Principal = Depend
 def list_inbox(principal: Principal = Depends(tenant_principal), session: Session = Depends(db_session),
                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[MessageOut]:
     """The unsorted inbox: messages no conversation claimed, newest first."""
-    return [MessageOut.of(m) for m in conversations.list_inbox(session, principal.tenant, limit=limit)]
+    return [MessageOut.of(m) for m in conversation_views.list_inbox(session, principal.tenant, limit=limit)]
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut)
@@ -302,7 +302,7 @@ def mark_message_read(message_id: RowId, mark: ReadIn, principal: Principal = De
     """Mark one message read (``{"read": false}``: unread)."""
     own_message(session, principal, message_id)
     conversation_actions.mark_read(session, message_id, mark.read)
-    return MessageOut.of(conversations.get_message(session, message_id))
+    return MessageOut.of(conversation_views.get_message(session, message_id))
 
 
 @router.post("/messages/{message_id}/move", response_model=Moved)

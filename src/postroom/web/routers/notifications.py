@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from postroom.errors import NotFound
 from postroom.storage import notifications, staff
 from postroom.storage.apikeys import Principal
-from postroom.storage.conversations import EventView
+from postroom.storage.conversation_views import EventView
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import db_session
 from postroom.web.errors import ERROR_RESPONSES

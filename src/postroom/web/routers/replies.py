@@ -21,7 +21,7 @@ from postroom.outbound import actions, compose
 from postroom.outbound.compose import Dispatch
 from postroom.rendered import AttachmentRef
 from postroom.statuses import ConversationStatus
-from postroom.storage import conversation_edits, conversations, staff
+from postroom.storage import conversation_edits, conversation_views, staff
 from postroom.storage.apikeys import Principal
 from postroom.web.auth import tenant_principal
 from postroom.web.deps import RowId, db_session, get_app, get_outbound_dispatch
@@ -92,4 +92,4 @@ def post_reply(conversation_id: RowId,
     if status is not None:
         conversation_edits.update_conversations(session, principal.tenant_id, [conversation_id], status=status)
     return ReplyOut(outbound_id=queued.outbound.id, outbound_status=queued.outbound.status,
-                    message=MessageOut.of(conversations.get_message(session, queued.message_row)))
+                    message=MessageOut.of(conversation_views.get_message(session, queued.message_row)))
