@@ -21,8 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
-from postroom.model import Attachment, ConversationUpdate, ParsedMessage, to_jsonable
-from postroom.statuses import CONVERSATION_MOVES, ConversationStatus
+from postroom.model import Attachment, ConversationUpdate, Forward, ParsedMessage, to_jsonable
+from postroom.statuses import ConversationStatus
 from postroom.storage import blocks, bounces, contacts, routing, staff
 from postroom.storage.db import aware, core, expire_loaded
 from postroom.storage.inbound import InboundRecord
@@ -38,8 +38,8 @@ from postroom.storage.tables import (
     ThreadRef,
 )
 from postroom.storage.tenants import TenantCache, tenant_changed
+from postroom.threading import lifecycle, subjects, trust
 from postroom.threading import references as refs
-from postroom.threading import subjects, trust
 from postroom.threading.policy import SETTINGS_KEY, ThreadingPolicy
 from postroom.threading.strategies import ConversationRef, MatchInput, SentMessage, ThreadMatch, match
 
@@ -336,19 +336,6 @@ def add_event(session: Session, tenant_id: int, kind: str, recipient_type: str, 
     )).inserted_primary_key[0]
 
 
-def _notify_responsible(session: Session, conv: Any, kind: str, message_id: int | None,
-                        **payload: Any) -> None:
-    """One event for the responsible user, else the team, else the tenant (unassigned)."""
-    if conv.responsible_user_id is not None:
-        target: tuple[str, int | None] = ("user", conv.responsible_user_id)
-    elif conv.responsible_team_id is not None:
-        target = ("team", conv.responsible_team_id)
-    else:
-        target = ("tenant", conv.tenant_id)
-    add_event(session, conv.tenant_id, kind, target[0], target[1], conversation_id=conv.id, message_id=message_id,
-           reference=conv.reference, **payload)
-
-
 @dataclass
 class _Thread:
     """The fields of the recorded message's conversation that ``record`` reads or changes.
@@ -458,6 +445,80 @@ def _add_thread_refs(session: Session, tenant_id: int, message_row: int, ids: Se
         core(session, _INSERT_THREAD_REF, rows)
 
 
+def _duplicate(row: Any) -> Recorded:
+    """The message this inbound row or Message-ID already stored (``id``, ``conversation_id``, ``flags``)."""
+    return Recorded(row.id, row.conversation_id, "conversation" if row.conversation_id else "inbox", duplicate=True,
+                    flags=tuple(row.flags or ()))
+
+
+def _author(session: Session, tenant_id: int, sender: str, sender_name: str, forward: Forward | None,
+            automatic: bool) -> tuple[int | None, list[dict] | None]:
+    """Who wrote the message (a staff forward: the original's sender, if known) and, for a contact created now
+    with a name, the existing contacts it may duplicate. Automatic mail creates no contact."""
+    if forward is not None:
+        if forward.sender is None:
+            return None, None
+        return contacts.contact_for_address(session, tenant_id, forward.sender.address), None
+    if not sender:
+        return None, None
+    if automatic:
+        return contacts.contact_for_address(session, tenant_id, sender), None
+    author, created = contacts.ensure_contact_created(session, tenant_id, sender, sender_name)
+    similar = (contacts.similar_contacts(session, tenant_id, author, sender_name) or None) if created and sender_name \
+        else None
+    return author, similar
+
+
+def _thread_for(session: Session, match: ThreadMatch, tenant_id: int, *, subject: str, author: int | None,
+                change: ConversationUpdate | None, sender: str, now: datetime) -> tuple[_Thread | None, bool, bool]:
+    """The conversation the message goes to (created when the match says new), whether created, whether a loop."""
+    if match.destination == "new":
+        return _new_thread(session, tenant_id, subject=subject, contact_id=author, now=now, change=change,
+                           follows=match.follows), True, False
+    if match.destination != "conversation":
+        return None, False, False
+    policy = threading_policy(session, tenant_id)
+    conv, recent = _load_thread(session, match.conversation_id, tenant_id, sender, now - policy.loop_window)
+    return conv, False, bool(sender) and recent >= policy.loop_max
+
+
+def _message_values(inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch, *, conversation_id: int | None,
+                    author: int | None, similar: list[dict] | None, flags: Sequence[str], message_id: str | None,
+                    in_reply_to: Sequence[str], references: Sequence[str], forward: Forward | None,
+                    now: datetime) -> dict[str, Any]:
+    """The ``messages`` row of an inbound message; a staff forward is stored as the original it carries."""
+    sender = parsed.sender.address.lower() if parsed.sender else ""
+    sender_name = parsed.sender.name if parsed.sender else ""
+    original = forward.sender if forward else None
+    return dict(
+        tenant_id=inbound.tenant_id, conversation_id=conversation_id, direction="in", kind="email",
+        author_contact_id=author, author_name=(original.name if original else sender_name)[:200],
+        author_email=(original.address if original else sender)[:320],
+        subject=(forward.subject if forward and forward.subject else parsed.subject) or "",
+        sent_at=(forward.date if forward and forward.date else parsed.date), created_at=now,
+        text=parsed.text, html=parsed.html,
+        reply_text=forward.text if forward else (parsed.reply_text or parsed.text),
+        quoted_text=parsed.quoted_text, signature=parsed.signature, message_id=message_id,
+        in_reply_to=list(in_reply_to), references=list(references),
+        attachments=_attachment_rows(forward.attachments if forward and forward.attachments
+                                     else parsed.attachments),
+        inbound_id=inbound.id, flags=sorted(set(flags)), matched_via=match.via,
+        forward=to_jsonable(forward) if forward else None, forwarded_by=sender if forward else None,
+        suggestions=list(match.suggestions), similar_contacts=similar,
+    )
+
+
+def _record_bounce(session: Session, tenant_id: int, parsed: ParsedMessage, match: ThreadMatch,
+                   message_row: int) -> None:
+    """A bounce that names the message it returns (and is not one of our VERP-matched ones) is kept against it."""
+    original = parsed.bounce.original_message_id if parsed.bounce is not None else None
+    bounced = refs.canonical(original) if original else None
+    if bounced is not None and match.returned is None:
+        bounces.record_bounce(session, tenant_id, bounced, permanent=parsed.bounce.permanent,
+                              temporary=parsed.bounce.temporary, status=parsed.bounce.status,
+                              bounce_message_row=message_row)
+
+
 def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
            change: ConversationUpdate | None = None, *, now: datetime | None = None) -> Recorded:
     """Store one matched inbound message and apply the lifecycle; idempotent per inbound row and Message-ID.
@@ -469,103 +530,42 @@ def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, matc
     mid = refs.canonical(parsed.message_id) if parsed.message_id else None
     existing = _existing(session, tenant_id, inbound.id, mid)
     if existing is not None:
-        return Recorded(existing.id, existing.conversation_id, "conversation" if existing.conversation_id else "inbox",
-                        duplicate=True, flags=tuple(existing.flags or ()))
-    policy = threading_policy(session, tenant_id)
+        return _duplicate(existing)
     automatic = parsed.auto_reply is not None or parsed.bounce is not None or "bounce" in match.flags
-    flags = list(match.flags)
-    if parsed.auto_reply is not None:
-        flags.append("auto_reply")
-    if parsed.bounce is not None:
-        flags.append("bounce")
+    flags = [*match.flags, *(["auto_reply"] if parsed.auto_reply is not None else []),
+             *(["bounce"] if parsed.bounce is not None else [])]
     sender = parsed.sender.address.lower() if parsed.sender else ""
-    sender_name = parsed.sender.name if parsed.sender else ""
     forward = parsed.forward if match.via == "forward" else None
-
-    author_contact: int | None = None
-    similar: list[dict] | None = None
-    if forward is not None:
-        if forward.sender is not None:
-            author_contact = contacts.contact_for_address(session, tenant_id, forward.sender.address)
-    elif sender and not automatic:
-        author_contact, created_contact = contacts.ensure_contact_created(session, tenant_id, sender, sender_name)
-        if created_contact and sender_name:
-            similar = contacts.similar_contacts(session, tenant_id, author_contact, sender_name) or None
-    elif sender:
-        author_contact = contacts.contact_for_address(session, tenant_id, sender)
-
-    conv: _Thread | None = None
-    created = loop = False
-    if match.destination == "new":
-        conv = _new_thread(session, tenant_id, subject=parsed.subject, contact_id=author_contact, now=now,
-                           change=change, follows=match.follows)
-        created = True
-    elif match.destination == "conversation":
-        conv, recent = _load_thread(session, match.conversation_id, tenant_id, sender, now - policy.loop_window)
-        loop = bool(sender) and recent >= policy.loop_max
-        if loop:
-            flags.append("loop")
-
+    author, similar = _author(session, tenant_id, sender, parsed.sender.name if parsed.sender else "", forward,
+                              automatic)
+    conv, created, loop = _thread_for(session, match, tenant_id, subject=parsed.subject, author=author,
+                                      change=change, sender=sender, now=now)
+    if loop:
+        flags.append("loop")
     in_reply_to = refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to)
     references = refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references)
-    values = dict(
-        tenant_id=tenant_id, conversation_id=conv.id if conv else None, direction="in", kind="email",
-        author_contact_id=author_contact,
-        author_name=(forward.sender.name if forward and forward.sender else sender_name)[:200],
-        author_email=(forward.sender.address if forward and forward.sender else sender)[:320],
-        subject=(forward.subject if forward and forward.subject else parsed.subject) or "",
-        sent_at=(forward.date if forward and forward.date else parsed.date), created_at=now,
-        text=parsed.text, html=parsed.html,
-        reply_text=forward.text if forward else (parsed.reply_text or parsed.text),
-        quoted_text=parsed.quoted_text, signature=parsed.signature, message_id=mid,
-        in_reply_to=list(in_reply_to), references=list(references),
-        attachments=_attachment_rows(forward.attachments if forward and forward.attachments
-                                     else parsed.attachments),
-        inbound_id=inbound.id, flags=sorted(set(flags)), matched_via=match.via,
-        forward=to_jsonable(forward) if forward else None, forwarded_by=sender if forward else None,
-        suggestions=list(match.suggestions), similar_contacts=similar,
-    )
+    values = _message_values(inbound, parsed, match, conversation_id=conv.id if conv else None, author=author,
+                             similar=similar, flags=flags, message_id=mid, in_reply_to=in_reply_to,
+                             references=references, forward=forward, now=now)
     message_row: int | None = core(session, _INSERT_MESSAGE[session.get_bind().dialect.name], values).scalar()
-    if message_row is None:
-        # the same Message-ID was stored by a concurrent worker: one message
+    if message_row is None:  # the same Message-ID was stored by a concurrent worker: one message
         found = _existing(session, tenant_id, inbound.id, mid)
         if found is None:
             raise PostroomError(f"inbound {inbound.id}: its message was neither stored nor found")
-        return Recorded(found.id, found.conversation_id, "conversation" if found.conversation_id else "inbox",
-                        duplicate=True, flags=tuple(found.flags or ()))
+        return _duplicate(found)
     _add_thread_refs(session, tenant_id, message_row, [*in_reply_to, *reversed(references)])
-
-    reopened = notified = False
+    outcome = lifecycle.step(conv, tenant_id=tenant_id, flags=flags, automatic=automatic, loop=loop,
+                             created=created, sender=sender, via=match.via, now=now)
+    for event in outcome.events:
+        add_event(session, tenant_id, event.kind, event.recipient_type, event.recipient_id,
+                  conversation_id=event.conversation_id, message_id=message_row, **event.payload)
     if conv is not None:
-        if loop and "loop" not in conv.flags:
-            conv.set(flags=sorted({*conv.flags, "loop"}))
-            add_event(session, tenant_id, "loop_detected", "operator", None, conversation_id=conv.id,
-                   message_id=message_row, sender=sender, reference=conv.reference)
-        if not automatic and not loop:
-            foreign = trust.FOREIGN in flags
-            if not foreign:  # a stranger's message is shown to staff, but never reopens or moves the status
-                if conv.status in CONVERSATION_MOVES["reopen"].allowed_from:
-                    reopened = conv.status == ConversationStatus.CLOSED
-                    conv.set(status=ConversationStatus.OPEN, **({"closed_at": None} if reopened else {}))
-                conv.set(last_customer_at=now)
-            conv.set(last_activity_at=now)
-            _notify_responsible(session, conv, "new_conversation" if created else "customer_message", message_row,
-                                reopened=reopened, foreign_sender=foreign)
-            notified = True
-        conv.set(updated_at=now)
+        conv.set(**outcome.changes)
         _save_thread(session, conv)
-    elif not automatic and trust.BLOCKED not in flags:  # a blocked sender's mail waits silently
-        add_event(session, tenant_id, "inbox_message", "tenant", tenant_id, message_id=message_row, via=match.via)
-        notified = True
-    original = parsed.bounce.original_message_id if parsed.bounce is not None else None
-    bounced = refs.canonical(original) if original else None
-    if bounced is not None and match.returned is None:
-        bounces.record_bounce(session, tenant_id, bounced, permanent=parsed.bounce.permanent,
-                              temporary=parsed.bounce.temporary, status=parsed.bounce.status,
-                              bounce_message_row=message_row)
+    _record_bounce(session, tenant_id, parsed, match, message_row)
     session.flush()
     return Recorded(message_row, conv.id if conv else None, "conversation" if conv else "inbox",
-                    created_conversation=created, reopened=reopened, notified=notified, loop=loop,
+                    created_conversation=created, reopened=outcome.reopened, notified=outcome.notified, loop=loop,
                     flags=tuple(sorted(set(flags))))
 
 
