@@ -43,7 +43,7 @@ from postroom.app import App
 from postroom.gateway.ingest import inbox_address_of, ingest, iter_messages
 from postroom.model import Envelope
 from postroom.settings import Settings
-from postroom.storage import conversation_views, conversations, inbound, tenants
+from postroom.storage import conversation_views, conversations, inbound, tenants, threading_lookup
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Contact, ContactAddress, Conversation, Message
 from postroom.threading.references import parse_ids
@@ -298,8 +298,8 @@ def time_threading(app: App, tenant_id: int, raws: list[bytes]) -> float:
     started = time.perf_counter()
     for record, message in zip(records, parsed, strict=True):
         with app.session() as session:
-            conversations.lock_tenant(session, tenant_id)
-            match = conversations.match_inbound(session, record, message, mail_domain=MAIL_DOMAIN)
+            threading_lookup.lock_tenant(session, tenant_id)
+            match = threading_lookup.match_inbound(session, record, message, mail_domain=MAIL_DOMAIN)
             conversations.record(session, record, message, match)
             inbound.advance(session, record.id, stage="done", status="done")
     return len(raws) / (time.perf_counter() - started)

@@ -28,7 +28,7 @@ from postroom.outbound.compose import Dispatch
 from postroom.rules import RoutingDecision, RuleInput, Ruleset, directory, evaluate, guard_auto_reply, routing
 from postroom.staff_directory import StaffDirectory
 from postroom.statuses import InboundStatus
-from postroom.storage import advisory, conversations, inbound, staff
+from postroom.storage import advisory, conversations, inbound, staff, threading_lookup
 from postroom.storage import routing as routing_store
 from postroom.storage.db import pipeline_connection, pipeline_scope
 from postroom.storage.inbound import InboundRecord, LeaseLost
@@ -248,7 +248,7 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
         outbound_ids: list[int] = []
         with pipeline_scope(app.sessions) as session:
             advisory.lock(session, record.tenant_id, keys.race_keys(parsed))  # not the tenant: see threading/keys
-            match = conversations.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
+            match = threading_lookup.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
             match, row["auth_results"] = vet_staff_forward(session, record, parsed, verdicts, match)
             if match.conversation_id is not None:
                 advisory.lock(session, record.tenant_id, [keys.conversation_key(match.conversation_id)])

@@ -20,7 +20,7 @@ from tests.rules.conftest import finished, write_rules
 
 from postroom.outbound import actions
 from postroom.service import Service
-from postroom.storage import conversation_actions, conversation_views, conversations
+from postroom.storage import conversation_actions, conversation_views, threading_lookup
 from postroom.storage import outbound as outbound_store
 from postroom.testing import make_eml, wait_until
 from postroom.threading import subjects
@@ -161,7 +161,7 @@ def test_a_stranger_lands_in_the_inbox_and_learns_nothing(routed, send, settings
 def test_a_stranger_attached_when_not_strict_is_flagged_silent_and_never_quoted(routed, send, settings,
                                                                                   sink) -> None:
     with routed.app.session() as session:
-        conversations.set_threading_settings(session, "acme", strict_senders=False)
+        threading_lookup.set_threading_settings(session, "acme", strict_senders=False)
     victim = Victim(routed, send, settings)
     with routed.app.session() as session:
         conversation_actions.set_status(session, victim.conversation_id, "closed")

@@ -18,7 +18,13 @@ from sqlalchemy import func, select
 
 from postroom.service import Service
 from postroom.statuses import TERMINAL
-from postroom.storage import conversation_actions, conversation_views, conversations, staff, staff_messages
+from postroom.storage import (
+    conversation_actions,
+    conversation_views,
+    staff,
+    staff_messages,
+    threading_lookup,
+)
 from postroom.storage.tables import InboundMessage
 from postroom.testing import make_eml, wait_until
 from postroom.threading.references import make_message_id
@@ -136,7 +142,7 @@ class Threads:
 
     def set_policy(self, tenant: str = "acme", **changes: object) -> None:
         with self.app.session() as session:
-            conversations.set_threading_settings(session, tenant, **changes)
+            threading_lookup.set_threading_settings(session, tenant, **changes)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from postroom.storage import (
     inbound,
     staff,
     staff_messages,
+    threading_lookup,
 )
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Conversation
@@ -64,14 +65,14 @@ def test_heuristic_same_contact_same_subject_within_window(app, tenant_ids, deli
 
 def test_heuristic_can_be_turned_off_and_join_open_policy(app, tenant_ids, deliver) -> None:
     with app.session() as session:
-        conversations.set_threading_settings(session, "acme", heuristic=False)
+        threading_lookup.set_threading_settings(session, "acme", heuristic=False)
     a, b = make_msgid(domain="x.example"), make_msgid(domain="x.example")
     deliver(make_eml(message_id=a, subject="Volets"))
     deliver(make_eml(message_id=b, subject="Re: Volets"))
     acme = tenant_ids["acme"]
     assert message_of(app, acme, b).conversation_id != message_of(app, acme, a).conversation_id
     with app.session() as session:
-        conversations.set_threading_settings(session, "acme", new_mail="join_open")
+        threading_lookup.set_threading_settings(session, "acme", new_mail="join_open")
     c = make_msgid(domain="x.example")
     deliver(make_eml(message_id=c, subject="Something new"))
     assert message_of(app, acme, c).matched_via == "join-open"
@@ -126,7 +127,7 @@ def test_autoclose_job(app, tenant_ids, deliver) -> None:
         session.execute(update(Conversation).where(Conversation.id == fresh)
                         .values(last_activity_at=now - timedelta(days=2)))
         assert conversation_actions.autoclose(session) == {}                          # off by default
-        conversations.set_threading_settings(session, "acme", autoclose_days=3)
+        threading_lookup.set_threading_settings(session, "acme", autoclose_days=3)
     with app.session() as session:
         closed = conversation_actions.autoclose(session)
     assert set(closed) == {acme} and old in closed[acme] and fresh not in closed[acme]

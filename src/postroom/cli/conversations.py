@@ -13,7 +13,7 @@ from postroom.exports.mbox import to_mbox
 from postroom.exports.pdf import to_pdf
 from postroom.outbound import actions
 from postroom.queue import wakeup
-from postroom.storage import blocks, conversation_actions, conversation_views, conversations
+from postroom.storage import blocks, conversation_actions, conversation_views, threading_lookup
 from postroom.storage.tables.conversations import STATUSES
 from postroom.storage.tenants import get_tenant
 
@@ -209,9 +209,9 @@ def settings(ctx: click.Context, tenant: str, autoclose_days: str | None, heuris
     app = open_app(ctx)
     with app.session() as session:
         if changes:
-            policy = conversations.set_threading_settings(session, tenant, **changes)
+            policy = threading_lookup.set_threading_settings(session, tenant, **changes)
         else:
-            policy = conversations.threading_policy(session, get_tenant(session, tenant).id)
+            policy = threading_lookup.threading_policy(session, get_tenant(session, tenant).id)
     if as_json:
         echo_json(policy.as_settings())
         return

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from postroom.errors import NotFound, PostroomError
 from postroom.statuses import ConversationStatus
-from postroom.storage import contacts, conversation_views, conversations
+from postroom.storage import contacts, conversation_views, conversations, threading_lookup
 from postroom.storage.db import aware
 from postroom.storage.tables import Conversation, Message, Tenant
 from postroom.storage.tables.conversations import STATUSES
@@ -76,7 +76,7 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
         message.author_contact_id = contacts.ensure_contact(session, tenant_id, message.author_email,
                                                             message.author_name)
     source = message.conversation_id
-    lookup = conversations.SqlLookup(session, tenant_id)
+    lookup = threading_lookup.SqlLookup(session, tenant_id)
     author = lookup.live_contact(message.author_contact_id) if message.author_contact_id is not None else None
     if new:
         values = conversations.new_conversation_values(session, tenant_id, subject=message.subject,

@@ -99,7 +99,7 @@ class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (
         UniqueConstraint("tenant_id", "reference"),
-        # threading lookups (storage.conversations.SqlLookup): equality columns, then the activity they sort by
+        # threading lookups (storage.threading_lookup.SqlLookup): equality columns, then the activity they sort by
         Index("ix_conversations_tenant_contact_subject_activity", "tenant_id", "contact_id", "subject_key",
               "last_activity_at"),
         Index("ix_conversations_tenant_subject_activity", "tenant_id", "subject_key", "last_activity_at"),
