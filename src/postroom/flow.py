@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -221,76 +221,118 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
             watch.finished()
 
 
+@dataclass
+class _Progress:
+    """How far a message got (for the error written on its row) and its parsed columns, once there are some."""
+
+    stage: str = "parsing"
+    row: dict = field(default_factory=dict)
+
+
 def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dispatch | None) -> str | None:
-    inbound_id = record.id
-    token = record.lease_token
-    stage = "parsing"
-    row: dict = {}
+    """claim (done by the caller) -> parse -> authenticate -> match -> decide -> record -> act, then dispatch."""
+    progress = _Progress()
     try:
-        raw = app.blobs.get(record.sha256)
-        verdicts = authenticate(app, raw)
-        try:
-            parsed = parsing.parse(raw, record.received_at)
-        except ParseFailed as exc:
-            with pipeline_scope(app.sessions) as session:
-                inbound.advance(session, inbound_id, stage="parsing", status=InboundStatus.PARSE_FAILED, token=token,
-                                last_error=str(exc), auth_results=verdicts)
-            log.warning("inbound %s could not be parsed: %s", inbound_id, exc)
-            return "parse_failed"
-        parsed = storable_fields(parsed)
-        row = _row_values(parsed, verdicts)
+        parsed = _parse(app, record, progress)
+        if parsed is None:
+            return InboundStatus.PARSE_FAILED
         budget.check("parsing")
-        forwarded = parsed.forward.attachments if parsed.forward else ()
-        attachments = [a.data for a in (*parsed.attachments, *forwarded) if a.data]
-        if attachments:
-            app.blobs.put_many(attachments)
-        stage = "threading"
-        outbound_ids: list[int] = []
-        with pipeline_scope(app.sessions) as session:
-            advisory.lock(session, record.tenant_id, keys.race_keys(parsed))  # not the tenant: see threading/keys
-            match = threading_lookup.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
-            match, row["auth_results"] = vet_staff_forward(session, record, parsed, verdicts, match)
-            if match.conversation_id is not None:
-                advisory.lock(session, record.tenant_id, [keys.conversation_key(match.conversation_id)])
-            budget.check("threading")
-            stage = "rules"
-            routed = rules_stage(app, session, record, parsed, match)
-            budget.check("rules")
-            if routed is not None and routed.decision.disposition != "accept":
-                status, outbound_ids = _refuse(app, session, record, parsed, routed, row)
-            else:
-                stage = "storage"
-                recorded = conversations.record(session, record, parsed, match,
-                                                routing.new_conversation_update(routed.decision) if routed else None)
-                logs.note(conversation_id=recorded.conversation_id)
-                summary = None
-                if routed is not None:
-                    summary, outbound_ids = _act(app, session, record, parsed, match, recorded, routed)
-                if match.returned is not None and "bounce" in match.flags and not recorded.duplicate:
-                    bounces.handle_returned(session, record.tenant_id, match.returned.outbound_id, parsed.bounce)
-                if parsed.bounce is not None:
-                    bounces.handle_bounces(session, record.tenant_id)
-                budget.check("storage")
-                status = "done"
-                inbound.advance(session, inbound_id, stage="done", status=InboundStatus.DONE, token=token,
-                                routing=summary, **row)
+        _store_attachments(app, parsed)
+        status, outbound_ids = _decide_and_record(app, record, parsed, budget, progress)
         if outbound_ids and dispatch_outbound is not None:
             dispatch_outbound(outbound_ids)
         return status
     except LeaseLost as exc:
-        log.warning("inbound %s: nothing written, %s", inbound_id, exc)
+        log.warning("inbound %s: nothing written, %s", record.id, exc)
         return None
     except Exception as exc:
-        over = isinstance(exc, OverBudget)
-        final = over or record.attempts >= app.settings.max_attempts
-        error = exc.reason if isinstance(exc, OverBudget) else f"{type(exc).__name__}: {exc}"
-        if not _record_error(app, record, error, final=final, stage=stage, row=row):
-            return None
-        if final:
-            message_failed(exc.kind if isinstance(exc, OverBudget) else ERROR)
-            log.error("inbound %s failed after %s attempt(s): %s", inbound_id, record.attempts, error)
-            return "failed"
-        raise RetryLater(f"inbound {inbound_id}: {exc}") from exc
+        return _failed(app, record, exc, progress)
+
+
+def _parse(app: App, record: InboundRecord, progress: _Progress) -> ParsedMessage | None:
+    """The parsed message with its row columns (authentication included) in ``progress``; None when unparsable
+    (the row is then marked ``parse_failed`` here, with the authentication verdicts)."""
+    raw = app.blobs.get(record.sha256)
+    verdicts = authenticate(app, raw)
+    try:
+        parsed = parsing.parse(raw, record.received_at)
+    except ParseFailed as exc:
+        with pipeline_scope(app.sessions) as session:
+            inbound.advance(session, record.id, stage="parsing", status=InboundStatus.PARSE_FAILED,
+                            token=record.lease_token, last_error=str(exc), auth_results=verdicts)
+        log.warning("inbound %s could not be parsed: %s", record.id, exc)
+        return None
+    parsed = storable_fields(parsed)
+    progress.row = _row_values(parsed, verdicts)
+    return parsed
+
+
+def _store_attachments(app: App, parsed: ParsedMessage) -> None:
+    forwarded = parsed.forward.attachments if parsed.forward else ()
+    attachments = [a.data for a in (*parsed.attachments, *forwarded) if a.data]
+    if attachments:
+        app.blobs.put_many(attachments)
+
+
+def _match(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage,
+           progress: _Progress) -> ThreadMatch:
+    """The threading stage, under advisory locks on what it can race on (not the tenant: see threading/keys)."""
+    advisory.lock(session, record.tenant_id, keys.race_keys(parsed))
+    match = threading_lookup.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
+    match, progress.row["auth_results"] = vet_staff_forward(session, record, parsed, progress.row["auth_results"],
+                                                            match)
+    if match.conversation_id is not None:
+        advisory.lock(session, record.tenant_id, [keys.conversation_key(match.conversation_id)])
+    return match
+
+
+def _decide_and_record(app: App, record: InboundRecord, parsed: ParsedMessage, budget: Budget,
+                       progress: _Progress) -> tuple[str, list[int]]:
+    """Threading, rules, storage and the inbound row's final status in one transaction; the outbound ids to send."""
+    progress.stage = "threading"
+    with pipeline_scope(app.sessions) as session:
+        match = _match(app, session, record, parsed, progress)
+        budget.check("threading")
+        progress.stage = "rules"
+        routed = rules_stage(app, session, record, parsed, match)
+        budget.check("rules")
+        if routed is not None and routed.decision.disposition != "accept":
+            return _refuse(app, session, record, parsed, routed, progress.row)
+        progress.stage = "storage"
+        summary, outbound_ids = _record_and_act(app, session, record, parsed, match, routed)
+        budget.check("storage")
+        inbound.advance(session, record.id, stage="done", status=InboundStatus.DONE, token=record.lease_token,
+                        routing=summary, **progress.row)
+        return InboundStatus.DONE, outbound_ids
+
+
+def _record_and_act(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
+                    routed: Routed | None) -> tuple[dict | None, list[int]]:
+    """Record the message (storage stage), then act on the decision and on bounces; the routing summary and ids."""
+    recorded = conversations.record(session, record, parsed, match,
+                                    routing.new_conversation_update(routed.decision) if routed else None)
+    logs.note(conversation_id=recorded.conversation_id)
+    summary, outbound_ids = (None, []) if routed is None else _act(app, session, record, parsed, match, recorded,
+                                                                   routed)
+    if match.returned is not None and "bounce" in match.flags and not recorded.duplicate:
+        bounces.handle_returned(session, record.tenant_id, match.returned.outbound_id, parsed.bounce)
+    if parsed.bounce is not None:
+        bounces.handle_bounces(session, record.tenant_id)
+    return summary, outbound_ids
+
+
+def _failed(app: App, record: InboundRecord, exc: Exception, progress: _Progress) -> str | None:
+    """Write the error; ``failed`` when it was the last attempt or over budget, else raise for a retry."""
+    over = isinstance(exc, OverBudget)
+    final = over or record.attempts >= app.settings.max_attempts
+    error = exc.reason if isinstance(exc, OverBudget) else f"{type(exc).__name__}: {exc}"
+    if not _record_error(app, record, error, final=final, stage=progress.stage, row=progress.row):
+        return None
+    if final:
+        message_failed(exc.kind if isinstance(exc, OverBudget) else ERROR)
+        log.error("inbound %s failed after %s attempt(s): %s", record.id, record.attempts, error)
+        return InboundStatus.FAILED
+    raise RetryLater(f"inbound {record.id}: {exc}") from exc
 
 
 def _record_error(app: App, record: InboundRecord, error: str, *, final: bool, stage: str, row: dict) -> bool:
