@@ -64,7 +64,32 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
     message = session.get(Message, message_row)
     if message is None:
         raise NotFound(f"no message {message_row}; list the unsorted inbox with: postroom inbox list --tenant T")
-    tenant_id = message.tenant_id
+    customer = _correct_author(session, message, author_email, author_name)
+    source = message.conversation_id
+    lookup = threading_lookup.SqlLookup(session, message.tenant_id)
+    author = lookup.live_contact(message.author_contact_id) if message.author_contact_id is not None else None
+    if new:
+        values = conversations.new_conversation_values(session, message.tenant_id, subject=message.subject,
+                                                       contact_id=message.author_contact_id, now=now)
+        target = session.get(Conversation, conversations.create_conversation(session, values))
+    else:
+        target = _existing_target(session, lookup, message, to_conversation_id, customer=customer, author=author,
+                                  force=force)
+    _land(message, target, now)
+    notice = None
+    if source is not None and customer and author is not None and target.contact_id is not None \
+            and lookup.live_contact(target.contact_id) == author:
+        notice = author
+        conversations.add_event(session, message.tenant_id, "message_moved", "contact", author,
+                                conversation_id=target.id, message_id=message.id, from_conversation_id=source,
+                                reference=target.reference)
+    session.flush()
+    emptied = source is not None and _empty(session, source, now)
+    return Moved(message.id, source, target.id, new, message.author_contact_id, notice, emptied)
+
+
+def _correct_author(session: Session, message: Message, author_email: str | None, author_name: str | None) -> bool:
+    """Apply a staff correction of the author; whether the message is a customer's (then linked to a contact)."""
     if author_email:
         message.author_email = contacts.normalize_address(author_email)
         message.author_name = (author_name or "")[:200]
@@ -73,45 +98,39 @@ def move_message(session: Session, message_row: int, *, to_conversation_id: int 
         message.author_name = author_name[:200]
     customer = message.direction == "in" and bool(message.author_email) and message.author_user_id is None
     if customer:
-        message.author_contact_id = contacts.ensure_contact(session, tenant_id, message.author_email,
+        message.author_contact_id = contacts.ensure_contact(session, message.tenant_id, message.author_email,
                                                             message.author_name)
-    source = message.conversation_id
-    lookup = threading_lookup.SqlLookup(session, tenant_id)
-    author = lookup.live_contact(message.author_contact_id) if message.author_contact_id is not None else None
-    if new:
-        values = conversations.new_conversation_values(session, tenant_id, subject=message.subject,
-                                                       contact_id=message.author_contact_id, now=now)
-        target = session.get(Conversation, conversations.create_conversation(session, values))
-    else:
-        target = session.get(Conversation, to_conversation_id)
-        if target is None or target.tenant_id != tenant_id:
-            raise NotFound(f"no conversation {to_conversation_id} for this message's tenant")
-        if target.id == source:
-            raise PostroomError(f"message {message_row} is already in conversation {target.id}")
-        owner = lookup.live_contact(target.contact_id) if target.contact_id is not None else None
-        if customer and owner != author and not force:
-            raise PostroomError(f"message {message_row} is from {_contact_label(session, author)} but conversation "
-                                f"{target.id} is {_contact_label(session, owner)}'s; confirm with --force "
-                                f"(API: \"force\": true)")
+    return customer
+
+
+def _existing_target(session: Session, lookup: threading_lookup.SqlLookup, message: Message,
+                     conversation_id: int | None, *, customer: bool, author: int | None, force: bool) -> Conversation:
+    """The conversation to move into; another contact's takes ``force`` for a customer's message."""
+    target = session.get(Conversation, conversation_id)
+    if target is None or target.tenant_id != message.tenant_id:
+        raise NotFound(f"no conversation {conversation_id} for this message's tenant")
+    if target.id == message.conversation_id:
+        raise PostroomError(f"message {message.id} is already in conversation {target.id}")
+    owner = lookup.live_contact(target.contact_id) if target.contact_id is not None else None
+    if customer and owner != author and not force:
+        raise PostroomError(f"message {message.id} is from {_contact_label(session, author)} but conversation "
+                            f"{target.id} is {_contact_label(session, owner)}'s; confirm with --force "
+                            f"(API: \"force\": true)")
+    return target
+
+
+def _land(message: Message, target: Conversation, now: datetime) -> None:
+    """The message joins ``target``: suggestions cleared, a stranger's flag dropped, a customer's mail reopens."""
     message.conversation_id = target.id
     message.suggestions = []
     if trust.FOREIGN in (message.flags or ()):  # staff put it here: its author is a participant from now on
         message.flags = [f for f in message.flags if f != trust.FOREIGN]
     if message.direction == "in":
         target.last_customer_at = max(filter(None, (aware(target.last_customer_at), now)))
-        if target.status == "closed":
-            target.status, target.closed_at = "open", None
+        if target.status == ConversationStatus.CLOSED:
+            target.status, target.closed_at = ConversationStatus.OPEN, None
     target.last_activity_at = now
     target.updated_at = now
-    notice = None
-    if source is not None and customer and author is not None and target.contact_id is not None \
-            and lookup.live_contact(target.contact_id) == author:
-        notice = author
-        conversations.add_event(session, tenant_id, "message_moved", "contact", author, conversation_id=target.id,
-               message_id=message.id, from_conversation_id=source, reference=target.reference)
-    session.flush()
-    emptied = source is not None and _empty(session, source, now)
-    return Moved(message.id, source, target.id, new, message.author_contact_id, notice, emptied)
 
 
 def _empty(session: Session, conversation_id: int, now: datetime) -> bool:
