@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from postroom import authresults
-from postroom.model import Envelope, ParsedMessage
+from postroom.model import Address, Envelope, ParsedMessage
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _LIST_PRECEDENCE = frozenset({"bulk", "list", "junk"})
@@ -74,7 +74,6 @@ class RuleInput:
         cannot forge a ``dmarc=pass`` header; an empty collection trusts none.
         """
         headers = tuple((str(k), str(v)) for k, v in (parsed.headers or ()))
-        lower_names = {k.lower() for k, _ in headers}
         auth = _auth_results(parsed.authentication_results or _values(headers, "authentication-results"),
                              trusted_authserv_ids)
         attachments = parsed.attachments or ()
@@ -83,9 +82,9 @@ class RuleInput:
             envelope_from=_addr(envelope.mail_from),
             from_address=_addr(sender.address) if sender else "",
             from_name=(sender.name or "") if sender else "",
-            reply_to=tuple(_addr(a.address) for a in parsed.reply_to or () if a.address),
-            to=tuple(_addr(a.address) for a in parsed.to or () if a.address),
-            cc=tuple(_addr(a.address) for a in parsed.cc or () if a.address),
+            reply_to=_addrs(parsed.reply_to),
+            to=_addrs(parsed.to),
+            cc=_addrs(parsed.cc),
             recipients=tuple(_addr(r) for r in envelope.rcpt_tos or () if r),
             subject=parsed.subject or "",
             reply_text=parsed.reply_text or "",
@@ -104,8 +103,7 @@ class RuleInput:
             is_forward=parsed.forward is not None,
             is_auto_reply=parsed.auto_reply is not None,
             is_bounce=parsed.bounce is not None,
-            is_mailing_list=bool(parsed.list_id) or not lower_names.isdisjoint(_LIST_HEADERS)
-            or any(v.strip().lower() in _LIST_PRECEDENCE for v in _values(headers, "precedence")),
+            is_mailing_list=_is_mailing_list(parsed, headers),
             is_reply=is_reply,
             new_conversation=new_conversation,
             contact=MappingProxyType({str(k): str(v) for k, v in (contact or {}).items()}),
@@ -114,6 +112,17 @@ class RuleInput:
 
 def _addr(value: str | None) -> str:
     return (value or "").strip().strip("<>").lower()
+
+
+def _addrs(addresses: Iterable[Address] | None) -> tuple[str, ...]:
+    return tuple(_addr(a.address) for a in addresses or () if a.address)
+
+
+def _is_mailing_list(parsed: ParsedMessage, headers: tuple[tuple[str, str], ...]) -> bool:
+    """A List-Id, any other List-* header RFC 2369 names, or a bulk/list/junk Precedence."""
+    if parsed.list_id or not {k.lower() for k, _ in headers}.isdisjoint(_LIST_HEADERS):
+        return True
+    return any(v.strip().lower() in _LIST_PRECEDENCE for v in _values(headers, "precedence"))
 
 
 def _values(headers: tuple[tuple[str, str], ...], lname: str) -> tuple[str, ...]:
