@@ -43,9 +43,10 @@ from postroom.app import App
 from postroom.gateway.ingest import inbox_address_of, ingest, iter_messages
 from postroom.model import Envelope
 from postroom.settings import Settings
-from postroom.storage import conversation_views, conversations, inbound, tenants, threading_lookup
+from postroom.storage import advisory, conversation_views, conversations, inbound, tenants, threading_lookup
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Contact, ContactAddress, Conversation, Message
+from postroom.threading import keys
 from postroom.threading.references import parse_ids
 from postroom.threading.subjects import subject_key
 
@@ -298,7 +299,7 @@ def time_threading(app: App, tenant_id: int, raws: list[bytes]) -> float:
     started = time.perf_counter()
     for record, message in zip(records, parsed, strict=True):
         with app.session() as session:
-            threading_lookup.lock_tenant(session, tenant_id)
+            advisory.lock(session, tenant_id, keys.race_keys(message))  # what the pipeline serialises on
             match = threading_lookup.match_inbound(session, record, message, mail_domain=MAIL_DOMAIN)
             conversations.record(session, record, message, match)
             inbound.advance(session, record.id, stage="done", status="done")
