@@ -153,8 +153,11 @@ def _kill_the_worker_running(served: Service, app: App, inbound_id: int, kills: 
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: pid not in workers.pids or None, timeout=10)
     if served.settings.broker_url:  # the supervisor re-sends only on the in-process broker
-        wait_until(lambda: _row(app, inbound_id).status in ("retrying", "failed") or None, timeout=10)
-        served.pipeline.recover()
+        # released by the supervisor, or (RabbitMQ requeues a dead consumer's messages at once) claimed again
+        wait_until(lambda: (row := _row(app, inbound_id)).status in ("retrying", "failed")
+                   or row.attempts > kills + 1 or None, timeout=10)
+        if _row(app, inbound_id).status == "retrying":
+            served.pipeline.recover()
     wait_until(lambda: (row := _row(app, inbound_id)).status != "processing" or row.attempts > kills + 1 or None,
                timeout=30)
     return kills + 1
