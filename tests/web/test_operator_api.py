@@ -108,3 +108,17 @@ def test_console_forms_need_the_cookie(client: TestClient, app: App, tenant_ids:
     response = client.post(f"/console/inbound/{inbound_id}/retry", follow_redirects=False)
     assert response.status_code == 401
     assert client.get(f"/api/operator/inbound/{inbound_id}", headers=OPERATOR).json()["status"] == "failed"
+
+
+def test_console_shows_each_mailbox_with_its_state(client: TestClient, app: App, tenant_ids: dict[str, int]) -> None:
+    from postroom.storage import ingress
+
+    with app.session() as session:
+        box = ingress.add_mailbox(session, "acme", "imaps://support@imap.example/INBOX", auth="password",
+                                  secret="s3cret-value", after="seen")
+        ingress.record_failure(session, box.id, "LOGIN failed: <b>bad password</b>")
+    client.post("/console/login", data={"token": OPERATOR_TOKEN})
+    page = client.get("/console")
+    row = page.text.split(f'id="mailbox-{box.id}"')[1].split("</tr>")[0]
+    assert "imaps://support@imap.example/INBOX" in row and "never" in row
+    assert "LOGIN failed: &lt;b&gt;bad password&lt;/b&gt;" in row and "s3cret-value" not in page.text

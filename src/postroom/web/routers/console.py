@@ -22,7 +22,7 @@ from postroom.errors import PostroomError
 from postroom.queue import operations
 from postroom.queue.operations import Dispatch
 from postroom.statuses import PROBLEMS
-from postroom.storage import inbound, outbound, tenants
+from postroom.storage import inbound, ingress, outbound, tenants
 from postroom.web.auth import CONSOLE_COOKIE, console_session_value, is_operator
 from postroom.web.deps import RowId, db_session, get_app, get_dispatch
 from postroom.web.routers.operator import Action, queue_shape
@@ -56,6 +56,7 @@ def console(request: Request, session: Session = Depends(db_session), session_co
         "shape": queue_shape(session, tenant), "problems": sorted(problems, key=lambda r: r.id, reverse=True),
         "recent": inbound.list_inbound(session, tenant=tenant, limit=RECENT), "buckets": ("<5m", "<1h", "<1d", "older"),
         "outbound": outbound.list_outbound(session, tenant=tenant, limit=RECENT),
+        "mailboxes": ingress.list_mailboxes(session, tenant),
     }
     return templates.TemplateResponse(request, "console.html", context)
 
