@@ -23,7 +23,9 @@ CONTEXT_KEYS = ("inbound_id", "outbound_id", "conversation_id", "tenant")
 EXTRA_KEYS = ("outcome", "duration_ms")  # fields of the per-message line, as JSON fields too
 QUEUE_ID_KEYS = {"inbound": "inbound_id", "outbound": "outbound_id"}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-NOISY = ("mail.log", "aiosmtpd", "dramatiq", "pika", "uvicorn.access")
+# Libraries whose INFO lines are chatter at every start (alembic's context lines, uvicorn's process line):
+# their warnings and errors still show.
+NOISY = ("mail.log", "aiosmtpd", "dramatiq", "pika", "uvicorn.access", "uvicorn.error", "alembic")
 
 _context: ContextVar[dict[str, Any]] = ContextVar("postroom_log_context", default={})  # noqa: B039
 _format = {"current": "text"}

@@ -133,3 +133,5 @@ def test_serve_start_up_lines_follow_the_json_format(tmp_path: Path) -> None:
     assert any(m.startswith("postroom listening: smtp://127.0.0.1:") for m in messages), messages
     assert any(m.startswith("HTTP API http://127.0.0.1:") for m in messages)
     assert {p["logger"] for p in parsed if p["message"].startswith("postroom listening")} == {"postroom.start"}
+    chatter = [p for p in parsed if p["logger"].split(".")[0] in ("alembic", "uvicorn")]
+    assert chatter == [], "no library chatter at start"
