@@ -167,14 +167,21 @@ class Run:
         with self.lock:
             return self.todo.pop() if self.todo else None
 
+    def gateways_up(self) -> list[tuple[threading.Event, int]]:
+        """(set while it accepts, port) of each gateway a client may use; it moves to the next one on failure."""
+        return [(self.server_ready, self.port)]
+
     def sender(self, deadline: float) -> None:
+        gateways = self.gateways_up()
+        which = random.randrange(len(gateways))
         client: smtplib.SMTP | None = None
         mid = self.next_message()
         while mid is not None and time.monotonic() < deadline:
             try:
-                self.server_ready.wait(60)
+                up, port = gateways[which]
+                up.wait(60)
                 if client is None:
-                    client = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+                    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
                 with self.lock:
                     self.figures.attempts += 1
                 client.sendmail("sender@example.com", [RCPT], self.messages[mid])
@@ -188,6 +195,7 @@ class Run:
                     with contextlib.suppress(OSError):
                         client.close()
                 client = None
+                which = (which + 1) % len(gateways)  # another MX, when there is one
                 time.sleep(self.rng.uniform(0.02, 0.2))
         if client is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):

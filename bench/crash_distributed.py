@@ -23,10 +23,8 @@ import sys
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
-import smtplib  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -36,7 +34,7 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import boto3  # noqa: E402
-from bench.crash import _MSGID, RCPT, Run, Server  # noqa: E402
+from bench.crash import _MSGID, Run, Server  # noqa: E402
 from bench.pipeline import REDIS_URL, scratch_pg  # noqa: E402
 from bench.servers import VENV_BIN  # noqa: E402
 
@@ -110,33 +108,8 @@ class DistributedRun(Run):
         self.figures.kills += 1
         self.figures.stage_kills += int(stage)
 
-    def sender(self, deadline: float) -> None:
-        which = random.randrange(2)
-        client: smtplib.SMTP | None = None
-        mid = self.next_message()
-        while mid is not None and time.monotonic() < deadline:
-            try:
-                self.gateway_up[which].wait(60)
-                if client is None:
-                    client = smtplib.SMTP("127.0.0.1", self.ports[which], timeout=30)
-                with self.lock:
-                    self.figures.attempts += 1
-                client.sendmail("sender@example.com", [RCPT], self.messages[mid])
-                with self.lock:
-                    self.acked.add(mid)
-                mid = self.next_message()
-            except (smtplib.SMTPException, OSError):
-                with self.lock:
-                    self.figures.refused += 1
-                if client is not None:
-                    with contextlib.suppress(OSError):
-                        client.close()
-                client = None
-                which = 1 - which  # the other MX
-                time.sleep(self.rng.uniform(0.02, 0.2))
-        if client is not None:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                client.quit()
+    def gateways_up(self) -> list[tuple[threading.Event, int]]:
+        return list(zip(self.gateway_up, self.ports, strict=True))
 
     def stored_blob_ids(self) -> Counter[str]:
         """The blobs are S3 objects here: list them and read the Message-ID of each."""

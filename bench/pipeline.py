@@ -75,28 +75,34 @@ WARM_UP = 40
 _MESSAGE_ID = re.compile(rb"^Message-ID:[^\n]*\n", re.IGNORECASE | re.MULTILINE)
 
 
+def _warmed_up(app: App, tmp: Path, messages: int, mix: list[bytes]) -> list[int]:
+    """Ingest ``messages`` of the mix (fresh Message-IDs) after WARM_UP processed ones; the ids still to process."""
+    with app.session() as session:
+        tenant_id = tenants.add_tenant(session, "acme").id
+    box = mailbox.mbox(tmp / "mix.mbox")
+    for i in range(messages + WARM_UP):
+        raw = _MESSAGE_ID.sub(b"", mix[i % len(mix)], count=1)
+        box.add(b"Message-ID: <%s@bench.example.com>\n%s" % (uuid.uuid4().hex.encode(), raw))
+    box.flush()
+    ids = sorted(ingest(app.sessions, app.blobs, tenant_id=tenant_id, path=tmp / "mix.mbox",
+                        inbox_address=inbox_address_of("acme", "mail.test")).ids)
+    for row in ids[:WARM_UP]:
+        flow.process_inbound(app, row)
+    return ids[WARM_UP:]
+
+
 def pipeline_cpu(messages: int, mix: list[bytes]) -> None:
     """CPU per message of ``flow.process_inbound`` alone (one thread, embedded default, no SMTP)."""
     with tempfile.TemporaryDirectory(prefix="postroom-bench-cpu-") as tmp:
         app = App.open(Settings(data_dir=Path(tmp) / "data", mail_domain="mail.test"))
-        with app.session() as session:
-            tenant_id = tenants.add_tenant(session, "acme").id
-        box = mailbox.mbox(Path(tmp) / "mix.mbox")
-        for i in range(messages + WARM_UP):
-            raw = _MESSAGE_ID.sub(b"", mix[i % len(mix)], count=1)
-            box.add(b"Message-ID: <%s@bench.example.com>\n%s" % (uuid.uuid4().hex.encode(), raw))
-        box.flush()
-        ids = sorted(ingest(app.sessions, app.blobs, tenant_id=tenant_id, path=Path(tmp) / "mix.mbox",
-                            inbox_address=inbox_address_of("acme", "mail.test")).ids)
-        for row in ids[:WARM_UP]:
-            flow.process_inbound(app, row)
+        ids = _warmed_up(app, Path(tmp), messages, mix)
         statuses: Counter[str | None] = Counter()
         cpu, wall = time.process_time(), time.perf_counter()
-        for row in ids[WARM_UP:]:
+        for row in ids:
             statuses[flow.process_inbound(app, row)] += 1
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         app.close()
-    n = len(ids) - WARM_UP
+    n = len(ids)
     print(f"{'pipeline alone (1 thread, no SMTP)':<34} CPU {1000 * cpu / n:.2f} ms/msg, wall {1000 * wall / n:.2f} "
           f"ms/msg ({n} msgs; statuses {dict(statuses)})", flush=True)
 
@@ -251,28 +257,18 @@ def count_statements(messages: int, mix: list[bytes]) -> None:
         if pg is None:
             return
         app = App.open(Settings(data_dir=Path(tmp) / "data", database_url=pg, mail_domain="mail.test"))
-        with app.session() as session:
-            tenant_id = tenants.add_tenant(session, "acme").id
-        box = mailbox.mbox(Path(tmp) / "mix.mbox")
-        for i in range(messages + WARM_UP):
-            raw = _MESSAGE_ID.sub(b"", mix[i % len(mix)], count=1)
-            box.add(b"Message-ID: <%s@bench.example.com>\n%s" % (uuid.uuid4().hex.encode(), raw))
-        box.flush()
-        ids = sorted(ingest(app.sessions, app.blobs, tenant_id=tenant_id, path=Path(tmp) / "mix.mbox",
-                            inbox_address=inbox_address_of("acme", "mail.test")).ids)
-        for row in ids[:WARM_UP]:
-            flow.process_inbound(app, row)
+        ids = _warmed_up(app, Path(tmp), messages, mix)
         counts: Counter[str] = Counter()
         listeners = {"before_cursor_execute": lambda *_: counts.update(["statements"]),
                      "begin": lambda *_: counts.update(["transactions"])}
         for name, listener in listeners.items():
             event.listen(app.engine, name, listener)
-        for row in ids[WARM_UP:]:
+        for row in ids:
             flow.process_inbound(app, row)
         for name, listener in listeners.items():
             event.remove(app.engine, name, listener)
         app.close()
-    n = len(ids) - WARM_UP
+    n = len(ids)
     print(f"PostgreSQL per message ({n} msgs): {counts['statements'] / n:.1f} statements, "
           f"{counts['transactions'] / n:.1f} transactions, "
           f"{(counts['statements'] + 2 * counts['transactions']) / n:.1f} round trips", flush=True)

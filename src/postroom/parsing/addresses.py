@@ -2,7 +2,7 @@
 
 Most headers are plain ``Name <a@b.c>`` / ``"Last, First" <a@b.c>`` /
 ``a@b.c`` lists: one anchored regex reads those (flanker's ply parser costs
-~0.3 ms per header). Anything else (comments, groups, route addresses,
+several times more per header; bench/RESULTS.md). Anything else (comments, groups, route addresses,
 odd quoting, no dot in the domain) goes to flanker, which parses RFC 5322
 lists well but gives up on a whole list when one member is broken (and logs
 every lexer error through ply). So a list is tried whole first, then member
@@ -46,7 +46,7 @@ def parse_list(value: str | None) -> tuple[Address, ...]:
         return ()
     value = value[:MAX_ADDRESS_LIST]
     if "@" not in value:
-        return ()  # no mailbox without an "@" ("undisclosed-recipients:;"): spare flanker's parser (~0.3 ms)
+        return ()  # no mailbox without an "@" ("undisclosed-recipients:;"): spare flanker's parser
     found = _simple_list(value)
     if found is None:
         found = _flanker_list(value)
