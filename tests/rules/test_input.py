@@ -92,3 +92,10 @@ def test_tolerates_sparse_messages() -> None:
                            date=datetime(2024, 4, 16, tzinfo=UTC), sender=None)
     inp = RuleInput.from_parsed(parsed, Envelope(mail_from="<>", rcpt_tos=()))
     assert (inp.from_address, inp.envelope_from, inp.subject, inp.contact) == ("", "", "", {})
+
+
+def test_sender_without_display_name_and_no_language() -> None:
+    parsed = parse(make_eml(sender="Jean@Example.com"))
+    inp = RuleInput.from_parsed(parsed, Envelope(mail_from="", rcpt_tos=("", "Inbox@Acme.example")), language="")
+    assert (inp.from_address, inp.from_name, inp.language) == ("jean@example.com", "", None)
+    assert inp.recipients == ("inbox@acme.example",)

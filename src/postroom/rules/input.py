@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from postroom import authresults
-from postroom.model import Address, Envelope, ParsedMessage
+from postroom.model import Address, Attachment, Envelope, ParsedMessage
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _LIST_PRECEDENCE = frozenset({"bulk", "list", "junk"})
@@ -77,29 +77,27 @@ class RuleInput:
         auth = _auth_results(parsed.authentication_results or _values(headers, "authentication-results"),
                              trusted_authserv_ids)
         attachments = parsed.attachments or ()
-        sender = parsed.sender
+        from_address, from_name = _sender(parsed.sender)
         return cls(
             envelope_from=_addr(envelope.mail_from),
-            from_address=_addr(sender.address) if sender else "",
-            from_name=(sender.name or "") if sender else "",
+            from_address=from_address,
+            from_name=from_name,
             reply_to=_addrs(parsed.reply_to),
             to=_addrs(parsed.to),
             cc=_addrs(parsed.cc),
-            recipients=tuple(_addr(r) for r in envelope.rcpt_tos or () if r),
+            recipients=_recipients(envelope),
             subject=parsed.subject or "",
             reply_text=parsed.reply_text or "",
             body=parsed.text or "",
             headers=headers,
             attachment_names=tuple(a.filename for a in attachments if a.filename),
-            attachment_types=tuple(dict.fromkeys(
-                t.lower() for a in attachments for t in (a.content_type, a.detected_type) if t
-            )),
+            attachment_types=_attachment_types(attachments),
             attachment_count=len(attachments),
             size=parsed.size or 0,
             spf=auth.get("spf", ()),
             dkim=auth.get("dkim", ()),
             dmarc=auth.get("dmarc", ()),
-            language=(language or getattr(parsed, "language", None) or None),
+            language=language or None,
             is_forward=parsed.forward is not None,
             is_auto_reply=parsed.auto_reply is not None,
             is_bounce=parsed.bounce is not None,
@@ -108,6 +106,24 @@ class RuleInput:
             new_conversation=new_conversation,
             contact=MappingProxyType({str(k): str(v) for k, v in (contact or {}).items()}),
         )
+
+
+def _sender(sender: Address | None) -> tuple[str, str]:
+    """(address, display name) of the From, both empty without one."""
+    if sender is None:
+        return "", ""
+    return _addr(sender.address), sender.name or ""
+
+
+def _recipients(envelope: Envelope) -> tuple[str, ...]:
+    return tuple(_addr(r) for r in envelope.rcpt_tos or () if r)
+
+
+def _attachment_types(attachments: Iterable[Attachment]) -> tuple[str, ...]:
+    """Declared and detected types, lower-cased, each once in first-seen order."""
+    return tuple(dict.fromkeys(
+        t.lower() for a in attachments for t in (a.content_type, a.detected_type) if t
+    ))
 
 
 def _addr(value: str | None) -> str:
