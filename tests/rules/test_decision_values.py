@@ -60,3 +60,26 @@ def test_a_new_conversation_takes_every_value_set(app, people) -> None:
     assert decide(app, people, {}, change) == {"tags": ["invoice"], "category": "Finance", "unit_ref": "P-17",
                                                "status": "in_progress", "responsible_team_id": people["finance"],
                                                "responsible_user_id": None}
+
+
+def test_fill_sets_only_what_is_still_empty_and_never_a_status(app, people) -> None:
+    fill = ConversationUpdate(fill={"category": "Finance", "unit": "P-17", "status": "closed", "colour": "red",
+                                    "assign": Assign("user", "ann@acme.example")})
+    assert decide(app, people, {}, fill) == {"category": "Finance", "unit_ref": "P-17",
+                                             "responsible_user_id": people["ann"], "responsible_team_id": None}
+    assert decide(app, people, {"unit_ref": "B-2", "responsible_team_id": people["keys"]}, fill) == \
+        {"category": "Finance"}
+
+
+def test_set_overrides_what_fill_chose_and_ignores_unknown_keys(app, people) -> None:
+    change = ConversationUpdate(fill={"category": "Keys", "unit": "P-17"},
+                                set={"category": "Finance", "colour": "red", "status": "closed"})
+    assert decide(app, people, {"category": "Old"}, change) == {"unit_ref": "P-17", "category": "Finance",
+                                                                "status": "closed"}
+
+
+def test_a_deactivated_user_is_never_assigned(app, people) -> None:
+    with app.session() as session:
+        staff.deactivate_user(session, "acme", "bob@acme.example")
+    assert decide(app, people, {}, assign("user", "bob@acme.example")) == {}
+    assert decide(app, people, {}, ConversationUpdate(set={"assign": Assign("robot", "r2")})) == {}

@@ -67,16 +67,31 @@ def decided_values(session: Session, tenant_id: int, current: Mapping[str, Any],
     for values, override in ((change.fill or {}, False), (change.set or {}, True)):
         seen = {**current, **out}
         for key, value in values.items():
-            if key == "category" and (override or not seen.get("category")):
-                out["category"] = str(value)
-            elif key == "unit" and (override or not seen.get("unit_ref")):
-                out["unit_ref"] = str(value)
-            elif key == "status" and override and value in STATUSES:
-                out["status"] = str(value)
-            elif key == "assign" and (override or (seen.get("responsible_user_id") is None
-                                                   and seen.get("responsible_team_id") is None)):
-                out.update(_responsible(session, tenant_id, seen, value))
+            if override or _still_empty(key, seen):
+                out.update(_decided(session, tenant_id, seen, key, value))
     return out
+
+
+_TEXT_COLUMNS = {"category": "category", "unit": "unit_ref"}
+
+
+def _still_empty(key: str, seen: Mapping[str, Any]) -> bool:
+    """Whether ``fill`` may set ``key``; a status is never empty, so ``fill`` leaves it alone."""
+    if key == "assign":
+        return seen.get("responsible_user_id") is None and seen.get("responsible_team_id") is None
+    column = _TEXT_COLUMNS.get(key)
+    return column is not None and not seen.get(column)
+
+
+def _decided(session: Session, tenant_id: int, seen: Mapping[str, Any], key: str, value: object) -> dict[str, Any]:
+    """The columns one decided ``key`` writes; an unknown key or status writes none."""
+    if key in _TEXT_COLUMNS:
+        return {_TEXT_COLUMNS[key]: str(value)}
+    if key == "status":
+        return {"status": str(value)} if value in STATUSES else {}
+    if key == "assign":
+        return _responsible(session, tenant_id, seen, value)
+    return {}
 
 
 def _responsible(session: Session, tenant_id: int, current: Mapping[str, Any], assign: object) -> dict[str, Any]:
