@@ -41,14 +41,14 @@ from sqlalchemy import insert, select
 from postroom import flow, parsing
 from postroom.app import App
 from postroom.gateway.ingest import inbox_address_of, ingest, iter_messages
+from postroom.messageids import parse_ids
 from postroom.model import Envelope
 from postroom.settings import Settings
 from postroom.storage import advisory, conversation_views, conversations, inbound, tenants, threading_lookup
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Contact, ContactAddress, Conversation, Message
+from postroom.subjects import subject_key
 from postroom.threading import keys
-from postroom.threading.references import parse_ids
-from postroom.threading.subjects import subject_key
 
 MAIL_DOMAIN = "mail.bench"
 WORDS = ("build", "release", "kernel", "patch", "driver", "memory", "leak", "scheduler", "network", "docs",

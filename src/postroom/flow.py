@@ -33,7 +33,8 @@ from postroom.storage import routing as routing_store
 from postroom.storage.db import pipeline_connection, pipeline_scope
 from postroom.storage.inbound import InboundRecord, LeaseLost
 from postroom.storage.text import storable_fields
-from postroom.threading import ThreadMatch, keys
+from postroom.threading import keys
+from postroom.threading_model import ThreadMatch
 
 log = logging.getLogger(__name__)
 

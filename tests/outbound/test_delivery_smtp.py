@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from postroom import tokens
 from postroom.app import App
 from postroom.outbound import compose, delivery
 from postroom.service import Service
@@ -17,7 +18,6 @@ from postroom.settings import Settings
 from postroom.storage import outbound as store
 from postroom.storage import tenants
 from postroom.testing import wait_until
-from postroom.threading import tokens
 
 
 def record(app: App, outbound_id: int) -> store.OutboundRecord:

@@ -18,12 +18,12 @@ from email.utils import make_msgid
 import pytest
 from tests.rules.conftest import finished, write_rules
 
+from postroom import subjects
 from postroom.outbound import actions
 from postroom.service import Service
 from postroom.storage import conversation_actions, conversation_views, threading_lookup
 from postroom.storage import outbound as outbound_store
 from postroom.testing import make_eml, wait_until
-from postroom.threading import subjects
 
 CUSTOMER = "jean.customer@example.com"
 STRANGER = "mallory@evil.example"

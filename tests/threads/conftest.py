@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from postroom.messageids import make_message_id
 from postroom.service import Service
 from postroom.statuses import TERMINAL
 from postroom.storage import (
@@ -27,7 +28,6 @@ from postroom.storage import (
 )
 from postroom.storage.tables import InboundMessage
 from postroom.testing import make_eml, wait_until
-from postroom.threading.references import make_message_id
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "emails"
 TENANT_DOMAIN = "acme.mail.test"

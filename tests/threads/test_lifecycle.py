@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from postroom.threading import lifecycle, trust
+from postroom import trust
+from postroom.threading import lifecycle
+from postroom.threading_model import Lifecycle
 
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -22,7 +24,7 @@ class Conv:
 
 
 def step(conv: Conv | None, *, flags: tuple[str, ...] = (), automatic: bool = False, loop: bool = False,
-         created: bool = False) -> lifecycle.Lifecycle:
+         created: bool = False) -> Lifecycle:
     return lifecycle.step(conv, tenant_id=1, flags=flags, automatic=automatic, loop=loop, created=created,
                           sender="jean@example.com", via="token", now=NOW)
 
@@ -64,5 +66,5 @@ def test_automatic_mail_only_touches_the_conversation() -> None:
 def test_inbox_mail_tells_the_tenant_unless_automatic_or_blocked() -> None:
     assert [(e.kind, e.recipient_type, e.recipient_id, e.conversation_id) for e in step(None).events] == \
         [("inbox_message", "tenant", 1, None)]
-    assert step(None, flags=(trust.BLOCKED,)) == lifecycle.Lifecycle()
-    assert step(None, automatic=True) == lifecycle.Lifecycle()
+    assert step(None, flags=(trust.BLOCKED,)) == Lifecycle()
+    assert step(None, automatic=True) == Lifecycle()

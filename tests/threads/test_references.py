@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.threading.references import canonical, make_message_id, parse_ids, thread_references
+from postroom.messageids import canonical, make_message_id, parse_ids, thread_references
 
 
 @pytest.mark.parametrize(("value", "expected"), [

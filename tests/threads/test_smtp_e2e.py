@@ -7,7 +7,7 @@ from email.utils import make_msgid
 
 from postroom.storage import conversation_actions, conversation_views, staff_messages
 from postroom.testing import make_eml
-from postroom.threading.tokens import make_reply_address
+from postroom.tokens import make_reply_address
 
 INBOX = "inbox@acme.mail.test"
 CUSTOMER = "jean.dupont@gmail.example"

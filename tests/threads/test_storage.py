@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from postroom import flow
 from postroom.errors import PostroomError
+from postroom.messageids import make_message_id
 from postroom.model import Envelope
 from postroom.storage import bounces as bounce_store
 from postroom.storage import (
@@ -25,7 +26,6 @@ from postroom.storage import (
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Conversation
 from postroom.testing import make_eml
-from postroom.threading.references import make_message_id
 
 INBOX = "inbox@acme.mail.test"
 
@@ -99,7 +99,7 @@ def test_parent_arriving_after_its_child_meets_it(app, tenant_ids, deliver) -> N
 
 
 def test_settings_are_validated() -> None:
-    from postroom.threading.policy import ThreadingPolicy
+    from postroom.threading_policy import ThreadingPolicy
 
     policy = ThreadingPolicy()
     assert policy.autoclose_days is None and policy.heuristic and policy.new_mail == "new"

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from postroom.model import Address, AutoReply, Bounce, Forward, ParsedMessage
+from postroom.subjects import subject_key
 from postroom.threading import strategies as s
-from postroom.threading.policy import ThreadingPolicy
-from postroom.threading.strategies import ConversationRef, MatchContext, MatchInput
-from postroom.threading.subjects import subject_key
-from postroom.threading.tokens import make_token
+from postroom.threading.strategies import MatchContext, MatchInput
+from postroom.threading_model import ConversationRef
+from postroom.threading_policy import ThreadingPolicy
+from postroom.tokens import make_token
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 SECRET = secrets.token_bytes(32)

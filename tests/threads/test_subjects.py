@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.threading.subjects import find_references, is_reply_subject, subject_key, tag_subject
+from postroom.subjects import find_references, is_reply_subject, subject_key, tag_subject
 
 BASE = "Keys for unit 12B"
 

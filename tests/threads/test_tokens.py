@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from postroom.threading.tokens import TokenClaim, make_reply_address, make_token, token_of, verify_token
+from postroom.tokens import TokenClaim, make_reply_address, make_token, token_of, verify_token
 
 SECRET = secrets.token_bytes(32)
 
@@ -62,7 +62,7 @@ def test_token_of() -> None:
 def test_bounce_tokens_name_one_outbound_message_and_are_not_reply_tokens() -> None:
     import secrets as _secrets
 
-    from postroom.threading.tokens import make_bounce_address, make_token, token_of, verify_bounce_token, verify_token
+    from postroom.tokens import make_bounce_address, make_token, token_of, verify_bounce_token, verify_token
 
     key = _secrets.token_bytes(32)
     address = make_bounce_address(key, "Acme.Mail.Test", 4242)

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 from tests.threads.test_strategies import SECRET, ctx, inp, lookup
 
+from postroom import subjects, trust
 from postroom.threading import strategies as s
-from postroom.threading import subjects, trust
-from postroom.threading.tokens import make_token
+from postroom.tokens import make_token
 
 STRANGER = "mallory@evil.example"
 

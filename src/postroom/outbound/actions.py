@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from postroom import trust
 from postroom.app import App
 from postroom.errors import NotFound, PostroomError
 from postroom.outbound import compose, locale
@@ -37,7 +38,6 @@ from postroom.storage import (
 from postroom.storage import outbound as outbound_store
 from postroom.storage.outbound import AttemptRecord, OutboundRecord
 from postroom.storage.staff import StaffUserInfo
-from postroom.threading import trust
 
 CHANNELS = ("email", "portal")
 

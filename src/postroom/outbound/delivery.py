@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from postroom import tokens
 from postroom.app import App
 from postroom.outbound import mime
 from postroom.outbound.transports import (
@@ -40,7 +41,6 @@ from postroom.settings import Settings
 from postroom.storage import outbound as store
 from postroom.storage import tenants
 from postroom.storage.outbound import OutboundRecord
-from postroom.threading import tokens
 
 log = logging.getLogger(__name__)
 

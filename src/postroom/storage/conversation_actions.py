@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from postroom import trust
 from postroom.errors import NotFound, PostroomError
 from postroom.statuses import ConversationStatus
 from postroom.storage import contacts, conversation_views, conversations, threading_lookup
 from postroom.storage.db import aware
 from postroom.storage.tables import Conversation, Message, Tenant
 from postroom.storage.tables.conversations import STATUSES
-from postroom.threading import trust
-from postroom.threading.policy import ThreadingPolicy
+from postroom.threading_policy import ThreadingPolicy
 
 
 @dataclass(frozen=True)

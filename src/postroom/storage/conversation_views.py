@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from postroom import messageids as refs
 from postroom.errors import NotFound, PostroomError
 from postroom.storage.db import aware
 from postroom.storage.tables import Contact, ContactAddress, Conversation, Message, NotificationEvent, Tenant
 from postroom.storage.tables.conversations import STATUSES
-from postroom.threading import references as refs
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from postroom import messageids as refs
+from postroom import subjects, trust
 from postroom.errors import PostroomError
 from postroom.model import Attachment, ConversationUpdate, Forward, ParsedMessage, to_jsonable
 from postroom.statuses import ConversationStatus
@@ -34,9 +36,8 @@ from postroom.storage.tables import (
     ThreadRef,
 )
 from postroom.storage.threading_lookup import threading_policy
-from postroom.threading import lifecycle, subjects, trust
-from postroom.threading import references as refs
-from postroom.threading.strategies import ThreadMatch
+from postroom.threading import lifecycle
+from postroom.threading_model import ThreadMatch
 
 MAX_THREAD_REFS = 12
 _conversations = Conversation.__table__.c

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from postroom import tokens
 from postroom.addresses import BOUNCE_PREFIX
 from postroom.storage.tables import InboundMessage, MessageBounce, OutboundMessage, OutboundRecipient
 from postroom.storage.tenants import tenant_secret
-from postroom.threading import tokens
 
 
 @dataclass(frozen=True)

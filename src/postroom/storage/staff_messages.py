@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from postroom import messageids as refs
+from postroom import subjects, tokens
 from postroom.errors import NotFound, PostroomError
 from postroom.storage import staff
 from postroom.storage.tables import Conversation, Message
 from postroom.storage.tables.conversations import STATUSES
 from postroom.storage.tenants import tenant_secret
-from postroom.threading import references as refs
-from postroom.threading import subjects, tokens
 
 KINDS = ("email", "note", "portal")
 

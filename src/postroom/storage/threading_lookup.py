@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import BindParameter, Executable, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from postroom import trust
 from postroom.errors import NotFound
 from postroom.model import ParsedMessage
 from postroom.storage import blocks, contacts, staff
@@ -32,9 +33,9 @@ from postroom.storage.tables import (
     ThreadRef,
 )
 from postroom.storage.tenants import TenantCache, tenant_changed
-from postroom.threading import trust
-from postroom.threading.policy import SETTINGS_KEY, ThreadingPolicy
-from postroom.threading.strategies import ConversationRef, MatchInput, SentMessage, ThreadMatch, match
+from postroom.threading.strategies import MatchInput, match
+from postroom.threading_model import ConversationRef, SentMessage, ThreadMatch
+from postroom.threading_policy import SETTINGS_KEY, ThreadingPolicy
 
 MAX_WRITTEN_LOOKED_AT = 50  # a sender's newest messages read to see whether one was trusted
 _conversations = Conversation.__table__.c

@@ -13,8 +13,8 @@ conversation or storing a message twice. Bounces are handled tenant-wide
 
 from __future__ import annotations
 
+from postroom import messageids as refs
 from postroom.model import ParsedMessage
-from postroom.threading import references as refs
 
 
 def race_keys(parsed: ParsedMessage) -> list[str]:

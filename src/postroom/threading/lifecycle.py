@@ -9,13 +9,13 @@ sender's inbox mail waits silently) live here, testable without a database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from postroom import trust
 from postroom.statuses import CONVERSATION_MOVES, ConversationStatus
-from postroom.threading import trust
+from postroom.threading_model import Event, Lifecycle
 
 
 class Thread(Protocol):
@@ -28,27 +28,6 @@ class Thread(Protocol):
     flags: list
     responsible_user_id: int | None
     responsible_team_id: int | None
-
-
-@dataclass(frozen=True)
-class Event:
-    """A notification event to raise for the recorded message."""
-
-    kind: str
-    recipient_type: str
-    recipient_id: int | None
-    conversation_id: int | None
-    payload: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Lifecycle:
-    """The conversation columns to change (none without a conversation) and the events to raise, in order."""
-
-    changes: Mapping[str, Any] = field(default_factory=dict)
-    events: tuple[Event, ...] = ()
-    reopened: bool = False
-    notified: bool = False
 
 
 def responsible(conv: Thread) -> tuple[str, int | None]:

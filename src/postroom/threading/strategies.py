@@ -7,7 +7,7 @@ reference tag, subject heuristic, then a new conversation (or the tenant's
 unsorted inbox for what must never create one). Forwards sent to ``inbox@``
 go to the unsorted inbox right after the token step, with suggestions.
 Every step that finds an existing conversation hands it to ``_join``, which
-applies the one participant policy of ``postroom.threading.trust``.
+applies the one participant policy of ``postroom.trust``.
 Nothing here touches a database: tests pass a dict-backed lookup.
 """
 
@@ -16,31 +16,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
+from postroom import messageids as refs
+from postroom import subjects, tokens
 from postroom.addresses import BOUNCE_PREFIX, INBOX, POSTMASTER_PARTS, REPLY_PREFIX
 from postroom.model import ParsedMessage
-from postroom.threading import references as refs
-from postroom.threading import subjects, tokens
-from postroom.threading.policy import ThreadingPolicy
-from postroom.threading.trust import BLOCKED, FOREIGN
+from postroom.threading_model import ConversationRef, Destination, SentMessage, ThreadMatch
+from postroom.threading_policy import ThreadingPolicy
+from postroom.trust import BLOCKED, FOREIGN
 
-Destination = Literal["conversation", "new", "inbox"]
 MAX_SUGGESTIONS = 5
 SIGNED_PREFIXES = (REPLY_PREFIX, BOUNCE_PREFIX)
 MAX_CHAIN_IDS = 60  # In-Reply-To plus the newest References; a 2,000-id header is not read in full
-
-
-@dataclass(frozen=True)
-class ConversationRef:
-    """What matching needs to know about a stored conversation."""
-
-    id: int
-    contact_id: int | None
-    status: str
-    subject_key: str
-    reference: str
-    last_activity_at: datetime
 
 
 class ConversationLookup(Protocol):
@@ -102,15 +90,6 @@ class ConversationLookup(Protocol):
 
 
 @dataclass(frozen=True)
-class SentMessage:
-    """An outbound message a bounce address names."""
-
-    outbound_id: int
-    conversation_id: int | None
-    message_id: str
-
-
-@dataclass(frozen=True)
 class MatchInput:
     """The facts of one inbound message that matching reads."""
 
@@ -167,26 +146,6 @@ class MatchInput:
             from_own_address=sender_domain in domains and (sender_local == INBOX
                                                            or sender_local.startswith(SIGNED_PREFIXES)),
         )
-
-
-@dataclass(frozen=True)
-class ThreadMatch:
-    """The decision: an existing conversation, a new one, or the unsorted inbox; ``via`` says why."""
-
-    destination: Destination
-    via: str
-    conversation_id: int | None = None
-    contact_id: int | None = None
-    token_contact_id: int | None = None
-    flags: tuple[str, ...] = ()
-    matched: str | None = None
-    suggestions: tuple[int, ...] = ()
-    returned: SentMessage | None = None  # the outbound message a bounce address names
-    follows: int | None = None  # a new conversation picking up an older one of the same contact and subject
-
-    @property
-    def is_reply(self) -> bool:
-        return self.destination == "conversation"
 
 
 @dataclass(frozen=True)
