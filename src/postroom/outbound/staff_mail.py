@@ -13,9 +13,10 @@ note's text only to the user it mentions; never a note's text otherwise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -51,23 +52,36 @@ def describe(event: EventView, setting: MailSetting, summary: ConversationSummar
     payload = event.payload
     subject = summary.subject if summary else str(payload.get("subject") or "")
     reference = summary.reference if summary else str(payload.get("reference") or "")
-    body = ""
     if event.kind in ("new_conversation", "customer_message"):
         author = (gist.author_name or gist.author_email) if gist else ""
-        headline = t(f"staff_{event.kind}", author=author, subject=subject, reference=reference)
-        if gist is not None and gist.kind != "note" and gist.direction == "in":
-            body = _excerpt(gist.text)
-    elif event.kind == "mention":
+        return t(f"staff_{event.kind}", author=author, subject=subject, reference=reference), _customer_words(gist)
+    if event.kind == "mention":
         headline = t("staff_mention", author=str(payload.get("by_name") or ""), subject=subject, reference=reference)
-        if event.recipient_type == "user" and event.recipient_id == setting.user_id:
-            body = _excerpt(str(payload.get("excerpt") or ""))
-    elif event.kind == "assigned":
-        headline = t("staff_assigned", subject=subject, reference=reference)
-    else:
-        recipients = ", ".join(str(r) for r in payload.get("recipients") or ())
-        headline = t("staff_delivery_failed", subject=str(payload.get("subject") or subject), recipients=recipients)
-        body = str(payload.get("reason") or "")[:EXCERPT]
-    return headline, body
+        return headline, _mentioned_words(event, setting)
+    if event.kind == "assigned":
+        return t("staff_assigned", subject=subject, reference=reference), ""
+    return _delivery_failed(t, payload, subject)
+
+
+def _customer_words(gist: MessageGist | None) -> str:
+    """An excerpt of a message that came in from a customer; nothing of a note or of staff's own mail."""
+    if gist is None or gist.kind == "note" or gist.direction != "in":
+        return ""
+    return _excerpt(gist.text)
+
+
+def _delivery_failed(t: Callable[..., str], payload: Mapping[str, Any], subject: str) -> tuple[str, str]:
+    """The failed mail's own subject if it had one, who did not get it, and why."""
+    recipients = ", ".join(str(r) for r in payload.get("recipients") or ())
+    headline = t("staff_delivery_failed", subject=str(payload.get("subject") or subject), recipients=recipients)
+    return headline, str(payload.get("reason") or "")[:EXCERPT]
+
+
+def _mentioned_words(event: EventView, setting: MailSetting) -> str:
+    """The note's excerpt, only for the user the note mentions."""
+    if event.recipient_type == "user" and event.recipient_id == setting.user_id:
+        return _excerpt(str(event.payload.get("excerpt") or ""))
+    return ""
 
 
 def _portal_link(brand: Brand, conversation_id: int | None) -> str | None:
