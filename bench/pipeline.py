@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/pipeline.py [--messages 2000] [--connections 20] [--workers 2] [--runs 3]
                                        [--worker-processes 2] [--smtp-processes 1] [--skip-pg] [--cpu 0]
-                                       [--tenants 50] [--pg-runs 1] [--statements 0]
+                                       [--tenants 50] [--pg-runs 1] [--statements 0 [--sql]]
 
 The mix is every fixtures/emails/*.eml (replies from Gmail/Outlook/Apple/...,
 forwards, attachments, HTML, auto-replies, bounces), each sent with a fresh
@@ -21,7 +21,8 @@ Targets (issues 9, 19): at least 300 msgs/s end to end on the embedded default;
 PostgreSQL + Redis at least as fast; one tenant at least 0.9x many tenants.
 
 ``--statements N`` counts statements, transactions and round trips per message
-of ``flow.process_inbound`` on PostgreSQL (SQLAlchemy engine events).
+of ``flow.process_inbound`` on PostgreSQL (SQLAlchemy engine and pool events);
+``--sql`` also lists each statement with how often a message runs it.
 
 ``--cpu N`` first prints the pipeline's own CPU per message: N messages of the
 mix stored with ``postroom.gateway.ingest`` (no SMTP), then
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=50, help="the same mail spread over this many tenants")
     parser.add_argument("--statements", type=int, default=0, metavar="N",
                         help="first count statements and round trips per message on PostgreSQL over N messages")
+    parser.add_argument("--sql", action="store_true", help="with --statements: list each statement per message")
     parser.add_argument("--cpu", type=int, default=0, metavar="N",
                         help="first measure the pipeline's CPU per message over N messages (no SMTP)")
     args = parser.parse_args()
@@ -215,7 +217,7 @@ def main() -> None:
     if args.cpu:
         pipeline_cpu(args.cpu, mix)
     if args.statements:
-        count_statements(args.statements, mix)
+        count_statements(args.statements, mix, show_sql=args.sql)
     if not args.messages:
         return
     rates: dict[int, list[float]] = {args.worker_processes: [], 0: []}
@@ -248,10 +250,12 @@ def main() -> None:
           f"ratio one tenant / {args.tenants} tenants: {one / many:.2f} (target >= 0.9)")
 
 
-def count_statements(messages: int, mix: list[bytes]) -> None:
+def count_statements(messages: int, mix: list[bytes], *, show_sql: bool = False) -> None:
     """Statements and round trips per message of ``flow.process_inbound`` on PostgreSQL (one thread, no SMTP).
 
-    Round trips: every statement, plus BEGIN and COMMIT of each transaction (psycopg sends each on its own).
+    Round trips: every statement, BEGIN and COMMIT of each transaction (psycopg sends each on its own), and the
+    pool's liveness ping at each connection checkout (``pool_pre_ping``). ``show_sql`` lists each statement
+    with how often a message runs it, to see which are repeated or avoidable.
     """
     with scratch_pg() as pg, tempfile.TemporaryDirectory(prefix="postroom-bench-sql-") as tmp:
         if pg is None:
@@ -259,20 +263,24 @@ def count_statements(messages: int, mix: list[bytes]) -> None:
         app = App.open(Settings(data_dir=Path(tmp) / "data", database_url=pg, mail_domain="mail.test"))
         ids = _warmed_up(app, Path(tmp), messages, mix)
         counts: Counter[str] = Counter()
-        listeners = {"before_cursor_execute": lambda *_: counts.update(["statements"]),
-                     "begin": lambda *_: counts.update(["transactions"])}
-        for name, listener in listeners.items():
-            event.listen(app.engine, name, listener)
+        sql: Counter[str] = Counter()
+        listeners = {(app.engine, "before_cursor_execute"): lambda *a: sql.update([" ".join(a[2].split())[:160]]),
+                     (app.engine, "begin"): lambda *_: counts.update(["transactions"]),
+                     (app.engine.pool, "checkout"): lambda *_: counts.update(["pings"])}
+        for (target, name), listener in listeners.items():
+            event.listen(target, name, listener)
         for row in ids:
             flow.process_inbound(app, row)
-        for name, listener in listeners.items():
-            event.remove(app.engine, name, listener)
+        for (target, name), listener in listeners.items():
+            event.remove(target, name, listener)
         app.close()
-    n = len(ids)
-    print(f"PostgreSQL per message ({n} msgs): {counts['statements'] / n:.1f} statements, "
-          f"{counts['transactions'] / n:.1f} transactions, "
-          f"{(counts['statements'] + 2 * counts['transactions']) / n:.1f} round trips", flush=True)
-
+    n, statements = len(ids), sum(sql.values())
+    if show_sql:
+        for statement, count in sql.most_common():
+            print(f"{count / n:6.2f}  {statement}")
+    print(f"PostgreSQL per message ({n} msgs): {statements / n:.1f} statements, "
+          f"{counts['transactions'] / n:.1f} transactions, {counts['pings'] / n:.1f} pool pings, "
+          f"{(statements + 2 * counts['transactions'] + counts['pings']) / n:.1f} round trips", flush=True)
 
 if __name__ == "__main__":
     main()
