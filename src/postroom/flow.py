@@ -22,7 +22,7 @@ from postroom.budget import ATTEMPTS_EXHAUSTED, ERROR, Budget, OverBudget
 from postroom.errors import ParseFailed
 from postroom.gateway import auth
 from postroom.metrics import message_failed, rule_action_skipped
-from postroom.model import Envelope, ParsedMessage, to_jsonable
+from postroom.model import ConversationUpdate, Envelope, ParsedMessage, to_jsonable
 from postroom.outbound import bounces, rule_mail
 from postroom.outbound.compose import Dispatch
 from postroom.rules import RoutingDecision, RuleInput, Ruleset, directory, evaluate, guard_auto_reply, routing
@@ -33,7 +33,7 @@ from postroom.storage import routing as routing_store
 from postroom.storage.db import pipeline_connection, pipeline_scope
 from postroom.storage.inbound import InboundRecord, LeaseLost
 from postroom.storage.text import storable_fields
-from postroom.threading import keys
+from postroom.threading import keys, lifecycle, strategies
 from postroom.threading_model import ThreadMatch
 
 log = logging.getLogger(__name__)
@@ -275,11 +275,22 @@ def _store_attachments(app: App, parsed: ParsedMessage) -> None:
         app.blobs.put_many(attachments)
 
 
+def match_inbound(session: Session, record: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
+                  now: datetime | None = None) -> ThreadMatch:
+    """The threading stage for one inbound row: tenant secret, policy and domains (cached), then the strategies."""
+    tenant = threading_lookup.threading_tenant(session, record.tenant_id)
+    domains = [f"{tenant.slug}.{mail_domain}".lower(), *tenant.domains]
+    inp = strategies.MatchInput.from_parsed(parsed, record.rcpt_tos, now=now or datetime.now(UTC),
+                                            tenant_domains=domains)
+    return strategies.match(inp, threading_lookup.SqlLookup(session, record.tenant_id), secret=tenant.secret,
+                            policy=tenant.policy)
+
+
 def _match(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage,
            progress: _Progress) -> ThreadMatch:
     """The threading stage, under advisory locks on what it can race on (not the tenant: see threading/keys)."""
     advisory.lock(session, record.tenant_id, keys.race_keys(parsed))
-    match = threading_lookup.match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
+    match = match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
     match, progress.row["auth_results"] = vet_staff_forward(session, record, parsed, progress.row["auth_results"],
                                                             match)
     if match.conversation_id is not None:
@@ -307,11 +318,24 @@ def _decide_and_record(app: App, record: InboundRecord, parsed: ParsedMessage, b
         return InboundStatus.DONE, outbound_ids
 
 
+def record_message(session: Session, record: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
+                   change: ConversationUpdate | None = None) -> conversations.Recorded:
+    """The storage stage around the pure lifecycle step: place the message, step its conversation, record both."""
+    recorded = conversations.already_recorded(session, record, parsed)
+    if recorded is not None:
+        return recorded
+    placed = conversations.place(session, record, parsed, match, change)
+    outcome = lifecycle.step(placed.thread, tenant_id=record.tenant_id, flags=placed.flags, automatic=placed.automatic,
+                             loop=placed.loop, created=placed.created, sender=placed.sender, via=match.via,
+                             now=placed.now)
+    return conversations.record(session, placed, outcome)
+
+
 def _record_and_act(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
                     routed: Routed | None) -> tuple[dict | None, list[int]]:
     """Record the message (storage stage), then act on the decision and on bounces; the routing summary and ids."""
-    recorded = conversations.record(session, record, parsed, match,
-                                    routing.new_conversation_update(routed.decision) if routed else None)
+    recorded = record_message(session, record, parsed, match,
+                              routing.new_conversation_update(routed.decision) if routed else None)
     logs.note(conversation_id=recorded.conversation_id)
     summary, outbound_ids = (None, []) if routed is None else _act(app, session, record, parsed, match, recorded,
                                                                    routed)

@@ -1,8 +1,10 @@
-"""The storage stage of the pipeline: recording a matched message and applying its conversation lifecycle.
+"""The storage stage of the pipeline: placing a matched message, recording it and applying its lifecycle.
 
-``record`` runs in the same transaction as the threading decision and the
-inbound row's final status, so a retry either finds everything done or
-nothing. Neighbours: the threading lookup in storage/threading_lookup.py,
+The flow asks ``already_recorded``, then ``place`` (author and conversation),
+runs the pure lifecycle step (threading/lifecycle.py) on what was placed and
+hands its outcome to ``record``, all in the same transaction as the threading
+decision and the inbound row's final status, so a retry either finds
+everything done or nothing. Neighbours: the threading lookup in storage/threading_lookup.py,
 bounces in storage/bounces.py, staff messages and reply headers in
 storage/staff_messages.py, staff actions (move, status, assign, autoclose) in
 storage/conversation_actions.py, views in storage/conversation_views.py.
@@ -36,8 +38,7 @@ from postroom.storage.tables import (
     ThreadRef,
 )
 from postroom.storage.threading_lookup import threading_policy
-from postroom.threading import lifecycle
-from postroom.threading_model import ThreadMatch
+from postroom.threading_model import Lifecycle, ThreadMatch
 
 MAX_THREAD_REFS = 12
 _conversations = Conversation.__table__.c
@@ -259,29 +260,101 @@ def _thread_for(session: Session, match: ThreadMatch, tenant_id: int, *, subject
     return conv, False, bool(sender) and recent >= policy.loop_max
 
 
-def _message_values(inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch, *, conversation_id: int | None,
-                    author: int | None, similar: list[dict] | None, flags: Sequence[str], message_id: str | None,
-                    in_reply_to: Sequence[str], references: Sequence[str], forward: Forward | None,
-                    now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Placed:
+    """Where a new inbound message goes, decided before it is stored: what the lifecycle reads and ``record`` writes.
+
+    ``thread`` is the conversation it joins or starts (None: the unsorted inbox); ``forward`` the staff forward
+    it is stored as; ``flags`` include ``loop`` when its sender is over the loop limit in that conversation.
+    """
+
+    inbound: InboundRecord
+    parsed: ParsedMessage
+    match: ThreadMatch
+    thread: _Thread | None
+    created: bool
+    loop: bool
+    automatic: bool
+    flags: tuple[str, ...]
+    sender: str
+    author: int | None
+    similar: list[dict] | None
+    forward: Forward | None
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    now: datetime
+
+
+def _canonical_id(parsed: ParsedMessage) -> str | None:
+    return refs.canonical(parsed.message_id) if parsed.message_id else None
+
+
+def _sender(parsed: ParsedMessage) -> str:
+    return parsed.sender.address.lower() if parsed.sender else ""
+
+
+def _automatic_flags(parsed: ParsedMessage) -> list[str]:
+    return [*(["auto_reply"] if parsed.auto_reply is not None else []),
+            *(["bounce"] if parsed.bounce is not None else [])]
+
+
+def already_recorded(session: Session, inbound: InboundRecord, parsed: ParsedMessage) -> Recorded | None:
+    """The message this inbound row (else its Message-ID) already stored, as a duplicate; None for a new one."""
+    existing = _existing(session, inbound.tenant_id, inbound.id, _canonical_id(parsed))
+    return _duplicate(existing) if existing is not None else None
+
+
+def place(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
+          change: ConversationUpdate | None = None, *, now: datetime | None = None) -> Placed:
+    """The author (a contact, created when new) and the conversation (created when the match says new) of a
+    message ``already_recorded`` did not find.
+
+    ``change`` is the rules' decision for a conversation this message starts (``routing.new_conversation_update``).
+    """
+    now = now or datetime.now(UTC)
+    tenant_id, sender = inbound.tenant_id, _sender(parsed)
+    automatic = parsed.auto_reply is not None or parsed.bounce is not None or "bounce" in match.flags
+    forward = parsed.forward if match.via == "forward" else None
+    author, similar = _author(session, tenant_id, sender, parsed.sender.name if parsed.sender else "", forward,
+                              automatic)
+    thread, created, loop = _thread_for(session, match, tenant_id, subject=parsed.subject, author=author,
+                                        change=change, sender=sender, now=now)
+    flags = (*match.flags, *_automatic_flags(parsed), *(["loop"] if loop else []))
+    in_reply_to = refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to)
+    references = refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references)
+    return Placed(inbound, parsed, match, thread, created, loop, automatic, flags, sender, author, similar, forward,
+                  _canonical_id(parsed), in_reply_to, references, now)
+
+
+def _author_columns(parsed: ParsedMessage, forward: Forward | None) -> dict[str, Any]:
+    """Who wrote it: a staff forward is stored as written by the original's sender."""
+    if forward is not None and forward.sender is not None:
+        return {"author_name": forward.sender.name[:200], "author_email": forward.sender.address[:320]}
+    return {"author_name": (parsed.sender.name if parsed.sender else "")[:200], "author_email": _sender(parsed)[:320]}
+
+
+def _content_columns(parsed: ParsedMessage, forward: Forward | None) -> dict[str, Any]:
+    """What it says: a staff forward's subject, date, text and attachments are the original's, where it has them."""
+    if forward is None:
+        return {"subject": parsed.subject or "", "sent_at": parsed.date, "reply_text": parsed.reply_text or parsed.text,
+                "attachments": _attachment_rows(parsed.attachments)}
+    return {"subject": forward.subject or parsed.subject or "", "sent_at": forward.date or parsed.date,
+            "reply_text": forward.text, "attachments": _attachment_rows(forward.attachments or parsed.attachments)}
+
+
+def _message_values(placed: Placed) -> dict[str, Any]:
     """The ``messages`` row of an inbound message; a staff forward is stored as the original it carries."""
-    sender = parsed.sender.address.lower() if parsed.sender else ""
-    sender_name = parsed.sender.name if parsed.sender else ""
-    original = forward.sender if forward else None
+    parsed, match, forward = placed.parsed, placed.match, placed.forward
     return dict(
-        tenant_id=inbound.tenant_id, conversation_id=conversation_id, direction="in", kind="email",
-        author_contact_id=author, author_name=(original.name if original else sender_name)[:200],
-        author_email=(original.address if original else sender)[:320],
-        subject=(forward.subject if forward and forward.subject else parsed.subject) or "",
-        sent_at=(forward.date if forward and forward.date else parsed.date), created_at=now,
-        text=parsed.text, html=parsed.html,
-        reply_text=forward.text if forward else (parsed.reply_text or parsed.text),
-        quoted_text=parsed.quoted_text, signature=parsed.signature, message_id=message_id,
-        in_reply_to=list(in_reply_to), references=list(references),
-        attachments=_attachment_rows(forward.attachments if forward and forward.attachments
-                                     else parsed.attachments),
-        inbound_id=inbound.id, flags=sorted(set(flags)), matched_via=match.via,
-        forward=to_jsonable(forward) if forward else None, forwarded_by=sender if forward else None,
-        suggestions=list(match.suggestions), similar_contacts=similar,
+        tenant_id=placed.inbound.tenant_id, conversation_id=placed.thread.id if placed.thread else None,
+        direction="in", kind="email", author_contact_id=placed.author, **_author_columns(parsed, forward),
+        **_content_columns(parsed, forward), created_at=placed.now, text=parsed.text, html=parsed.html,
+        quoted_text=parsed.quoted_text, signature=parsed.signature, message_id=placed.message_id,
+        in_reply_to=list(placed.in_reply_to), references=list(placed.references), inbound_id=placed.inbound.id,
+        flags=sorted(set(placed.flags)), matched_via=match.via, forward=to_jsonable(forward) if forward else None,
+        forwarded_by=placed.sender if forward else None, suggestions=list(match.suggestions),
+        similar_contacts=placed.similar,
     )
 
 
@@ -296,54 +369,32 @@ def _record_bounce(session: Session, tenant_id: int, parsed: ParsedMessage, matc
                               bounce_message_row=message_row)
 
 
-def record(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
-           change: ConversationUpdate | None = None, *, now: datetime | None = None) -> Recorded:
-    """Store one matched inbound message and apply the lifecycle; idempotent per inbound row and Message-ID.
+def record(session: Session, placed: Placed, outcome: Lifecycle) -> Recorded:
+    """Store a placed message and apply its lifecycle (``outcome``: what ``threading.lifecycle.step`` returned).
 
-    ``change`` is the rules' decision for a conversation this message starts (``routing.new_conversation_update``).
+    Idempotent per inbound row and Message-ID: when a concurrent worker stored the same Message-ID first, the
+    message is that one's duplicate and ``outcome`` is not applied.
     """
-    now = now or datetime.now(UTC)
-    tenant_id = inbound.tenant_id
-    mid = refs.canonical(parsed.message_id) if parsed.message_id else None
-    existing = _existing(session, tenant_id, inbound.id, mid)
-    if existing is not None:
-        return _duplicate(existing)
-    automatic = parsed.auto_reply is not None or parsed.bounce is not None or "bounce" in match.flags
-    flags = [*match.flags, *(["auto_reply"] if parsed.auto_reply is not None else []),
-             *(["bounce"] if parsed.bounce is not None else [])]
-    sender = parsed.sender.address.lower() if parsed.sender else ""
-    forward = parsed.forward if match.via == "forward" else None
-    author, similar = _author(session, tenant_id, sender, parsed.sender.name if parsed.sender else "", forward,
-                              automatic)
-    conv, created, loop = _thread_for(session, match, tenant_id, subject=parsed.subject, author=author,
-                                      change=change, sender=sender, now=now)
-    if loop:
-        flags.append("loop")
-    in_reply_to = refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to)
-    references = refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references)
-    values = _message_values(inbound, parsed, match, conversation_id=conv.id if conv else None, author=author,
-                             similar=similar, flags=flags, message_id=mid, in_reply_to=in_reply_to,
-                             references=references, forward=forward, now=now)
-    message_row: int | None = core(session, _INSERT_MESSAGE[session.get_bind().dialect.name], values).scalar()
+    inbound, tenant_id, conv = placed.inbound, placed.inbound.tenant_id, placed.thread
+    message_row: int | None = core(session, _INSERT_MESSAGE[session.get_bind().dialect.name],
+                                   _message_values(placed)).scalar()
     if message_row is None:  # the same Message-ID was stored by a concurrent worker: one message
-        found = _existing(session, tenant_id, inbound.id, mid)
+        found = _existing(session, tenant_id, inbound.id, placed.message_id)
         if found is None:
             raise PostroomError(f"inbound {inbound.id}: its message was neither stored nor found")
         return _duplicate(found)
-    _add_thread_refs(session, tenant_id, message_row, [*in_reply_to, *reversed(references)])
-    outcome = lifecycle.step(conv, tenant_id=tenant_id, flags=flags, automatic=automatic, loop=loop,
-                             created=created, sender=sender, via=match.via, now=now)
+    _add_thread_refs(session, tenant_id, message_row, [*placed.in_reply_to, *reversed(placed.references)])
     for event in outcome.events:
         add_event(session, tenant_id, event.kind, event.recipient_type, event.recipient_id,
                   conversation_id=event.conversation_id, message_id=message_row, **event.payload)
     if conv is not None:
         conv.set(**outcome.changes)
         _save_thread(session, conv)
-    _record_bounce(session, tenant_id, parsed, match, message_row)
+    _record_bounce(session, tenant_id, placed.parsed, placed.match, message_row)
     session.flush()
     return Recorded(message_row, conv.id if conv else None, "conversation" if conv else "inbox",
-                    created_conversation=created, reopened=outcome.reopened, notified=outcome.notified, loop=loop,
-                    flags=tuple(sorted(set(flags))))
+                    created_conversation=placed.created, reopened=outcome.reopened, notified=outcome.notified,
+                    loop=placed.loop, flags=tuple(sorted(set(placed.flags))))
 
 
 def loop_suppressed(session: Session, conversation_id: int, sender: str, *, now: datetime | None = None) -> bool:

@@ -1,8 +1,8 @@
 """The threading stage's view of storage: the tenant's threading policy and the lookup ``match`` reads.
 
-``SqlLookup`` answers the threading strategies' questions with prebuilt Core
-statements; ``match_inbound`` runs the strategies for one inbound row. The
-strategies themselves are pure (postroom.threading.strategies).
+``SqlLookup`` answers the threading strategies' questions (it satisfies
+``threading.strategies.ConversationLookup``) with prebuilt Core statements;
+the flow runs the strategies, which are pure, over it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from sqlalchemy.orm import Session
 
 from postroom import trust
 from postroom.errors import NotFound
-from postroom.model import ParsedMessage
 from postroom.storage import blocks, contacts, staff
 from postroom.storage.db import aware, core
-from postroom.storage.inbound import InboundRecord
 from postroom.storage.tables import (
     Contact,
     Conversation,
@@ -33,8 +31,7 @@ from postroom.storage.tables import (
     ThreadRef,
 )
 from postroom.storage.tenants import TenantCache, tenant_changed
-from postroom.threading.strategies import MatchInput, match
-from postroom.threading_model import ConversationRef, SentMessage, ThreadMatch
+from postroom.threading_model import ConversationRef, SentMessage
 from postroom.threading_policy import SETTINGS_KEY, ThreadingPolicy
 
 MAX_WRITTEN_LOOKED_AT = 50  # a sender's newest messages read to see whether one was trusted
@@ -249,14 +246,3 @@ class SqlLookup:
     def sent_message(self, outbound_id: int) -> SentMessage | None:
         row = core(self.session, _SENT, {"id": outbound_id, "tenant_id": self.tenant_id}).first()
         return SentMessage(row.id, row.conversation_id, row.message_id) if row is not None else None
-
-
-def match_inbound(session: Session, inbound: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
-                  now: datetime | None = None) -> ThreadMatch:
-    """The threading stage for one inbound row: tenant secret, policy and domains (cached), then ``match``."""
-    tenant = threading_tenant(session, inbound.tenant_id)
-    domains = [f"{tenant.slug}.{mail_domain}".lower(), *tenant.domains]
-    inp = MatchInput.from_parsed(parsed, inbound.rcpt_tos, now=now or datetime.now(UTC), tenant_domains=domains)
-    return match(inp, SqlLookup(session, inbound.tenant_id), secret=tenant.secret, policy=tenant.policy)
-
-
