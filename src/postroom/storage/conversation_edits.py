@@ -25,23 +25,33 @@ MAX_CATEGORY = 100
 MAX_SUBJECT = 2000
 
 
-def _check(session: Session, tenant_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(changes) - set(EDITABLE)
-    if unknown:
-        raise PostroomError(f"cannot change {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE)}")
-    checked = dict(changes)
-    if "status" in checked and checked["status"] not in STATUSES:
-        raise PostroomError(f"status {checked['status']!r}: use one of {', '.join(STATUSES)}")
-    if "category" in checked:
-        category = (checked["category"] or "").strip()
-        if len(category) > MAX_CATEGORY:
-            raise PostroomError(f"a category has at most {MAX_CATEGORY} characters")
-        checked["category"] = category or None
-    if "subject" in checked:
-        subject = " ".join((checked["subject"] or "").split())
-        if not subject or len(subject) > MAX_SUBJECT:
-            raise PostroomError(f"a subject needs 1 to {MAX_SUBJECT} characters")
-        checked["subject"] = subject
+def _status(value: Any) -> str:
+    if value not in STATUSES:
+        raise PostroomError(f"status {value!r}: use one of {', '.join(STATUSES)}")
+    return value
+
+
+def _category(value: Any) -> str | None:
+    """Trimmed; blank clears the category."""
+    category = (value or "").strip()
+    if len(category) > MAX_CATEGORY:
+        raise PostroomError(f"a category has at most {MAX_CATEGORY} characters")
+    return category or None
+
+
+def _subject(value: Any) -> str:
+    """White space collapsed; a subject is never blank."""
+    subject = " ".join((value or "").split())
+    if not subject or len(subject) > MAX_SUBJECT:
+        raise PostroomError(f"a subject needs 1 to {MAX_SUBJECT} characters")
+    return subject
+
+
+_NORMALISED = {"status": _status, "category": _category, "subject": _subject}
+
+
+def _check_responsible(session: Session, tenant_id: int, checked: dict[str, Any]) -> None:
+    """A new responsible user is active and a new responsible team exists, both in the caller's tenant."""
     user = checked.get("responsible_user_id")
     if user is not None and session.scalar(select(StaffUser.tenant_id).where(
             StaffUser.id == user, StaffUser.active.is_(True))) != tenant_id:
@@ -49,7 +59,39 @@ def _check(session: Session, tenant_id: int, changes: dict[str, Any]) -> dict[st
     team = checked.get("responsible_team_id")
     if team is not None and session.scalar(select(Team.tenant_id).where(Team.id == team)) != tenant_id:
         raise PostroomError(f"no team {team} in this tenant")
+
+
+def _check(session: Session, tenant_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise PostroomError(f"cannot change {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE)}")
+    checked = dict(changes)
+    for name, normalised in _NORMALISED.items():
+        if name in checked:
+            checked[name] = normalised(checked[name])
+    _check_responsible(session, tenant_id, checked)
     return checked
+
+
+def _tenant_conversations(session: Session, tenant_id: int, ids: list[int]) -> dict[int, Conversation]:
+    """Every conversation asked for, or NotFound naming the ones the tenant does not have."""
+    convs = {c.id: c for c in session.scalars(select(Conversation).where(Conversation.tenant_id == tenant_id,
+                                                                          Conversation.id.in_(ids)))}
+    missing = [i for i in ids if i not in convs]
+    if missing:
+        raise NotFound(f"no conversation {', '.join(map(str, missing))}")
+    return convs
+
+
+def _apply(conv: Conversation, checked: dict[str, Any], now: datetime) -> None:
+    """Write the checked keys; a status that changes sets or clears ``closed_at``."""
+    if "status" in checked and checked["status"] != conv.status:
+        conv.status = checked["status"]
+        conv.closed_at = now if conv.status == "closed" else None
+    for name in ("category", "subject", "responsible_user_id", "responsible_team_id"):
+        if name in checked:
+            setattr(conv, name, checked[name])
+    conv.updated_at = now
 
 
 def update_conversations(session: Session, tenant_id: int, conversation_ids: Sequence[int], *,
@@ -67,23 +109,13 @@ def update_conversations(session: Session, tenant_id: int, conversation_ids: Seq
     if len(ids) > MAX_BULK:
         raise PostroomError(f"at most {MAX_BULK} conversations at once")
     checked = _check(session, tenant_id, changes)
-    convs = {c.id: c for c in session.scalars(select(Conversation).where(Conversation.tenant_id == tenant_id,
-                                                                          Conversation.id.in_(ids)))}
-    missing = [i for i in ids if i not in convs]
-    if missing:
-        raise NotFound(f"no conversation {', '.join(map(str, missing))}")
+    convs = _tenant_conversations(session, tenant_id, ids)
     now = now or datetime.now(UTC)
+    assignee = checked.get("responsible_user_id")
     for conv_id in ids:
         conv = convs[conv_id]
-        newly_assigned = ("responsible_user_id" in checked and checked["responsible_user_id"] is not None
-                          and checked["responsible_user_id"] != conv.responsible_user_id)
-        if "status" in checked and checked["status"] != conv.status:
-            conv.status = checked["status"]
-            conv.closed_at = now if conv.status == "closed" else None
-        for name in ("category", "subject", "responsible_user_id", "responsible_team_id"):
-            if name in checked:
-                setattr(conv, name, checked[name])
-        conv.updated_at = now
+        newly_assigned = assignee is not None and assignee != conv.responsible_user_id
+        _apply(conv, checked, now)
         if newly_assigned:
             conversations.add_event(session, tenant_id, "assigned", "user", conv.responsible_user_id,
                                     conversation_id=conv.id, reference=conv.reference, subject=conv.subject)
