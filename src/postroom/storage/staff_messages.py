@@ -39,6 +39,31 @@ def add_staff_message(session: Session, conversation_id: int, user_id: int, *, k
     if status is not None and status not in STATUSES:
         raise PostroomError(f"status {status!r}: use one of {', '.join(STATUSES)}")
     now = now or datetime.now(UTC)
+    conv, user = _conversation_and_writer(session, conversation_id, user_id)
+    message = Message(
+        tenant_id=conv.tenant_id, conversation_id=conv.id, direction="out", kind=kind, author_user_id=user.id,
+        author_name=user.name, author_email=user.email, subject=subject if subject is not None else conv.subject,
+        sent_at=now, created_at=now, text=text, html=html, reply_text=text,
+        message_id=refs.canonical(message_id) if message_id else None,
+        in_reply_to=list(refs.merge_ids(in_reply_to)), references=list(refs.merge_ids(references)),
+        attachments=list(attachments), is_read=True, flags=[], matched_via="staff",
+    )
+    session.add(message)
+    session.flush()
+    if kind != "note":
+        _answered(session, conv, user.id, now)
+    if status is not None:
+        conv.status = status
+        conv.closed_at = now if status == "closed" else None
+    conv.last_activity_at = now
+    conv.updated_at = now
+    session.flush()
+    return message.id
+
+
+def _conversation_and_writer(session: Session, conversation_id: int,
+                             user_id: int) -> tuple[Conversation, staff.StaffUserInfo]:
+    """The conversation and the staff user writing in it: an active member of its tenant."""
     conv = session.get(Conversation, conversation_id)
     if conv is None:
         raise NotFound(f"no conversation {conversation_id}")
@@ -47,30 +72,17 @@ def add_staff_message(session: Session, conversation_id: int, user_id: int, *, k
         raise PostroomError(f"staff user {user_id} is not of the conversation's tenant")
     if not user.active:
         raise PostroomError(f"staff user {user.email} is deactivated and cannot write in conversations")
-    mid = refs.canonical(message_id) if message_id else None
-    message = Message(
-        tenant_id=conv.tenant_id, conversation_id=conv.id, direction="out", kind=kind, author_user_id=user.id,
-        author_name=user.name, author_email=user.email, subject=subject if subject is not None else conv.subject,
-        sent_at=now, created_at=now, text=text, html=html, reply_text=text, message_id=mid,
-        in_reply_to=list(refs.merge_ids(in_reply_to)), references=list(refs.merge_ids(references)),
-        attachments=list(attachments), is_read=True, flags=[], matched_via="staff",
-    )
-    session.add(message)
-    session.flush()
-    if kind != "note":
-        if conv.responsible_user_id is None and (
-                conv.responsible_team_id is None or staff.is_member(session, conv.responsible_team_id, user.id)):
-            conv.responsible_user_id = user.id
-        session.execute(update(Message).where(Message.conversation_id == conv.id, Message.direction == "in",
-                                              Message.is_answered.is_(False)).values(is_answered=True))
-        conv.last_staff_at = now
-    if status is not None:
-        conv.status = status
-        conv.closed_at = now if status == "closed" else None
-    conv.last_activity_at = now
-    conv.updated_at = now
-    session.flush()
-    return message.id
+    return conv, user
+
+
+def _answered(session: Session, conv: Conversation, user_id: int, now: datetime) -> None:
+    """A staff reply answers the customer's messages; its writer becomes responsible if nobody (of the team) is."""
+    if conv.responsible_user_id is None and (
+            conv.responsible_team_id is None or staff.is_member(session, conv.responsible_team_id, user_id)):
+        conv.responsible_user_id = user_id
+    session.execute(update(Message).where(Message.conversation_id == conv.id, Message.direction == "in",
+                                          Message.is_answered.is_(False)).values(is_answered=True))
+    conv.last_staff_at = now
 
 
 @dataclass(frozen=True)

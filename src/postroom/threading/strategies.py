@@ -117,35 +117,60 @@ class MatchInput:
         """Reply tokens come from the envelope recipients, then from To/Cc addresses at the tenant's domains;
         bounce tokens only from the envelope (only our envelope sender carries them)."""
         domains = {d.lower() for d in tenant_domains}
-        found = [tokens.token_of(r) for r in rcpt_tos]
-        for addr in (*parsed.to, *parsed.cc):
-            if addr.address.rpartition("@")[2].lower() in domains:
-                found.append(tokens.token_of(addr.address))
         locals_ = {r.strip().strip("<>").rpartition("@")[0].lower() for r in rcpt_tos}
         sender = (parsed.sender.address if parsed.sender else "").lower()
-        sender_local, _, sender_domain = sender.rpartition("@")
-        forward = parsed.forward
+        message_id, in_reply_to, references, bounce_original_id = _message_ids(parsed)
+        is_forward, forward_sender, forward_subject = _forward(parsed)
         return cls(
             sender=sender,
             subject=parsed.subject or "",
             now=now,
-            message_id=refs.canonical(parsed.message_id) if parsed.message_id else None,
-            in_reply_to=refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to),
-            references=refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references),
-            tokens=tuple(dict.fromkeys(t for t in found if t)),
+            message_id=message_id,
+            in_reply_to=in_reply_to,
+            references=references,
+            tokens=_reply_tokens(parsed, rcpt_tos, domains),
             bounce_tokens=tuple(dict.fromkeys(t for r in rcpt_tos if (t := tokens.token_of(r, BOUNCE_PREFIX)))),
             to_inbox=not locals_ or any(not local.startswith(SIGNED_PREFIXES) for local in locals_),
-            is_forward=forward is not None,
-            forward_sender=(forward.sender.address.lower() if forward and forward.sender else None),
-            forward_subject=forward.subject if forward else None,
+            is_forward=is_forward,
+            forward_sender=forward_sender,
+            forward_subject=forward_subject,
             auto_reply=parsed.auto_reply is not None,
             bounce=parsed.bounce is not None,
-            bounce_original_id=(refs.canonical(parsed.bounce.original_message_id)
-                                if parsed.bounce and parsed.bounce.original_message_id else None),
+            bounce_original_id=bounce_original_id,
             to_postmaster_only=bool(locals_) and locals_ <= POSTMASTER_PARTS,
-            from_own_address=sender_domain in domains and (sender_local == INBOX
-                                                           or sender_local.startswith(SIGNED_PREFIXES)),
+            from_own_address=_from_own_address(sender, domains),
         )
+
+
+def _message_ids(parsed: ParsedMessage) -> tuple[str | None, tuple[str, ...], tuple[str, ...], str | None]:
+    """Its own Message-ID, In-Reply-To and References (header and parser merged), a bounce's original; canonical."""
+    original = parsed.bounce.original_message_id if parsed.bounce else None
+    return (refs.canonical(parsed.message_id) if parsed.message_id else None,
+            refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to),
+            refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references),
+            refs.canonical(original) if original else None)
+
+
+def _forward(parsed: ParsedMessage) -> tuple[bool, str | None, str | None]:
+    """Whether it forwards a message, and that original's sender (lower case) and subject."""
+    forward = parsed.forward
+    if forward is None:
+        return False, None, None
+    return True, forward.sender.address.lower() if forward.sender else None, forward.subject
+
+
+def _reply_tokens(parsed: ParsedMessage, rcpt_tos: Sequence[str], domains: set[str]) -> tuple[str, ...]:
+    """Tokens of the envelope recipients, then of To/Cc addresses at the tenant's domains; no repeats."""
+    found = [tokens.token_of(r) for r in rcpt_tos]
+    found += [tokens.token_of(a.address) for a in (*parsed.to, *parsed.cc)
+              if a.address.rpartition("@")[2].lower() in domains]
+    return tuple(dict.fromkeys(t for t in found if t))
+
+
+def _from_own_address(sender: str, domains: set[str]) -> bool:
+    """Sent from one of the tenant's own addresses (its inbox, a reply or bounce address): our mail came back."""
+    local, _, domain = sender.rpartition("@")
+    return domain in domains and (local == INBOX or local.startswith(SIGNED_PREFIXES))
 
 
 @dataclass(frozen=True)
