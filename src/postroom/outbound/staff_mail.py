@@ -90,30 +90,46 @@ def _portal_link(brand: Brand, conversation_id: int | None) -> str | None:
     return None
 
 
-def _contexts(session: Session, app: App, setting: MailSetting, events: Sequence[EventView]) -> list[OutboundContext]:
-    tenant = next(t for t in tenants.list_tenants(session) if t.id == setting.tenant_id)
-    brand = compose.brand(app, tenant)
-    own = [c for c in conversation_views.summaries(session, sorted({e.conversation_id for e in events
-                                                               if e.conversation_id is not None}))
-           if c.tenant_id == setting.tenant_id]
-    summaries = {c.id: c for c in own}
+Described = tuple[EventView, str, str]
+
+
+def _described(session: Session, setting: MailSetting, events: Sequence[EventView], locale: str) -> list[Described]:
+    """Each event with its (headline, body); only conversations and messages of the user's tenant are read."""
+    conversation_ids = sorted({e.conversation_id for e in events if e.conversation_id is not None})
+    summaries = {c.id: c for c in conversation_views.summaries(session, conversation_ids)
+                 if c.tenant_id == setting.tenant_id}
     gists = store.message_gists(session, setting.tenant_id, [e.message_id for e in events if e.message_id])
-    described = [(e, *describe(e, setting, summaries.get(e.conversation_id or 0), gists.get(e.message_id or 0),
-                               brand.locale)) for e in events]
-    recipient = Person(setting.name, setting.email)
-    base = OutboundContext(kind="staff_notice", tenant=brand, recipient=recipient, subject="", reference="")
-    if setting.mode == "immediate":
-        return [replace(base, subject=headline, text="\n\n".join(p for p in (headline, body) if p),
-                        conversation_id=event.conversation_id,
-                        portal_link=_portal_link(brand, event.conversation_id))
-                for event, headline, body in described]
+    return [(e, *describe(e, setting, summaries.get(e.conversation_id or 0), gists.get(e.message_id or 0), locale))
+            for e in events]
+
+
+def _notice(base: OutboundContext, brand: Brand, described: Described) -> OutboundContext:
+    """One mail for one event, linking its conversation."""
+    event, headline, body = described
+    return replace(base, subject=headline, text="\n\n".join(p for p in (headline, body) if p),
+                   conversation_id=event.conversation_id, portal_link=_portal_link(brand, event.conversation_id))
+
+
+def _digest(base: OutboundContext, brand: Brand, described: Sequence[Described]) -> OutboundContext:
+    """One mail listing every event: its headline, then its body and link indented under it."""
     t = locales.translator(brand.locale)
     lines = []
     for event, headline, body in described:
         link = _portal_link(brand, event.conversation_id)
         lines.append("\n".join(["- " + headline] + [f"  {extra}" for extra in (body, link) if extra]))
-    return [replace(base, kind="staff_digest", subject=t("staff_digest_subject", count=len(events), tenant=brand.name),
-                    text="\n\n".join(lines), portal_link=brand.portal_url)]
+    subject = t("staff_digest_subject", count=len(described), tenant=brand.name)
+    return replace(base, kind="staff_digest", subject=subject, text="\n\n".join(lines), portal_link=brand.portal_url)
+
+
+def _contexts(session: Session, app: App, setting: MailSetting, events: Sequence[EventView]) -> list[OutboundContext]:
+    tenant = next(t for t in tenants.list_tenants(session) if t.id == setting.tenant_id)
+    brand = compose.brand(app, tenant)
+    described = _described(session, setting, events, brand.locale)
+    recipient = Person(setting.name, setting.email)
+    base = OutboundContext(kind="staff_notice", tenant=brand, recipient=recipient, subject="", reference="")
+    if setting.mode == "immediate":
+        return [_notice(base, brand, one) for one in described]
+    return [_digest(base, brand, described)]
 
 
 def _mail_user(app: App, setting: MailSetting, now: datetime) -> list[int]:
