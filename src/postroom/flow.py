@@ -198,10 +198,12 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
     """
     settings = app.settings
     with pipeline_connection(app.engine) as connection:
-        record = inbound.claim(connection, inbound_id, lease=timedelta(seconds=settings.processing_lease_seconds),
-                               max_attempts=settings.max_attempts)
-    if record is None:
+        claimed = inbound.claim_with_raw(connection, inbound_id,
+                                         lease=timedelta(seconds=settings.processing_lease_seconds),
+                                         max_attempts=settings.max_attempts)
+    if claimed is None:
         return None
+    record, raw = claimed
     if record.status == InboundStatus.FAILED:
         message_failed(ATTEMPTS_EXHAUSTED)
         log.error("inbound %s: %s", inbound_id, record.last_error)
@@ -213,7 +215,7 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
     try:
         with logs.bound(tenant=record.tenant, inbound_id=inbound_id):
             try:
-                outcome = _run(app, record, budget, dispatch_outbound) or "skipped"
+                outcome = _run(app, record, raw, budget, dispatch_outbound) or "skipped"
                 return None if outcome == "skipped" else outcome
             finally:
                 logs.processed(log, inbound_id, outcome, time.perf_counter() - started)
@@ -230,11 +232,13 @@ class _Progress:
     row: dict = field(default_factory=dict)
 
 
-def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dispatch | None) -> str | None:
-    """claim (done by the caller) -> parse -> authenticate -> match -> decide -> record -> act, then dispatch."""
+def _run(app: App, record: InboundRecord, raw: bytes | None, budget: Budget,
+         dispatch_outbound: Dispatch | None) -> str | None:
+    """claim (done by the caller, with the raw bytes if inline) -> parse -> authenticate -> match -> decide -> record
+    -> act, then dispatch."""
     progress = _Progress()
     try:
-        parsed = _parse(app, record, progress)
+        parsed = _parse(app, record, raw, progress)
         if parsed is None:
             return InboundStatus.PARSE_FAILED
         budget.check("parsing")
@@ -250,10 +254,12 @@ def _run(app: App, record: InboundRecord, budget: Budget, dispatch_outbound: Dis
         return _failed(app, record, exc, progress)
 
 
-def _parse(app: App, record: InboundRecord, progress: _Progress) -> ParsedMessage | None:
+def _parse(app: App, record: InboundRecord, raw: bytes | None, progress: _Progress) -> ParsedMessage | None:
     """The parsed message with its row columns (authentication included) in ``progress``; None when unparsable
-    (the row is then marked ``parse_failed`` here, with the authentication verdicts)."""
-    raw = app.blobs.get(record.sha256)
+    (the row is then marked ``parse_failed`` here, with the authentication verdicts). ``raw`` is None when the
+    claim did not bring the bytes (a message kept in the file/S3 store)."""
+    if raw is None:
+        raw = app.blobs.get(record.sha256)
     verdicts = authenticate(app, raw)
     try:
         parsed = parsing.parse(raw, record.received_at)

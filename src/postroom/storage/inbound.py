@@ -17,14 +17,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Text, bindparam, case, func, null, or_, select, update
+from sqlalchemy import Connection, Row, Text, Update, bindparam, case, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from postroom import budget
 from postroom.errors import NotFound, PostroomError
 from postroom.statuses import RUNNABLE, InboundStatus
 from postroom.storage.db import aware, core
-from postroom.storage.tables import InboundMessage, Tenant
+from postroom.storage.tables import BlobData, InboundMessage, Tenant
 from postroom.storage.text import ERROR_LIMIT, storable, storable_json
 
 LEASE = timedelta(minutes=5)
@@ -112,6 +112,11 @@ _UPDATE = update(InboundMessage.__table__).where(_inbound.id == bindparam("row_i
 _FENCED = _UPDATE.where(_inbound.status == InboundStatus.PROCESSING, _inbound.lease_token == bindparam("token"))
 
 
+# The same claim that also returns the raw message when the intake stored it inline (NULL when it is in the file/S3
+# store): the pipeline reads it right after claiming, so one statement instead of a claim and a read transaction.
+_CLAIM_READING = _CLAIM.returning(select(BlobData.data).where(BlobData.sha256 == _inbound.sha256).scalar_subquery())
+
+
 def claim(session: Session | Connection, inbound_id: int, now: datetime | None = None,
           lease: timedelta = LEASE, max_attempts: int = MAX_ATTEMPTS) -> InboundRecord | None:
     """Take the row for processing, or None if it is finished or leased by a live worker.
@@ -123,14 +128,32 @@ def claim(session: Session | Connection, inbound_id: int, now: datetime | None =
     message's path, so it costs one statement and no statement building or
     ORM step, not an update plus a join.
     """
-    now = now or datetime.now(UTC)
-    found = core(session, _CLAIM, {"inbound_id": inbound_id, "now": now, "lease_until": now + lease,
-                                   "max_attempts": max_attempts, "token": secrets.randbits(62),
-                                   "gave_up": budget.attempts_reason(max_attempts)}).first()
+    found = _claim(session, _CLAIM, inbound_id, now, lease, max_attempts)
+    return None if found is None else _record_of(dict(zip(_NAMES, found[:-1], strict=True)), found[-1])
+
+
+def claim_with_raw(session: Session | Connection, inbound_id: int, *, lease: timedelta = LEASE,
+                   max_attempts: int = MAX_ATTEMPTS) -> tuple[InboundRecord, bytes | None] | None:
+    """``claim``, and in the same statement the raw message if it is stored inline (``blob_data``), else None.
+
+    The pipeline's first two reads of a message, its row and its bytes, are
+    one round trip and one transaction: on PostgreSQL a transaction costs
+    BEGIN, COMMIT and a pooled connection's liveness ping besides its
+    statement. Large messages live in the file/S3 store, read by the caller.
+    """
+    found = _claim(session, _CLAIM_READING, inbound_id, None, lease, max_attempts)
     if found is None:
         return None
-    *values, slug = found
-    return _record_of(dict(zip(_NAMES, values, strict=True)), slug)
+    *values, slug, raw = found
+    return _record_of(dict(zip(_NAMES, values, strict=True)), slug), None if raw is None else bytes(raw)
+
+
+def _claim(session: Session | Connection, statement: Update, inbound_id: int, now: datetime | None,
+           lease: timedelta, max_attempts: int) -> Row | None:
+    now = now or datetime.now(UTC)
+    return core(session, statement, {"inbound_id": inbound_id, "now": now, "lease_until": now + lease,
+                                     "max_attempts": max_attempts, "token": secrets.randbits(62),
+                                     "gave_up": budget.attempts_reason(max_attempts)}).first()
 
 
 def _storable_values(values: dict[str, object]) -> dict[str, object]:
