@@ -1,4 +1,4 @@
-"""aiosmtpd handler: refuse what is not ours at RCPT, store durably at DATA.
+"""The gateway's aiosmtpd handler: refuse what is not ours at RCPT, store durably at DATA.
 
 An optional ``screen`` (the tenants' reject rules, see gateway/screen.py) may
 refuse a message at the end of DATA, before anything is stored.
@@ -16,11 +16,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
-
 from postroom import metrics
 from postroom.addresses import TenantDirectory
 from postroom.gateway.addresses import Recipient, Refusal, classify
+from postroom.gateway.protocol import SMTP, Envelope, Session
 from postroom.gateway.ratelimit import RateLimits
 from postroom.model import Envelope as MailEnvelope
 from postroom.storage.intake import IntakeItem

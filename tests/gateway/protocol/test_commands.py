@@ -1,4 +1,4 @@
-"""The lean command path (gateway/commands.py) against aiosmtpd's own, reply for reply.
+"""The lean command path (gateway/protocol/commands.py) against aiosmtpd's own, reply for reply.
 
 Two real servers on 127.0.0.1, aiosmtpd's ``SMTP`` and ``LeanSMTP``, get the
 same command scripts from a raw socket client; every reply and every
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from postroom.gateway.commands import LeanSMTP, plain_path
+from postroom.gateway.protocol.commands import LeanSMTP, plain_path
 from postroom.testing import LoopbackSMTP
 
 LOCAL_PART_LIMIT = 64

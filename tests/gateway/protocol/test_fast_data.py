@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from postroom.gateway.data import DataState, read_data
-from postroom.gateway.server import FastDataSMTP
+from postroom.gateway.protocol.data import DataState, read_data
+from postroom.gateway.protocol.smtp import FastDataSMTP
 from postroom.service import Service
 from postroom.settings import Settings
 from postroom.storage import inbound

@@ -7,7 +7,7 @@ works on whole received chunks instead: one regex scan for dot-led lines
 (the end marker, and whether unstuffing is needed), C-speed searches for
 over-long lines, one copy out of the stream buffer, and unstuffing with one
 ``replace`` only when a line was stuffed. What it accepts, refuses and stores is byte for byte
-what aiosmtpd's standard path does (tests/gateway/test_fast_data.py):
+what aiosmtpd's standard path does (tests/gateway/protocol/test_fast_data.py):
 
 - lines end at CRLF only; a bare LF or CR is data (no line break), as in aiosmtpd;
 - the body ends at the first line that is exactly ``.``;

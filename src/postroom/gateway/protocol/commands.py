@@ -1,4 +1,4 @@
-"""aiosmtpd's command path without its per-command overhead; same replies (tests/gateway/test_commands.py).
+"""aiosmtpd's command path without its per-command overhead; same replies (tests/gateway/protocol/test_commands.py).
 
 Every MAIL and RCPT went through ``SMTP._getaddr``, which defines a
 ``typing.Protocol`` class on each call (a class creation, ABC machinery and
@@ -187,18 +187,9 @@ class LeanSMTP(SMTP):
             return await super().smtp_MAIL(arg)
         address, params = parsed
         mail_options = params.upper().split()
-        smtputf8 = False
-        for option in mail_options:
-            name, _, value = option.partition("=")
-            if name == "SIZE" and value.isascii() and value.isdigit():
-                if self.data_size_limit and int(value) > self.data_size_limit:
-                    return await super().smtp_MAIL(arg)
-            elif name == "BODY" and value in ("7BIT", "8BITMIME") and not self._decode_data:
-                pass
-            elif option == "SMTPUTF8" and self.enable_SMTPUTF8:
-                smtputf8 = True
-            else:
-                return await super().smtp_MAIL(arg)
+        smtputf8 = self._plain_mail_options(mail_options)
+        if smtputf8 is None:
+            return await super().smtp_MAIL(arg)
         envelope.smtp_utf8 = smtputf8
         status = await self._call_handler_hook("MAIL", address, mail_options)
         if status is MISSING:
@@ -207,6 +198,23 @@ class LeanSMTP(SMTP):
             status = "250 OK"
         log.info("%r sender: %s", session.peer, address)
         await self.push(status)
+
+    def _plain_mail_options(self, mail_options: list[str]) -> bool | None:
+        """Whether SMTPUTF8 is asked for, when every option is a SIZE within the limit, a BODY or SMTPUTF8 that
+        aiosmtpd would accept as is; None when aiosmtpd must decide (and word the reply)."""
+        smtputf8 = False
+        for option in mail_options:
+            name, _, value = option.partition("=")
+            if name == "SIZE" and value.isascii() and value.isdigit():
+                if self.data_size_limit and int(value) > self.data_size_limit:
+                    return None
+            elif name == "BODY" and value in ("7BIT", "8BITMIME") and not self._decode_data:
+                pass
+            elif option == "SMTPUTF8" and self.enable_SMTPUTF8:
+                smtputf8 = True
+            else:
+                return None
+        return smtputf8
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
