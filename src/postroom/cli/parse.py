@@ -65,8 +65,13 @@ def _summary(file: Path, r: dict[str, Any], with_name: bool) -> str:
     head = [f"== {file}"] if with_name else []
     if "error" in r:
         return "\n".join([*head, f"error: {r['error']}"])
+    lines = [*head, *_header_lines(r), *(_attachment_line(att) for att in r["attachments"]), *_verdict_lines(r),
+             "", "--- reply ---", r["reply_text"], *_rest_lines(r)]
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(r: dict[str, Any]) -> list[str]:
     lines = [
-        *head,
         f"Message-ID: {r['message_id'] or '-'}",
         f"Date:       {r['date']}{' (fallback)' if r['date_is_fallback'] else ''}",
         f"From:       {_addr(r['from'])}",
@@ -75,10 +80,18 @@ def _summary(file: Path, r: dict[str, Any], with_name: bool) -> str:
     if r["cc"]:
         lines.append(f"Cc:         {', '.join(_addr(a) for a in r['cc'])}")
     lines.append(f"Subject:    {r['subject']}")
-    for att in r["attachments"]:
-        flags = f" [{', '.join(att['flags'])}]" if att["flags"] else ""
-        kind = "inline" if att["inline"] else "attached"
-        lines.append(f"Attachment: {att['filename']} ({att['content_type']}, {att['size']} bytes, {kind}){flags}")
+    return lines
+
+
+def _attachment_line(att: dict[str, Any]) -> str:
+    flags = f" [{', '.join(att['flags'])}]" if att["flags"] else ""
+    kind = "inline" if att["inline"] else "attached"
+    return f"Attachment: {att['filename']} ({att['content_type']}, {att['size']} bytes, {kind}){flags}"
+
+
+def _verdict_lines(r: dict[str, Any]) -> list[str]:
+    """What the parser recognised the message as: auto-reply, bounce, forward; and what was wrong with it."""
+    lines = []
     if r["auto_reply"]:
         lines.append(f"Auto-reply: {r['auto_reply']['reason']}")
     if r["bounce"]:
@@ -90,9 +103,14 @@ def _summary(file: Path, r: dict[str, Any], with_name: bool) -> str:
         lines.append(f"Forward of: {_addr(f['from'])}, {f['date'] or '-'}, {f['subject']!r}")
     if r["defects"]:
         lines.append(f"Defects:    {', '.join(r['defects'])}")
-    lines += ["", "--- reply ---", r["reply_text"]]
+    return lines
+
+
+def _rest_lines(r: dict[str, Any]) -> list[str]:
+    """The signature in full; the quoted text only counted."""
+    lines = []
     if r["signature"]:
         lines += ["--- signature ---", r["signature"]]
     if r["quoted_text"]:
         lines.append(f"--- quoted: {len(r['quoted_text'].splitlines())} lines ---")
-    return "\n".join(lines) + "\n"
+    return lines
