@@ -46,6 +46,17 @@ def parse_notification(body: str) -> Notification | None:
 
     Raises ValueError for anything else: that message is not ours to drop.
     """
+    data = _unwrapped(body)
+    kind = data.get("notificationType")
+    if kind == "AMAZON_SES_SETUP_NOTIFICATION":
+        return None
+    if kind != "Received":
+        raise ValueError(f"notificationType {kind!r} is not 'Received'")
+    return _received(data)
+
+
+def _unwrapped(body: str) -> dict[str, Any]:
+    """The JSON object SES wrote, taken out of the SNS envelope when it came through SNS."""
     try:
         data = json.loads(body)
         if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
@@ -54,11 +65,11 @@ def parse_notification(body: str) -> Notification | None:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    kind = data.get("notificationType")
-    if kind == "AMAZON_SES_SETUP_NOTIFICATION":
-        return None
-    if kind != "Received":
-        raise ValueError(f"notificationType {kind!r} is not 'Received'")
+    return data
+
+
+def _received(data: dict[str, Any]) -> Notification:
+    """Where the receipt rule's S3 action put the message, and for whom."""
     receipt, mail = data.get("receipt") or {}, data.get("mail") or {}
     action = receipt.get("action") or {}
     if action.get("type") != "S3" or not action.get("bucketName") or not action.get("objectKey"):
