@@ -17,8 +17,20 @@ from typing import Any, TypeVar
 
 from postroom.errors import ParseFailed
 from postroom.model import Address, Attachment, AutoReply, Bounce, Forward, ParsedMessage
-from postroom.parsing import addresses, attachments, autoreply, bounces, forwarded, html, limits, mime, trimming
+from postroom.parsing import (
+    addresses,
+    attachments,
+    autoreply,
+    bounces,
+    forwarded,
+    headers,
+    html,
+    limits,
+    mime,
+    trimming,
+)
 from postroom.parsing.autoreply import is_null_sender
+from postroom.parsing.charsets import guess_decode
 from postroom.parsing.dates import parse_header_date
 
 __all__ = ["ParseFailed", "is_null_sender", "parse", "parsed_to_json"]
@@ -61,7 +73,7 @@ class _Builder:
     def __init__(self, raw: bytes, msg: Message, received_at: datetime | None, depth: int,
                  repaired: bool) -> None:
         self.raw, self.msg, self.received_at, self.depth = raw, msg, received_at, depth
-        self.fields = mime.header_index(msg)
+        self.fields = headers.header_index(msg)
         self.defects: list[str] = mime.defects(msg) + (["repaired-header-block"] if repaired else [])
         self.truncated: list[str] = ["mime"] if any(d.startswith("mime-truncated") for d in self.defects) else []
 
@@ -127,7 +139,7 @@ class _Builder:
             headers=self._headers(),
             date_is_fallback=fallback,
             list_id=self._header("List-Id") or None,
-            authentication_results=tuple(mime.decode_header_value(v)
+            authentication_results=tuple(headers.decode_header_value(v)
                                          for v in self.fields.get("authentication-results", ())),
             size=len(self.raw),
             sender_header=next(iter(self.guard("sender", lambda: self._addresses("Sender"), ())), None),
@@ -142,7 +154,7 @@ class _Builder:
         return values[0] if values else None
 
     def _header(self, name: str) -> str:
-        return mime.decode_header_value(self._first(name.lower()))
+        return headers.decode_header_value(self._first(name.lower()))
 
     def _date(self) -> tuple[datetime, bool]:
         value = self._first("date")
@@ -156,7 +168,7 @@ class _Builder:
         return found, False
 
     def _headers(self) -> tuple[tuple[str, str], ...]:
-        decoded = tuple((k, mime.decode_header_value(str(v)[: 4 * limits.MAX_HEADER_TEXT]))
+        decoded = tuple((k, headers.decode_header_value(str(v)[: 4 * limits.MAX_HEADER_TEXT]))
                         for k, v in self.msg.raw_items())
         if all(len(v) <= limits.MAX_HEADER_TEXT for _, v in decoded):
             return decoded
@@ -181,11 +193,11 @@ class _Builder:
         if len(value) > limits.MAX_ADDRESS_LIST:
             self.flag(name.lower(), f"address list read from its first {limits.MAX_ADDRESS_LIST} characters")
             value = value[: limits.MAX_ADDRESS_LIST]
-        if mime.has_surrogates(value):
-            value = mime.guess_decode(value.encode("utf-8", errors="surrogateescape"))
+        if headers.has_surrogates(value):
+            value = guess_decode(value.encode("utf-8", errors="surrogateescape"))
         value = value.replace("\x00", "\ufffd")
         return tuple(
-            Address(mime.decode_header_value(a.name), a.address) if "=?" in a.name else a
+            Address(headers.decode_header_value(a.name), a.address) if "=?" in a.name else a
             for a in addresses.parse_list(value)
         )
 

@@ -17,7 +17,7 @@ from email.message import Message
 from tnefparse.tnef import TNEF
 
 from postroom.model import Attachment
-from postroom.parsing import mime
+from postroom.parsing import headers, mime
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"MZ", "application/x-msdownload"),
@@ -98,7 +98,7 @@ def _mismatch(declared: str, ext: str, detected: str) -> bool:
 
 
 def _content_id(part: Message) -> str | None:
-    value = mime.raw_header(part, "Content-ID")
+    value = headers.raw_header(part, "Content-ID")
     if not value:
         return None
     value = " ".join(value.split()).strip().strip("<>").strip()
@@ -155,7 +155,7 @@ def _message_name(part: Message) -> str | None:
         return None
     payload = part.get_payload()
     inner = payload[0] if isinstance(payload, list) and payload else None
-    subject = mime.header(inner, "Subject") if isinstance(inner, Message) else ""
+    subject = headers.header(inner, "Subject") if isinstance(inner, Message) else ""
     return f"{subject or 'message'}.eml"
 
 

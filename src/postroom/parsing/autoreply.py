@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from postroom.parsing import lexicon, mime
+from postroom.parsing import headers, lexicon
 
-#: Raw header values by lower-cased name (:func:`postroom.parsing.mime.header_index`).
+#: Raw header values by lower-cased name (:func:`postroom.parsing.headers.header_index`).
 Fields = Mapping[str, list[str]]
 
 #: Senders whose mail is never typed by a person: only with one of these may a subject alone decide.
@@ -39,7 +39,7 @@ def detect(fields: Fields, subject: str) -> str | None:
 
 def _header(fields: Fields, name: str) -> str:
     values = fields.get(name.lower())
-    return mime.decode_header_value(values[0] if values else None)
+    return headers.decode_header_value(values[0] if values else None)
 
 
 def _auto_submitted(fields: Fields) -> str | None:

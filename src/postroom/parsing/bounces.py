@@ -21,7 +21,7 @@ from email.message import Message
 from flufl.bounce import all_failures
 
 from postroom.model import Bounce
-from postroom.parsing import html, mime
+from postroom.parsing import headers, html, mime
 
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
@@ -70,7 +70,7 @@ def detect(msg: Message, sender: str, subject: str) -> Bounce | None:
     permanent |= _text_failures(msg) - temporary
     if not temporary and not permanent:
         return None
-    own_id = mime.raw_header(msg, "Message-ID")
+    own_id = headers.raw_header(msg, "Message-ID")
     return Bounce(
         permanent=tuple(sorted(permanent)),
         temporary=tuple(sorted(temporary - permanent)),
@@ -131,7 +131,7 @@ def original_message_id(msg: Message, own_id: str | None) -> str | None:
         if ctype == "message/rfc822":
             inner = part.get_payload()
             inner = inner[0] if isinstance(inner, list) and inner else None
-            value = mime.raw_header(inner, "Message-ID") if isinstance(inner, Message) else None
+            value = headers.raw_header(inner, "Message-ID") if isinstance(inner, Message) else None
             if value and value.strip():
                 return value.strip()
         elif ctype == "text/rfc822-headers":

@@ -39,7 +39,7 @@ from emailforwardparser.forward_parser import (
 from postroom.model import Address, Attachment, Forward, ParsedMessage
 from postroom.parsing import addresses, lexicon
 from postroom.parsing.dates import parse_loose
-from postroom.parsing.mime import decode_header
+from postroom.parsing.encoded_words import decode_header
 
 _MAX_DEPTH = 5
 _MAX_HEADER_SCAN = 60
