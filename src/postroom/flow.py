@@ -295,7 +295,7 @@ def match_inbound(session: Session, record: InboundRecord, parsed: ParsedMessage
 def _match(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage,
            progress: _Progress) -> ThreadMatch:
     """The threading stage, under advisory locks on what it can race on (not the tenant: see threading/keys)."""
-    advisory.lock(session, record.tenant_id, keys.race_keys(parsed))
+    advisory.lock(session, record.tenant_id, keys.race_keys(parsed), senders=keys.sender_addresses(parsed))
     match = match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
     match, progress.row["auth_results"] = vet_staff_forward(session, record, parsed, progress.row["auth_results"],
                                                             match)

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from postroom import flow
 from postroom.app import App
 from postroom.model import Envelope
+from postroom.storage import contacts
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.testing import make_eml
 
@@ -90,6 +91,20 @@ def test_same_sender_and_subject_race_into_one_conversation(app: App, tenant_ids
                                                             slow_inserts: None) -> None:
     """No references at all (a client that drops them): the contact + subject match must still see the other."""
     ids = [_store(app, tenant_ids["acme"], subject="Parking permit", body=f"Message {n}\n") for n in range(2)]
+    _race(app, *ids)
+    first, second = _conversations(app, *ids)
+    assert first is not None and first == second
+
+
+def test_two_addresses_merged_into_one_contact_race_into_one_conversation(app: App, tenant_ids: dict[str, int],
+                                                                         slow_inserts: None) -> None:
+    """Different addresses, one contact: they share its key, so the contact + subject match sees the other."""
+    with app.session() as session:
+        kept = contacts.ensure_contact(session, tenant_ids["acme"], "jean@example.com", "Jean Dupont")
+        dropped = contacts.ensure_contact(session, tenant_ids["acme"], "jean.work@example.org", "Jean Dupont")
+        contacts.merge_contacts(session, keep_id=kept, drop_id=dropped)
+    ids = [_store(app, tenant_ids["acme"], sender=f"Jean Dupont <{address}>", subject="Parking permit")
+           for address in ("jean@example.com", "jean.work@example.org")]
     _race(app, *ids)
     first, second = _conversations(app, *ids)
     assert first is not None and first == second

@@ -4,7 +4,11 @@ Threading reads conversations by Message-ID (the message's own, its
 In-Reply-To and References, a bounce's original) and by sender (the contact,
 its conversations of the same subject, its open conversation), and storing a
 message writes what later messages read by those same ids and that sender.
-So two messages whose decisions could depend on each other always share a
+A sender is a key by its address here, and by the contact that address
+belongs to (``sender_addresses``: storage looks the contact up in the
+locking statement), so two addresses merged into one contact serialise, and
+a message whose sender's contact another message is creating still waits on
+the address. So two messages whose decisions could depend on each other always share a
 key, and a worker that serialises on these keys, rather than on the whole
 tenant, keeps a busy tenant's unrelated mail in parallel without splitting a
 conversation or storing a message twice. Bounces are handled tenant-wide
@@ -23,11 +27,16 @@ def race_keys(parsed: ParsedMessage) -> list[str]:
                          refs.parse_ids(parsed.header("References")), parsed.references,
                          [parsed.bounce.original_message_id or ""] if parsed.bounce else [])
     keys = {f"id {mid}" for mid in ids}
-    senders = [parsed.sender, parsed.forward.sender if parsed.forward else None]
-    keys.update(f"from {sender.address.lower()}" for sender in senders if sender is not None and sender.address)
+    keys.update(f"from {address}" for address in sender_addresses(parsed))
     if parsed.bounce is not None:
         keys.add("bounces")
     return sorted(keys)
+
+
+def sender_addresses(parsed: ParsedMessage) -> list[str]:
+    """The addresses threading reads a contact for (the sender, a forward's sender), lower-cased."""
+    senders = [parsed.sender, parsed.forward.sender if parsed.forward else None]
+    return [sender.address.lower() for sender in senders if sender is not None and sender.address]
 
 
 def conversation_key(conversation_id: int) -> str:
