@@ -252,6 +252,38 @@ def test_oversize_is_drained_and_connection_stays_usable(servers: dict[str, tupl
         client.close()
 
 
+class TextRecorder(Recorder):
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.bodies.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_decoded_content_is_aiosmtpd_s(smtputf8: bool) -> None:
+    """With ``decode_data`` the handler gets text: UTF-8 with surrogate escapes, or strict ASCII (500 if not)."""
+    bodies = [_wire([b"Subject: x", b"", b"caf\xc3\xa9 \xff", b"..dot"]), _wire([b"plain", b"..ascii"])]
+    seen = {}
+    for smtp_class in (SMTP, FastDataSMTP):
+        handler = TextRecorder()
+        server = LoopbackSMTP(lambda loop, cls=smtp_class, handler=handler: cls(
+            handler, decode_data=True, enable_SMTPUTF8=smtputf8, loop=loop), handler)
+        try:
+            client = RawClient(server.port)
+            replies = []
+            for wire in bodies:
+                replies += [client.command(b"MAIL FROM:<a@example.com>"), client.command(b"RCPT TO:<b@example.com>"),
+                            client.command(b"DATA")]
+                client.sock.sendall(wire)
+                replies.append(client.reply())
+                replies.append(client.command(b"RSET"))
+            client.close()
+        finally:
+            server.stop()
+        seen[smtp_class] = replies, handler.bodies
+    assert seen[FastDataSMTP] == seen[SMTP]
+    assert len(seen[SMTP][1]) == (2 if smtputf8 else 1)
+
+
 @pytest.fixture
 def small_limit_service(settings: Settings, tenant_ids: dict[str, int]) -> Iterator[Service]:
     svc = Service(settings.replace(max_message_size=LIMIT), run_workers=False, run_http=False).start()
