@@ -51,46 +51,62 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _nobody_responsible() -> ColumnElement[bool]:
+    return and_(Conversation.responsible_user_id.is_(None), Conversation.responsible_team_id.is_(None))
+
+
+def _unread() -> ColumnElement[bool]:
+    return exists().where(Message.conversation_id == Conversation.id, Message.direction == "in",
+                          Message.is_read.is_(False))
+
+
+def _waiting_for_staff() -> ColumnElement[bool]:
+    """The customer wrote after the last staff reply (automatic mail does not move last_customer_at)."""
+    return and_(Conversation.last_customer_at.is_not(None),
+                or_(Conversation.last_staff_at.is_(None), Conversation.last_staff_at < Conversation.last_customer_at))
+
+
+#: Filter fields that ask for a column's value, and yes/no fields with the condition that ``True`` asks for.
+_EQUALS = {"category": Conversation.category, "responsible_user_id": Conversation.responsible_user_id,
+           "responsible_team_id": Conversation.responsible_team_id, "unit_ref": Conversation.unit_ref}
+_YES_NO = {"unassigned": _nobody_responsible, "unread": _unread, "unanswered": _waiting_for_staff}
+
+
+def _contact_is(tenant_id: int, email: str) -> ColumnElement[bool]:
+    return exists().where(ContactAddress.tenant_id == tenant_id, ContactAddress.contact_id == Conversation.contact_id,
+                          ContactAddress.address == email.strip().lower())
+
+
+def _text_matches(tenant_id: int, text: str) -> ColumnElement[bool]:
+    """The subject or a message's subject or text holds ``text``, or it is the reference (``#`` optional)."""
+    pattern = _like(text)
+    return or_(
+        Conversation.subject.ilike(pattern, escape="\\"),
+        Conversation.reference == text.upper().lstrip("#"),
+        exists().where(Message.tenant_id == tenant_id, Message.conversation_id == Conversation.id,
+                       or_(Message.subject.ilike(pattern, escape="\\"), Message.text.ilike(pattern, escape="\\"))),
+    )
+
+
 def _conditions(tenant_id: int, f: ConversationFilter) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [Conversation.tenant_id == tenant_id]
     if f.status is not None:
         if f.status not in STATUSES:
             raise PostroomError(f"status {f.status!r}: use one of {', '.join(STATUSES)}")
         where.append(Conversation.status == f.status)
-    if f.category is not None:
-        where.append(Conversation.category == f.category)
-    if f.responsible_user_id is not None:
-        where.append(Conversation.responsible_user_id == f.responsible_user_id)
-    if f.responsible_team_id is not None:
-        where.append(Conversation.responsible_team_id == f.responsible_team_id)
-    if f.unassigned is not None:
-        nobody = and_(Conversation.responsible_user_id.is_(None), Conversation.responsible_team_id.is_(None))
-        where.append(nobody if f.unassigned else not_(nobody))
-    if f.unit_ref is not None:
-        where.append(Conversation.unit_ref == f.unit_ref)
+    for name, column in _EQUALS.items():
+        value = getattr(f, name)
+        if value is not None:
+            where.append(column == value)
+    for name, condition in _YES_NO.items():
+        wanted = getattr(f, name)
+        if wanted is not None:
+            where.append(condition() if wanted else not_(condition()))
     if f.contact_email is not None:
-        where.append(exists().where(ContactAddress.tenant_id == tenant_id,
-                                    ContactAddress.contact_id == Conversation.contact_id,
-                                    ContactAddress.address == f.contact_email.strip().lower()))
-    if f.unread is not None:
-        unread = exists().where(Message.conversation_id == Conversation.id, Message.direction == "in",
-                                Message.is_read.is_(False))
-        where.append(unread if f.unread else not_(unread))
-    if f.unanswered is not None:
-        # the customer wrote after the last staff reply (automatic mail does not move last_customer_at)
-        waiting = and_(Conversation.last_customer_at.is_not(None),
-                       or_(Conversation.last_staff_at.is_(None),
-                           Conversation.last_staff_at < Conversation.last_customer_at))
-        where.append(waiting if f.unanswered else not_(waiting))
+        where.append(_contact_is(tenant_id, f.contact_email))
     text = (f.text or "").strip()
     if text:
-        pattern = _like(text)
-        where.append(or_(
-            Conversation.subject.ilike(pattern, escape="\\"),
-            Conversation.reference == text.upper().lstrip("#"),
-            exists().where(Message.tenant_id == tenant_id, Message.conversation_id == Conversation.id,
-                           or_(Message.subject.ilike(pattern, escape="\\"), Message.text.ilike(pattern, escape="\\"))),
-        ))
+        where.append(_text_matches(tenant_id, text))
     return where
 
 
