@@ -109,30 +109,68 @@ def _is_attribution(lines: list[str], i: int) -> bool:
     if lexicon.label_of(lines[i]) is not None:
         return False
     for span in (1, 2, 3):
-        if i + span > len(lines):
-            return False
-        last = lines[i + span - 1]
-        if not last.strip() or _MARKED.match(last):
-            return False
-        joined = " ".join(ln.strip() for ln in lines[i : i + span])
-        if len(joined) > _MAX_ATTRIBUTION:
-            return False
-        if span > 1 and not _DIGIT_OR_AT.search(lines[i]) and not lexicon.DATE.search(lines[i]):
+        joined = _attribution_text(lines, i, span)
+        if joined is None:
             return False
         date, address = lexicon.DATE.search(joined), lexicon.ADDRESS.search(joined)
         if not (date or address):
             continue
         tail = joined.rstrip()
-        verb = lexicon.wrote().search(tail[-80:])
-        quoted_after = _opens_quote(lines, i + span, lines[i])
-        if tail.endswith((":", "：")) and (verb or (quoted_after and (date or tail.endswith(">:")))):
-            return True
-        if verb and verb.end() >= len(tail[-80:]) - 1 and date and address:
-            return True
-        if date and len(joined) < 200 and ((quoted_after and address) or tail.endswith(">:")
-                                             or (span == 1 and _ISO_STAMP.match(joined))):
+        candidate = _Attribution(joined, tail, span == 1, bool(date), bool(address), lexicon.wrote().search(tail[-80:]),
+                                 _opens_quote(lines, i + span, lines[i]))
+        if any(shape(candidate) for shape in _ATTRIBUTION_SHAPES):
             return True
     return False
+
+
+def _attribution_text(lines: list[str], i: int, span: int) -> str | None:
+    """The ``span`` lines from ``i`` joined, or None when an attribution cannot run that far: past the end, onto a
+    blank or quoted line, too long, or over a first line with no digit, address or date."""
+    if i + span > len(lines):
+        return None
+    last = lines[i + span - 1]
+    if not last.strip() or _MARKED.match(last):
+        return None
+    joined = " ".join(ln.strip() for ln in lines[i : i + span])
+    if len(joined) > _MAX_ATTRIBUTION:
+        return None
+    if span > 1 and not _DIGIT_OR_AT.search(lines[i]) and not lexicon.DATE.search(lines[i]):
+        return None
+    return joined
+
+
+@dataclass(frozen=True)
+class _Attribution:
+    """What one to three lines with a date or an address show, for the shapes of an attribution to judge."""
+
+    text: str
+    tail: str
+    one_line: bool
+    date: bool
+    address: bool
+    #: An attribution verb within the last 80 characters.
+    verb: re.Match[str] | None
+    quoted_after: bool
+
+
+def _ends_in_colon(c: _Attribution) -> bool:
+    """A colon at the end: after an attribution verb, or of a dated (or ``…>:``) line above a quoted block."""
+    return c.tail.endswith((":", "：")) and bool(c.verb or (c.quoted_after and (c.date or c.tail.endswith(">:"))))
+
+
+def _ends_in_verb(c: _Attribution) -> bool:
+    """A date, an address and an attribution verb right at the end ("… <a@b.example> wrote")."""
+    return c.verb is not None and c.verb.end() >= len(c.tail[-80:]) - 1 and c.date and c.address
+
+
+def _dated_line(c: _Attribution) -> bool:
+    """A short dated line: with an address above a quoted block, ending ``>:``, or one line opening with an ISO
+    stamp."""
+    return c.date and len(c.text) < 200 and bool((c.quoted_after and c.address) or c.tail.endswith(">:")
+                                                  or (c.one_line and _ISO_STAMP.match(c.text)))
+
+
+_ATTRIBUTION_SHAPES = (_ends_in_colon, _ends_in_verb, _dated_line)
 
 
 def _is_wrapped_header(lines: list[str], i: int) -> bool:
@@ -156,17 +194,25 @@ def _is_header_block(lines: list[str], i: int, content_above: bool) -> bool:
     if not (lexicon.label_of(lines[i]) or (content_above and lexicon.generic_label(lines[i]))):
         return False
     window = [ln for ln in lines[i : i + _BLOCK_WINDOW] if ln.strip()][:6]
-    roles = {found[0] for found in (lexicon.label_of(ln) for ln in window) if found}
     block = " ".join(window)
+    return _known_labels(window, block) or (content_above and _generic_labels(window, block))
+
+
+def _known_labels(window: list[str], block: str) -> bool:
+    """A From label and two more of the table's labels, or one more with an address or a date in the block."""
+    roles = {found[0] for found in (lexicon.label_of(ln) for ln in window) if found}
     evidence = bool(lexicon.ADDRESS.search(block) or lexicon.DATE.search(block))
-    if "from" in roles and (len(roles) >= 3 or (len(roles) >= 2 and evidence)):
-        return True
+    return "from" in roles and (len(roles) >= 3 or (len(roles) >= 2 and evidence))
+
+
+def _generic_labels(window: list[str], block: str) -> bool:
+    """Three or more "Label: value" lines in a row from the top, with an address and a date in the block."""
     generic = 0
     for line in window:
         if not lexicon.generic_label(line):
             break
         generic += 1
-    return content_above and generic >= 3 and bool(lexicon.ADDRESS.search(block)) and bool(lexicon.DATE.search(block))
+    return generic >= 3 and bool(lexicon.ADDRESS.search(block)) and bool(lexicon.DATE.search(block))
 
 
 def _back_to_rule(lines: list[str], i: int) -> int:
@@ -244,25 +290,48 @@ def _split_contact_block(lines: list[str]) -> tuple[list[str], list[str]]:
     a last paragraph of short lines opening with a name, two or more of them phone numbers, addresses or
     links, is."""
     content = [i for i, ln in enumerate(lines) if ln.strip()]
+    sign_off = _sign_off(lines, content)
+    cut = _contact_paragraph(lines, content) if sign_off is None else _under_sign_off(lines, content, sign_off)
+    return (lines, []) if cut is None else (lines[:cut], lines[cut:])
+
+
+def _sign_off(lines: list[str], content: list[int]) -> int | None:
+    """The last sign-off ("Kind regards,") among the last ten non-blank lines, with text above it."""
     for i in reversed(content[-10:]):
-        if lexicon.closing_of(lines[i]) is None or not _has_content(lines[:i]):
-            continue
-        rest = [j for j in content if j > i]
-        if "," not in lines[i].strip().rstrip(",") and rest and _is_name(lines[rest[0]]):
-            rest = rest[1:]
-        if rest and len(rest) <= 8 and all(len(lines[j]) < 80 for j in rest):
-            return lines[: rest[0]], lines[rest[0] :]
-        return lines, []
+        if lexicon.closing_of(lines[i]) is not None and _has_content(lines[:i]):
+            return i
+    return None
+
+
+def _under_sign_off(lines: list[str], content: list[int], sign_off: int) -> int | None:
+    """Where the signature starts below a sign-off: after the name typed under it, if at most eight short lines
+    follow."""
+    rest = [j for j in content if j > sign_off]
+    if "," not in lines[sign_off].strip().rstrip(",") and rest and _is_name(lines[rest[0]]):
+        rest = rest[1:]
+    if rest and len(rest) <= 8 and all(len(lines[j]) < 80 for j in rest):
+        return rest[0]
+    return None
+
+
+def _contact_paragraph(lines: list[str], content: list[int]) -> int | None:
+    """Where a last paragraph of short lines opening with a name, two or more of them contact details, starts."""
     if len(content) < 3:
-        return lines, []
-    first = len(content) - 1
-    while first > 0 and content[first - 1] == content[first] - 1 and len(content) - first < 8:
-        first -= 1
+        return None
+    first = _last_paragraph(content)
     block = [lines[j] for j in content[first:]]
     if first > 0 and len(block) >= 2 and all(len(ln) < 80 for ln in block) and _is_name(block[0].split("|")[0]) \
             and sum(1 for ln in block if _CONTACT.search(ln)) >= 2:
-        return lines[: content[first]], lines[content[first] :]
-    return lines, []
+        return content[first]
+    return None
+
+
+def _last_paragraph(content: list[int]) -> int:
+    """Index in ``content`` of the first line of the last run of consecutive lines (at most eight)."""
+    first = len(content) - 1
+    while first > 0 and content[first - 1] == content[first] - 1 and len(content) - first < 8:
+        first -= 1
+    return first
 
 
 def _is_name(line: str) -> bool:
