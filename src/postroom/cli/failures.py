@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from postroom.errors import PostroomError
@@ -66,33 +66,44 @@ def _one_line(text: str) -> str:
 def _known(exc: BaseException, names: set[str], settings: Settings | None) -> str | None:
     if isinstance(exc, PostroomError):
         return str(exc)
-    if "alembic.util.exc.CommandError" in names:
-        found = _UNKNOWN_REVISION.search(str(exc))
-        if found:
-            return (f"the database is at migration {found.group(1)}, which this postroom does not know "
-                    "(migrated by a newer version?): upgrade postroom")
-        return f"migrations failed: {exc}"
-    if "sqlalchemy.exc.DBAPIError" in names:
-        return _database(exc, settings)
-    if names & {"botocore.exceptions.EndpointConnectionError", "botocore.exceptions.ConnectTimeoutError",
-                "botocore.exceptions.ReadTimeoutError", "botocore.exceptions.ConnectionClosedError"}:
-        where = redact_url(settings.resolved_blob_url) if settings else "S3"
-        return (f"cannot reach the blob store {where}: {exc}; is the S3 server running? "
-                "(POSTROOM_BLOB_URL, AWS_ENDPOINT_URL_S3)")
-    if "botocore.exceptions.NoCredentialsError" in names:
-        return "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or give the host a role)"
-    if "botocore.exceptions.ClientError" in names:
-        where = redact_url(settings.resolved_blob_url) if settings else "S3"
-        return f"the blob store {where} refused: {exc}; check the bucket and the credentials' rights"
-    if names & {"redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError",
-                "pika.exceptions.AMQPConnectionError", "dramatiq.errors.ConnectionError"}:
-        where = redact_url(settings.broker_url) if settings and settings.broker_url else "the broker"
-        return f"cannot reach the broker {where}: {exc or type(exc).__name__}; is it running? (POSTROOM_BROKER_URL)"
-    if "ssl.SSLError" in names:
-        return f"TLS: {exc}; check POSTROOM_TLS_CERT and POSTROOM_TLS_KEY"
+    for classes, line in _LIBRARY_LINES:
+        if names & classes:
+            return line(exc, settings)
     if isinstance(exc, OSError):
         return _os_error(exc, settings)
     return None
+
+
+def _migrations(exc: BaseException, settings: Settings | None) -> str:
+    found = _UNKNOWN_REVISION.search(str(exc))
+    if found:
+        return (f"the database is at migration {found.group(1)}, which this postroom does not know "
+                "(migrated by a newer version?): upgrade postroom")
+    return f"migrations failed: {exc}"
+
+
+def _blob_unreachable(exc: BaseException, settings: Settings | None) -> str:
+    where = redact_url(settings.resolved_blob_url) if settings else "S3"
+    return (f"cannot reach the blob store {where}: {exc}; is the S3 server running? "
+            "(POSTROOM_BLOB_URL, AWS_ENDPOINT_URL_S3)")
+
+
+def _no_s3_credentials(exc: BaseException, settings: Settings | None) -> str:
+    return "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or give the host a role)"
+
+
+def _blob_refused(exc: BaseException, settings: Settings | None) -> str:
+    where = redact_url(settings.resolved_blob_url) if settings else "S3"
+    return f"the blob store {where} refused: {exc}; check the bucket and the credentials' rights"
+
+
+def _broker_unreachable(exc: BaseException, settings: Settings | None) -> str:
+    where = redact_url(settings.broker_url) if settings and settings.broker_url else "the broker"
+    return f"cannot reach the broker {where}: {exc or type(exc).__name__}; is it running? (POSTROOM_BROKER_URL)"
+
+
+def _tls(exc: BaseException, settings: Settings | None) -> str:
+    return f"TLS: {exc}; check POSTROOM_TLS_CERT and POSTROOM_TLS_KEY"
 
 
 def _database(exc: BaseException, settings: Settings | None) -> str:
@@ -110,6 +121,23 @@ def _database(exc: BaseException, settings: Settings | None) -> str:
         reason = reason.removeprefix("connection failed: ")
         return f"cannot connect to the database {url}: {reason}; is it running, and is POSTROOM_DATABASE_URL right?"
     return f"database error ({url}): {reason}"
+
+
+_S3_UNREACHABLE = frozenset({"botocore.exceptions.EndpointConnectionError", "botocore.exceptions.ConnectTimeoutError",
+                             "botocore.exceptions.ReadTimeoutError", "botocore.exceptions.ConnectionClosedError"})
+_BROKER_UNREACHABLE = frozenset({"redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError",
+                                 "pika.exceptions.AMQPConnectionError", "dramatiq.errors.ConnectionError"})
+#: Library errors by fully qualified class name (any along the MRO), first match wins; OSError comes after them
+#: all, since ssl.SSLError is one.
+_LIBRARY_LINES: tuple[tuple[frozenset[str], Callable[[BaseException, Settings | None], str]], ...] = (
+    (frozenset({"alembic.util.exc.CommandError"}), _migrations),
+    (frozenset({"sqlalchemy.exc.DBAPIError"}), _database),
+    (_S3_UNREACHABLE, _blob_unreachable),
+    (frozenset({"botocore.exceptions.NoCredentialsError"}), _no_s3_credentials),
+    (frozenset({"botocore.exceptions.ClientError"}), _blob_refused),
+    (_BROKER_UNREACHABLE, _broker_unreachable),
+    (frozenset({"ssl.SSLError"}), _tls),
+)
 
 
 def _os_error(exc: OSError, settings: Settings | None) -> str:
