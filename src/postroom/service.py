@@ -8,13 +8,10 @@ port (SO_REUSEPORT) so receiving is not capped by one interpreter's GIL.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
 import ssl
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 from postroom.app import App
 from postroom.gateway.handler import GatewayHandler
@@ -23,10 +20,12 @@ from postroom.gateway.screen import DataScreen
 from postroom.gateway.server import Gateway
 from postroom.ingress.imap import MailboxFetchers
 from postroom.ingress.ses import SesInbound
+from postroom.logs import configure
 from postroom.metrics import StageMetrics
 from postroom.queue.actors import OUTBOUND_QUEUE, Pipeline
 from postroom.queue.processes import WorkerProcesses
 from postroom.queue.runtime import build_pipeline
+from postroom.queue.supervisor import READY, Channel, Child, Supervisor, stop_on_sigterm, wait_for_stop
 from postroom.queue.wakeup import WakeListener
 from postroom.settings import Settings
 from postroom.storage.intake import GroupCommitter
@@ -137,74 +136,58 @@ class Service:
         self.app.close()
 
 
-def _smtp_process(settings: Settings, ids: multiprocessing.Queue | None, ready: multiprocessing.Queue) -> None:
-    """Body of one extra gateway process: SMTP only, no workers, no HTTP, no migrations."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    relay = (lambda batch: ids.put(list(batch))) if ids is not None else None
+def _smtp_process(conn: Connection, settings: Settings, relay: bool) -> None:
+    """Body of one extra gateway process: SMTP only, no workers, no HTTP, no migrations.
+
+    With ``relay`` the ids it accepts go to the parent over ``conn``; otherwise to the broker directly.
+    """
+    configure(settings.log_format)
+    stop = stop_on_sigterm()
+    channel = Channel(conn)
     service = Service(settings, run_workers=False, run_http=False, run_ingress=False, reuse_port=True,
-                      migrate=False, dispatch=relay).start()
-    ready.put(os.getpid())
-    stop.wait()
+                      migrate=False, dispatch=(lambda batch: channel.send(list(batch))) if relay else None).start()
+    channel.send(READY)
+    wait_for_stop(conn, stop)
     service.stop()
 
 
 class SmtpProcesses:
-    """``count`` extra gateway processes listening on the same port as the main one (SO_REUSEPORT).
+    """Extra gateway processes on the main one's port (SO_REUSEPORT), a kind of ``queue.supervisor`` child.
 
     Each has its own event loop and group committer; SQLite (WAL, BEGIN
     IMMEDIATE, busy timeout) or PostgreSQL serialises their commits. With the
-    in-process broker the ids they accept are relayed to ``dispatch`` (the main
-    process's pipeline), so the workers run once, in the main process; with
-    Redis or RabbitMQ they enqueue directly.
+    in-process broker the ids they accept come back over their pipes to
+    ``dispatch`` (the main process's pipeline), so the workers run once, in the
+    main process; with Redis or RabbitMQ they enqueue directly.
     """
 
-    def __init__(self, settings: Settings, count: int, dispatch: Callable[[Iterable[int]], None] | None) -> None:
+    name = "smtp"
+    target = staticmethod(_smtp_process)
+
+    def __init__(self, settings: Settings, count: int, dispatch: Callable[[Iterable[int]], None]) -> None:
         self.settings = settings
-        self.count = count
         self.dispatch = dispatch
-        self.pids: list[int] = []
-        self._ctx = multiprocessing.get_context("spawn")  # the parent already runs threads: never fork it
-        self._ids: multiprocessing.Queue | None = None
-        self._procs: list[multiprocessing.process.BaseProcess] = []
-        self._relay: threading.Thread | None = None
+        self._supervisor = Supervisor(self, count)
+
+    @property
+    def pids(self) -> list[int]:
+        return self._supervisor.pids
 
     def start(self, timeout: float = 60.0) -> SmtpProcesses:
-        ready: multiprocessing.Queue = self._ctx.Queue()
-        if self.dispatch is not None and not self.settings.broker_url:
-            self._ids = self._ctx.Queue()
-            self._relay = threading.Thread(target=self._relay_ids, name="postroom-smtp-relay", daemon=True)
-            self._relay.start()
-        for n in range(self.count):
-            proc = self._ctx.Process(target=_smtp_process, args=(self.settings, self._ids, ready),
-                                     name=f"postroom-smtp-{n + 1}", daemon=True)
-            proc.start()
-            self._procs.append(proc)
-        try:
-            self.pids = [ready.get(timeout=timeout) for _ in self._procs]
-        except Exception:
-            self.stop()
-            raise RuntimeError(f"{self.count} extra SMTP process(es) did not start within {timeout:.0f} s") from None
+        self._supervisor.start(timeout)
         return self
 
-    def _relay_ids(self) -> None:
-        assert self._ids is not None and self.dispatch is not None
-        while (batch := self._ids.get()) is not None:
-            self.dispatch(batch)
+    def args(self, n: int) -> tuple[Settings, bool]:
+        return self.settings, not self.settings.broker_url
+
+    def receive(self, child: Child, message: list[int]) -> None:
+        self.dispatch(message)
+
+    def lost(self, child: Child) -> str:
+        return "the mail it accepted is stored; the recovery sweep enqueues any id it had not passed on"
+
+    def look(self, children: list[Child]) -> None:
+        """Nothing to look at between messages."""
 
     def stop(self) -> None:
-        for proc in self._procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in self._procs:
-            proc.join(20)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        self._procs.clear()
-        if self._ids is not None:
-            self._ids.put(None)
-            if self._relay is not None:
-                self._relay.join(10)
+        self._supervisor.stop()
