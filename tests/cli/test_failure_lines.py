@@ -14,6 +14,7 @@ import pytest
 import redis.exceptions
 from alembic.util.exc import CommandError
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+from dramatiq.errors import BrokerConnectionError
 from pika.exceptions import AMQPConnectionError
 from sqlalchemy.exc import OperationalError
 
@@ -66,6 +67,9 @@ def test_broker_lines_never_show_its_password(settings: Settings) -> None:
     assert describe(redis.exceptions.TimeoutError("timed out"), settings.replace(broker_url="")) == \
         "cannot reach the broker the broker: timed out; is it running? (POSTROOM_BROKER_URL)"
     assert describe(AMQPConnectionError("refused")).startswith("cannot reach the broker the broker: ")
+    assert describe(redis.exceptions.TimeoutError()) == \
+        "cannot reach the broker the broker: TimeoutError; is it running? (POSTROOM_BROKER_URL)"
+    assert describe(BrokerConnectionError("lost the connection")).startswith("cannot reach the broker the broker: ")
 
 
 def test_tls_and_os_errors(settings: Settings, tmp_path: Path) -> None:

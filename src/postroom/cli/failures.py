@@ -99,7 +99,7 @@ def _blob_refused(exc: BaseException, settings: Settings | None) -> str:
 
 def _broker_unreachable(exc: BaseException, settings: Settings | None) -> str:
     where = redact_url(settings.broker_url) if settings and settings.broker_url else "the broker"
-    return f"cannot reach the broker {where}: {exc or type(exc).__name__}; is it running? (POSTROOM_BROKER_URL)"
+    return f"cannot reach the broker {where}: {str(exc) or type(exc).__name__}; is it running? (POSTROOM_BROKER_URL)"
 
 
 def _tls(exc: BaseException, settings: Settings | None) -> str:
@@ -126,7 +126,7 @@ def _database(exc: BaseException, settings: Settings | None) -> str:
 _S3_UNREACHABLE = frozenset({"botocore.exceptions.EndpointConnectionError", "botocore.exceptions.ConnectTimeoutError",
                              "botocore.exceptions.ReadTimeoutError", "botocore.exceptions.ConnectionClosedError"})
 _BROKER_UNREACHABLE = frozenset({"redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError",
-                                 "pika.exceptions.AMQPConnectionError", "dramatiq.errors.ConnectionError"})
+                                 "pika.exceptions.AMQPConnectionError", "dramatiq.errors.BrokerConnectionError"})
 #: Library errors by fully qualified class name (any along the MRO), first match wins; OSError comes after them
 #: all, since ssl.SSLError is one.
 _LIBRARY_LINES: tuple[tuple[frozenset[str], Callable[[BaseException, Settings | None], str]], ...] = (
