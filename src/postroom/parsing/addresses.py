@@ -135,26 +135,41 @@ def _clean_name(name: str) -> str:
     return "" if _DEBRIS.search(name) else name
 
 
+#: Quotes, angle brackets, comments and separators: the characters :func:`split_list` looks at.
+_LIST_SPECIALS = re.compile(r'[",;<>()]')
+#: Where :func:`split_list` is in a list: (inside quotes, inside angle brackets, comment depth).
+_ListState = tuple[bool, bool, int]
+_OUTSIDE: _ListState = (False, False, 0)
+
+
+def _list_state(state: _ListState, ch: str, prev: str) -> _ListState:
+    """The state after ``ch`` (``prev`` the character before it): an unescaped quote toggles quoting; outside
+    quotes, ``<``/``>`` open and close an address and parentheses nest comments."""
+    quoted, angle, depth = state
+    if ch == '"' and prev != "\\":
+        return not quoted, angle, depth
+    if quoted:
+        return state
+    if ch in "<>":
+        return quoted, ch == "<", depth
+    if ch == "(":
+        return quoted, angle, depth + 1
+    if ch == ")":
+        return quoted, angle, max(0, depth - 1)
+    return state
+
+
 def split_list(value: str) -> list[str]:
-    """Split on commas/semicolons outside quotes, angle brackets and comments."""
-    pieces, buf, depth, quoted, angle = [], [], 0, False, False
-    prev = ""
-    for ch in value:
-        if ch == '"' and prev != "\\":
-            quoted = not quoted
-        elif not quoted and ch == "<":
-            angle = True
-        elif not quoted and ch == ">":
-            angle = False
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth = max(0, depth - 1)
-        if ch in ",;" and not (quoted or angle or depth):
-            pieces.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-        prev = ch
-    pieces.append("".join(buf))
+    """Split on commas/semicolons outside quotes, angle brackets and comments. Only the characters that
+    can change that (:data:`_LIST_SPECIALS`) are visited."""
+    pieces: list[str] = []
+    start = 0
+    state = _OUTSIDE
+    for special in _LIST_SPECIALS.finditer(value):
+        pos, ch = special.start(), special.group()
+        state = _list_state(state, ch, value[pos - 1 : pos])
+        if ch in ",;" and state == _OUTSIDE:
+            pieces.append(value[start:pos])
+            start = pos + 1
+    pieces.append(value[start:])
     return [_GROUP_LABEL.sub("", p).strip() for p in pieces if p.strip()]

@@ -108,14 +108,30 @@ def _normalise_block(text: str) -> str | None:
     separator and labels (languages.yaml) become Gmail's English ones, and a ``>``-quoted block (MailMate and
     the like) is unquoted. None when there is no separator followed by label lines."""
     lines = text.split("\n")
-    i = next((k for k, line in enumerate(lines[:_MAX_HEADER_SCAN])
-              if len(line) < 200 and lexicon.forward_separator().match(_QUOTE_PREFIX.sub("", line))), None)
+    i = _separator_line(lines)
     if i is None:
         return None
     quoted = any(ln.lstrip().startswith(">") for ln in lines[i : i + 4] if ln.strip())
+    found, j = _labels_below(lines, i, quoted)
+    if len(found) < 2:
+        return None
+    block = [f"{_ENGLISH[role]}: {found[role]}" for role in _ENGLISH if role in found]
+    rest = [_QUOTE_PREFIX.sub("", ln) for ln in lines[j:]] if quoted else lines[j:]
+    return "\n".join(lines[:i] + ["---------- Forwarded message ---------", *block, "", *rest])
+
+
+def _separator_line(lines: list[str]) -> int | None:
+    """Index of the first forward separator (in any listed language, ``>``-quoted or not) near the top."""
+    return next((k for k, line in enumerate(lines[:_MAX_HEADER_SCAN])
+                 if len(line) < 200 and lexicon.forward_separator().match(_QUOTE_PREFIX.sub("", line))), None)
+
+
+def _labels_below(lines: list[str], separator: int, quoted: bool) -> tuple[dict[str, str], int]:
+    """The label lines under the separator (blank lines before the first one skipped): the first value of each
+    role, and the index of the first line after the block."""
     found: dict[str, str] = {}
-    j = i + 1
-    while j < len(lines) and j < i + _MAX_HEADER_SCAN:
+    j = separator + 1
+    while j < len(lines) and j < separator + _MAX_HEADER_SCAN:
         line = _QUOTE_PREFIX.sub("", lines[j]) if quoted else lines[j]
         label = lexicon.label_of(line)
         if label:
@@ -123,11 +139,7 @@ def _normalise_block(text: str) -> str | None:
         elif line.strip() or found:
             break
         j += 1
-    if len(found) < 2:
-        return None
-    block = [f"{_ENGLISH[role]}: {found[role]}" for role in _ENGLISH if role in found]
-    rest = [_QUOTE_PREFIX.sub("", ln) for ln in lines[j:]] if quoted else lines[j:]
-    return "\n".join(lines[:i] + ["---------- Forwarded message ---------", *block, "", *rest])
+    return found, j
 
 
 def original_subject(subject: str) -> str:

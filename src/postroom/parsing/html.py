@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import ClassVar
 
 import nh3
 
@@ -214,26 +216,42 @@ class _TextRenderer(HTMLParser):
         if self.mark_quotes and not self.marked and self._is_quote_start(tag, attrs):
             self.marked = True
             self.out.append(f"\n{QUOTE_MARK}\n")
-        if tag == "blockquote":
-            self.quote_depth += 1
-            self._newline()
-        elif tag in ("ul", "ol"):
-            self.lists.append([1 if tag == "ol" else 0])
-            self._newline()
-        elif tag == "li":
-            self._newline()
-            self._list_bullet()
-        elif tag == "pre":
-            self.pre += 1
-            self._newline()
-        elif tag in ("td", "th"):
-            self.out.append("\t")
-        elif tag == "img":
-            alt = attrs.get("alt", "").strip()
-            if alt:
-                self.out.append(alt)
+        render = self._STARTS.get(tag)
+        if render is not None:
+            render(self, tag, attrs)
         elif tag in _BLOCK:
             self._newline()
+
+    def _open_quote(self, tag: str, attrs: dict[str, str]) -> None:
+        self.quote_depth += 1
+        self._newline()
+
+    def _open_list(self, tag: str, attrs: dict[str, str]) -> None:
+        """A list remembers its next number (0 for bullets)."""
+        self.lists.append([1 if tag == "ol" else 0])
+        self._newline()
+
+    def _open_item(self, tag: str, attrs: dict[str, str]) -> None:
+        self._newline()
+        self._list_bullet()
+
+    def _open_pre(self, tag: str, attrs: dict[str, str]) -> None:
+        self.pre += 1
+        self._newline()
+
+    def _open_cell(self, tag: str, attrs: dict[str, str]) -> None:
+        self.out.append("\t")
+
+    def _image_alt(self, tag: str, attrs: dict[str, str]) -> None:
+        alt = attrs.get("alt", "").strip()
+        if alt:
+            self.out.append(alt)
+
+    #: Start tags that write something else than a block's newline, by tag; other tags of _BLOCK start a line.
+    _STARTS: ClassVar[dict[str, Callable[[_TextRenderer, str, dict[str, str]], None]]] = {
+        "blockquote": _open_quote, "ul": _open_list, "ol": _open_list, "li": _open_item, "pre": _open_pre,
+        "td": _open_cell, "th": _open_cell, "img": _image_alt,
+    }
 
     def _list_bullet(self) -> None:
         if self.lists and self.lists[-1][0]:
