@@ -77,3 +77,21 @@ def test_rows_stuck_by_a_broker_outage_are_swept_up(app, settings, tenant_ids, t
         assert pipeline.recover() == 0
     finally:
         pipeline.stop()
+
+
+def test_the_claim_brings_its_own_raw_message_only_when_inline(app, tenant_ids, tmp_path):
+    """Each small row's claim returns exactly its own bytes (other blobs are stored beside it); a message kept in
+    the file store, none: the pipeline then reads it there."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    large = make_eml(subject="large", body="x" * (app.settings.inline_blob_max + 1))
+    for n, raw in enumerate([make_eml(subject="small 0"), make_eml(subject="small 1"), large]):
+        (folder / f"{n}.eml").write_bytes(raw)
+    ids = sorted(ingest(app.sessions, app.blobs, tenant_id=tenant_ids["acme"], inbox_address="inbox@acme.mail.test",
+                        path=folder).ids)
+    with app.engine.begin() as conn:
+        claims = [inbound.claim_with_raw(conn, inbound_id) for inbound_id in ids]
+    raws = [raw for _, raw in claims]
+    assert raws[0] is not None and raws[1] is not None and raws[0] != raws[1]
+    assert [raw == app.blobs.get(record.sha256) for record, raw in claims[:2]] == [True, True]
+    assert raws[2] is None and large in app.blobs.get(claims[2][0].sha256)

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Row, Text, Update, bindparam, case, func, null, or_, select, update
+from sqlalchemy import Connection, Row, Text, Update, bindparam, case, func, literal_column, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from postroom import budget
@@ -114,7 +114,10 @@ _FENCED = _UPDATE.where(_inbound.status == InboundStatus.PROCESSING, _inbound.le
 
 # The same claim that also returns the raw message when the intake stored it inline (NULL when it is in the file/S3
 # store): the pipeline reads it right after claiming, so one statement instead of a claim and a read transaction.
-_CLAIM_READING = _CLAIM.returning(select(BlobData.data).where(BlobData.sha256 == _inbound.sha256).scalar_subquery())
+# The row's column is named with its table: SQLAlchemy renders SQLite's RETURNING unqualified, and a bare
+# ``sha256`` inside the subquery would be blob_data's own (any blob's bytes for any row).
+_CLAIM_READING = _CLAIM.returning(select(BlobData.data).where(
+    BlobData.sha256 == literal_column(f"{InboundMessage.__tablename__}.sha256")).scalar_subquery())
 
 
 def claim(session: Session | Connection, inbound_id: int, now: datetime | None = None,
