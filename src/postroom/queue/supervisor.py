@@ -49,7 +49,7 @@ class Kind(Protocol):
     """What a supervisor runs: the children's body, and what the parent does with their messages and deaths."""
 
     name: str  # processes are named postroom-<name>-<n>
-    target: Callable[..., None]  # the child's body: target(conn, *args(n))
+    target: Callable[..., None]  # the child's body, target(conn, *args(n)): a module-level function (staticmethod)
 
     def args(self, n: int) -> tuple[Any, ...]:
         """Arguments after the pipe for the child started in slot ``n`` (again at every restart)."""
