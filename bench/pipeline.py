@@ -53,7 +53,7 @@ from pathlib import Path  # noqa: E402
 
 from bench.loadgen import run_load  # noqa: E402
 from bench.servers import POSTROOM, free_port, postroom_env, stop_process, wait_for_banner, wait_for_smtp  # noqa: E402
-from sqlalchemy import create_engine, event, func, select, text  # noqa: E402
+from sqlalchemy import Connection, create_engine, event, func, select, text  # noqa: E402
 
 from postroom import flow  # noqa: E402
 from postroom.app import App  # noqa: E402
@@ -253,9 +253,10 @@ def main() -> None:
 def count_statements(messages: int, mix: list[bytes], *, show_sql: bool = False) -> None:
     """Statements and round trips per message of ``flow.process_inbound`` on PostgreSQL (one thread, no SMTP).
 
-    Round trips: every statement, BEGIN and COMMIT of each transaction (psycopg sends each on its own), and the
-    pool's liveness ping at each connection checkout (``pool_pre_ping``). ``show_sql`` lists each statement
-    with how often a message runs it, to see which are repeated or avoidable.
+    Round trips: every statement, BEGIN and COMMIT of each transaction (psycopg sends each on its own; none in
+    autocommit, where a statement is its own transaction), and the pool's liveness ping at each connection
+    checkout (``pool_pre_ping``). ``show_sql`` lists each statement with how often a message runs it, to see
+    which are repeated or avoidable.
     """
     with scratch_pg() as pg, tempfile.TemporaryDirectory(prefix="postroom-bench-sql-") as tmp:
         if pg is None:
@@ -265,7 +266,7 @@ def count_statements(messages: int, mix: list[bytes], *, show_sql: bool = False)
         counts: Counter[str] = Counter()
         sql: Counter[str] = Counter()
         listeners = {(app.engine, "before_cursor_execute"): lambda *a: sql.update([" ".join(a[2].split())[:160]]),
-                     (app.engine, "begin"): lambda *_: counts.update(["transactions"]),
+                     (app.engine, "begin"): lambda conn: counts.update(["transactions"] * _sends_begin(conn)),
                      (app.engine.pool, "checkout"): lambda *_: counts.update(["pings"])}
         for (target, name), listener in listeners.items():
             event.listen(target, name, listener)
@@ -279,8 +280,14 @@ def count_statements(messages: int, mix: list[bytes], *, show_sql: bool = False)
         for statement, count in sql.most_common():
             print(f"{count / n:6.2f}  {statement}")
     print(f"PostgreSQL per message ({n} msgs): {statements / n:.1f} statements, "
-          f"{counts['transactions'] / n:.1f} transactions, {counts['pings'] / n:.1f} pool pings, "
+          f"{counts['transactions'] / n:.1f} BEGIN/COMMIT transactions, {counts['pings'] / n:.1f} pool pings, "
           f"{(statements + 2 * counts['transactions'] + counts['pings']) / n:.1f} round trips", flush=True)
+
+
+def _sends_begin(conn: Connection) -> bool:
+    """False for a connection in autocommit: psycopg then sends neither BEGIN nor COMMIT."""
+    return not conn.connection.dbapi_connection.autocommit
+
 
 if __name__ == "__main__":
     main()

@@ -30,7 +30,7 @@ from postroom.staff_directory import StaffDirectory
 from postroom.statuses import InboundStatus
 from postroom.storage import advisory, conversations, inbound, staff, threading_lookup
 from postroom.storage import routing as routing_store
-from postroom.storage.db import pipeline_connection, pipeline_scope
+from postroom.storage.db import claim_connection, pipeline_scope
 from postroom.storage.inbound import InboundRecord, LeaseLost
 from postroom.storage.text import storable_fields
 from postroom.threading import keys, lifecycle, strategies
@@ -197,7 +197,7 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
     forwarded copies) after the commit; without it the sweeper sends them.
     """
     settings = app.settings
-    with pipeline_connection(app.engine) as connection:
+    with claim_connection(app.engine) as connection:
         claimed = inbound.claim_with_raw(connection, inbound_id,
                                          lease=timedelta(seconds=settings.processing_lease_seconds),
                                          max_attempts=settings.max_attempts)

@@ -295,6 +295,19 @@ def pipeline_connection(engine: Engine) -> AbstractContextManager[Connection]:
     return _with_options(engine, {SYNCHRONOUS: "NORMAL"}).begin()
 
 
+def claim_connection(engine: Engine) -> AbstractContextManager[Connection]:
+    """A connection for the claim, one statement that must commit before the work it claims begins.
+
+    On PostgreSQL the statement runs in autocommit, as its own transaction,
+    exactly as durable as one between BEGIN and COMMIT, without their two
+    round trips. On SQLite it is ``pipeline_connection``: the writer turn and
+    the synchronous level are taken at BEGIN.
+    """
+    if engine.dialect.name == "postgresql":
+        return _with_options(engine, {"isolation_level": "AUTOCOMMIT"}).connect()
+    return pipeline_connection(engine)
+
+
 _option_engines: weakref.WeakKeyDictionary[Engine, dict[tuple, Engine]] = weakref.WeakKeyDictionary()
 
 
