@@ -1,7 +1,7 @@
 """``serve``'s pipeline worker processes: they run the jobs, a dead one is replaced, and nothing is lost or run twice.
 
 Real processes (spawned), real SMTP on 127.0.0.1, the suite's database and
-broker (in-process: ids relayed over a queue; Redis/RabbitMQ: consumed directly).
+broker (in-process: ids handed out over each process's pipe; Redis/RabbitMQ: consumed directly).
 """
 
 from __future__ import annotations

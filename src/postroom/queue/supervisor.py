@@ -154,9 +154,9 @@ class Supervisor:
     def _run(self) -> None:
         """The one thread that talks to the children: their messages, the kind's looks, restarts."""
         while not self._stopping.is_set():
-            live = self.children
-            by_conn = {child.conn: child for child in live}
-            ready = wait([self._wake_r, *by_conn, *(child.proc.sentinel for child in live)],
+            watched = [child for child in self._children if child.n not in self._restart_at]  # the dead: last words
+            by_conn = {child.conn: child for child in watched}
+            ready = wait([self._wake_r, *by_conn, *(child.proc.sentinel for child in watched)],
                          timeout=self._next_look())
             if self._wake_r in ready:
                 os.read(self._wake_r, 65536)
