@@ -22,14 +22,11 @@ rounds (an interleaved A/B, e.g. POSTROOM_INLINE_BLOB_MAX=0). For the aiosmtpd
 and postroom servers it also prints the CPU time (user + system, whole process
 tree) they spent per message: on a shared machine a steadier figure than msgs/s.
 
-One postroom SMTP process is the best setting on this 2-core machine, where
-smtp-source needs CPU too. Measured in turns (3 rounds, 3,000 messages, 20
-sessions): 4K 1,300-2,240 msgs/s and 370-680 us CPU/msg with one process,
-1,150-1,300 msgs/s and 690-760 us with two, 890-1,090 msgs/s and 840-990 us
-with three; 64K about the same msgs/s with one or two (720-850) at 870-890 us
-against 1,010-1,230 us. More processes split the sessions, so each group
-commit covers fewer messages, and the processes queue for SQLite's one write
-lock. More cores, or a database that takes concurrent writers, may change that.
+On a 2-core machine, where smtp-source needs CPU too, one postroom SMTP
+process was the best setting (figures in bench/RESULTS.md, "postroom SMTP
+processes"): more processes split the sessions, so each group commit covers
+fewer messages, and the processes queue for SQLite's one write lock. More
+cores, or a database that takes concurrent writers, may change that.
 """
 
 from __future__ import annotations
