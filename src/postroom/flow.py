@@ -294,13 +294,12 @@ def match_inbound(session: Session, record: InboundRecord, parsed: ParsedMessage
 
 def _match(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage,
            progress: _Progress) -> ThreadMatch:
-    """The threading stage, under advisory locks on what it can race on (not the tenant: see threading/keys)."""
+    """The threading stage, under advisory locks on what it can race on (not the tenant: see threading/keys);
+    the conversation a message joins is locked when storage reads it (``FOR UPDATE``)."""
     advisory.lock(session, record.tenant_id, keys.race_keys(parsed), senders=keys.sender_addresses(parsed))
     match = match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
     match, progress.row["auth_results"] = vet_staff_forward(session, record, parsed, progress.row["auth_results"],
                                                             match)
-    if match.conversation_id is not None:
-        advisory.lock(session, record.tenant_id, [keys.conversation_key(match.conversation_id)])
     return match
 
 

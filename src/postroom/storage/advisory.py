@@ -4,9 +4,9 @@ The inbound pipeline serialises a message's threading on what it shares with
 other messages (``threading.keys``), not on its tenant. Each key is named
 with its tenant and hashed by PostgreSQL (``hashtextextended``) to one 64-bit
 lock; all of a message's keys are taken in one statement, in ascending order,
-so two workers never wait on each other in a cycle. A later ``lock`` in the
-same transaction (the conversation a message joins) is its last, so it
-cannot close a cycle either.
+so two workers never wait on each other in a cycle. The conversation a
+message joins is locked later, as its row (``FOR UPDATE``, in storage): a
+worker that holds it takes no key after it, so it cannot close a cycle either.
 
 The same statement adds the key ``contact <id>`` of each sender address that
 belongs to a contact, looked up in ``contact_addresses`` as threading looks it

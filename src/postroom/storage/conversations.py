@@ -141,10 +141,12 @@ class _Thread:
 _THREAD_COLUMNS = (_conversations.id, _conversations.tenant_id, _conversations.reference, _conversations.status,
                    _conversations.flags, _conversations.responsible_user_id, _conversations.responsible_team_id)
 # The conversation and, in the same statement, how many messages its sender sent it lately (the loop breaker).
+# FOR UPDATE: two messages joining one conversation apply their status and flag changes one after the other,
+# whatever race keys they share (the sender's own messages are counted under its key, taken before).
 _THREAD = select(*_THREAD_COLUMNS, select(func.count()).select_from(Message.__table__).where(
     _messages.conversation_id == _conversations.id, _messages.author_email == bindparam("sender"),
     _messages.direction == "in", _messages.created_at >= bindparam("since")).scalar_subquery().label("recent"),
-).where(_conversations.id == bindparam("id"))
+).where(_conversations.id == bindparam("id")).with_for_update(of=Conversation.__table__)
 _UNIT_REF = select(Contact.__table__.c.unit_ref).where(Contact.__table__.c.id == bindparam("id"))
 _UPDATE_CONVERSATION = update(Conversation.__table__).where(_conversations.id == bindparam("conversation_row"))
 

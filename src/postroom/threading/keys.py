@@ -37,8 +37,3 @@ def sender_addresses(parsed: ParsedMessage) -> list[str]:
     """The addresses threading reads a contact for (the sender, a forward's sender), lower-cased."""
     senders = [parsed.sender, parsed.forward.sender if parsed.forward else None]
     return [sender.address.lower() for sender in senders if sender is not None and sender.address]
-
-
-def conversation_key(conversation_id: int) -> str:
-    """The key of a conversation a message is attached to (its status, flags and loop count change)."""
-    return f"conversation {conversation_id}"
