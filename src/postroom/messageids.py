@@ -13,6 +13,8 @@ import re
 import secrets
 from collections.abc import Iterable
 
+from postroom.model import ParsedMessage
+
 MAX_ID_LENGTH = 250
 _BRACKETED = re.compile(r"<\s*([^<>]*?)\s*>")
 _BARE = re.compile(r"[^\s<>,;()\"]+@[^\s<>,;()\"]+")
@@ -61,6 +63,13 @@ def parse_ids(value: str | None) -> tuple[str, ...]:
 def merge_ids(*groups: Iterable[str]) -> tuple[str, ...]:
     """Canonical ids of several sources, first occurrence wins."""
     return tuple(dict.fromkeys(c for group in groups for v in group if (c := canonical(v))))
+
+
+def replied_to(parsed: ParsedMessage) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """In-Reply-To and References: the raw headers read as clients write them, merged with the parser's own
+    reading (which also knows a forward's), so threading and storage see the same ids."""
+    return (merge_ids(parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to),
+            merge_ids(parse_ids(parsed.header("References")), parsed.references))
 
 
 def make_message_id(domain: str) -> str:

@@ -323,8 +323,7 @@ def place(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match
     thread, created, loop = _thread_for(session, match, tenant_id, subject=parsed.subject, author=author,
                                         change=change, sender=sender, now=now)
     flags = (*match.flags, *_automatic_flags(parsed), *(["loop"] if loop else []))
-    in_reply_to = refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to)
-    references = refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references)
+    in_reply_to, references = refs.replied_to(parsed)
     return Placed(inbound, parsed, match, thread, created, loop, automatic, flags, sender, author, similar, forward,
                   _canonical_id(parsed), in_reply_to, references, now)
 

@@ -145,9 +145,8 @@ class MatchInput:
 def _message_ids(parsed: ParsedMessage) -> tuple[str | None, tuple[str, ...], tuple[str, ...], str | None]:
     """Its own Message-ID, In-Reply-To and References (header and parser merged), a bounce's original; canonical."""
     original = parsed.bounce.original_message_id if parsed.bounce else None
-    return (refs.canonical(parsed.message_id) if parsed.message_id else None,
-            refs.merge_ids(refs.parse_ids(parsed.header("In-Reply-To")), parsed.in_reply_to),
-            refs.merge_ids(refs.parse_ids(parsed.header("References")), parsed.references),
+    in_reply_to, references = refs.replied_to(parsed)
+    return (refs.canonical(parsed.message_id) if parsed.message_id else None, in_reply_to, references,
             refs.canonical(original) if original else None)
 
 

@@ -2,7 +2,7 @@
 
 Every row carries ``tenant_id`` and every lookup index starts with it, so a
 query of one tenant can never see another's rows. Threading settings live in
-the tenant's ``settings`` JSON (see ``postroom.threading.policy``).
+the tenant's ``settings`` JSON (see ``postroom.threading_policy``).
 """
 
 from __future__ import annotations
