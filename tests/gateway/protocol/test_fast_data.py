@@ -216,6 +216,17 @@ async def _feed(pieces: list[bytes], size_limit: int) -> tuple[DataState, bytes 
     return result.state, result.content, bytes(reader._buffer)
 
 
+def test_help_answers_as_aiosmtpd(servers: dict[str, tuple[int, Recorder]]) -> None:
+    """HELP reads each command's syntax from its method: the overridden DATA must still declare its own."""
+    answers = {}
+    for name, (port, _handler) in servers.items():
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo("client.example")
+            answers[name] = [client.docmd("HELP", command) for command in ("DATA", "MAIL", "")]
+    assert answers["fast"] == answers["standard"]
+    assert answers["fast"][0] == (250, b"Syntax: DATA")
+
+
 def test_every_split_point_gives_the_same_result(servers: dict[str, tuple[int, Recorder]]) -> None:
     rng = random.Random(5)
     cases = [_wire([b"a", b".b", b"..", b"\r", b"c\n", b""]), _wire([b"y" * (LINE_LIMIT - 1), b".x"]),

@@ -22,7 +22,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import MISSING
+from aiosmtpd.smtp import MISSING, syntax
 
 from postroom import metrics
 from postroom.gateway.protocol.commands import LeanSMTP
@@ -66,6 +66,7 @@ class FastDataSMTP(LeanSMTP):
         self._data_deadline = self.loop.time() + total
         self._reset_timeout(min(self._timeout_duration, total))
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         if "DATA" not in self._handle_hooks:  # the deprecated process_message API: leave it to aiosmtpd
             await super().smtp_DATA(arg)
