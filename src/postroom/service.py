@@ -169,10 +169,6 @@ class SmtpProcesses:
         self.dispatch = dispatch
         self._supervisor = Supervisor(self, count)
 
-    @property
-    def pids(self) -> list[int]:
-        return self._supervisor.pids
-
     def start(self, timeout: float = 60.0) -> SmtpProcesses:
         self._supervisor.start(timeout)
         return self

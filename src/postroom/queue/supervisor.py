@@ -100,7 +100,7 @@ class Supervisor:
     def __init__(self, kind: Kind, count: int) -> None:
         self.kind = kind
         self.count = count
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = multiprocessing.get_context("spawn")  # the parent already runs threads: never fork it
         self._children: list[Child] = []
         self._restart_at: dict[int, float] = {}  # slot → when its dead child starts again
         self._backoff = [RESTART_FIRST] * count
