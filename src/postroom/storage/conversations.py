@@ -232,9 +232,10 @@ def _duplicate(row: Any) -> Recorded:
 
 
 def _author(session: Session, tenant_id: int, sender: str, sender_name: str, forward: Forward | None,
-            automatic: bool) -> tuple[int | None, list[dict] | None]:
+            automatic: bool, sender_contact: int | None) -> tuple[int | None, list[dict] | None]:
     """Who wrote the message (a staff forward: the original's sender, if known) and, for a contact created now
-    with a name, the existing contacts it may duplicate. Automatic mail creates no contact."""
+    with a name, the existing contacts it may duplicate. Automatic mail creates no contact: its author is the
+    sender's contact as threading read it (``sender_contact``, under the sender's lock)."""
     if forward is not None:
         if forward.sender is None:
             return None, None
@@ -242,7 +243,7 @@ def _author(session: Session, tenant_id: int, sender: str, sender_name: str, for
     if not sender:
         return None, None
     if automatic:
-        return contacts.contact_for_address(session, tenant_id, sender), None
+        return sender_contact, None
     author, created = contacts.ensure_contact_created(session, tenant_id, sender, sender_name)
     similar = (contacts.similar_contacts(session, tenant_id, author, sender_name) or None) if created and sender_name \
         else None
@@ -319,7 +320,7 @@ def place(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match
     automatic = parsed.auto_reply is not None or parsed.bounce is not None or "bounce" in match.flags
     forward = parsed.forward if match.via == "forward" else None
     author, similar = _author(session, tenant_id, sender, parsed.sender.name if parsed.sender else "", forward,
-                              automatic)
+                              automatic, match.contact_id)
     thread, created, loop = _thread_for(session, match, tenant_id, subject=parsed.subject, author=author,
                                         change=change, sender=sender, now=now)
     flags = (*match.flags, *_automatic_flags(parsed), *(["loop"] if loop else []))
