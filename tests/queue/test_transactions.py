@@ -17,7 +17,7 @@ from postroom.app import App
 from postroom.model import Envelope
 from postroom.settings import Settings
 from postroom.storage import inbound
-from postroom.storage.db import pipeline_scope, read_scope
+from postroom.storage.db import claim_connection, pipeline_scope, read_scope
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Message
 from postroom.testing import make_eml
@@ -43,6 +43,19 @@ def test_only_pipeline_transactions_skip_the_commit_fsync(app: App) -> None:
             assert session.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
         with app.session() as session:
             assert session.scalar(text("PRAGMA synchronous")) == 2  # FULL: intake, delivery, staff actions
+
+
+def test_only_pipeline_transactions_skip_the_commit_flush_on_postgresql(app: App) -> None:
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    default = "SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'"
+    for _ in range(3):  # the same pooled connections serve every kind in turn
+        with pipeline_scope(app.sessions) as session:
+            assert session.scalar(text("SHOW synchronous_commit")) == "off"
+        with claim_connection(app.engine) as conn:
+            assert conn.scalar(text("SHOW synchronous_commit")) == "off"
+        with app.session() as session:  # intake, delivery, staff actions: the server's setting
+            assert session.scalar(text("SHOW synchronous_commit")) == session.scalar(text(default))
 
 
 def test_a_failed_transaction_gives_the_writer_turn_back(app: App) -> None:

@@ -2,8 +2,9 @@
 
 SQLite runs in WAL mode with synchronous=FULL so that a commit is on disk
 before postroom acknowledges anything; PostgreSQL is durable by default.
-Only the inbound pipeline opts into synchronous=NORMAL (``pipeline_scope``):
-its work is re-derived from the durable inbound row after a crash.
+Only the inbound pipeline opts into synchronous=NORMAL (``pipeline_scope``;
+on PostgreSQL synchronous_commit=off): its work is re-derived from the
+durable inbound row after a crash.
 
 SQLite has one writer at a time. Writers of one process queue on a lock
 (and processes on a ``flock`` next to the database) before ``BEGIN
@@ -166,7 +167,30 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", lambda dbapi_conn, _record: _sqlite_connect(dbapi_conn, turn))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine, "connect", lambda dbapi_conn, _record: setattr(dbapi_conn, SYNCHRONOUS, "FULL"))
+    event.listen(engine, "begin", _postgresql_begin)
+    return engine
+
+
+def _postgresql_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    """NORMAL (the pipeline's transactions) commits with synchronous_commit=off; FULL keeps the server's setting.
+
+    A session setting, sent only when a connection changes level (a worker's
+    connections mostly run the pipeline), in autocommit like the pool's ping:
+    the connection is idle here (psycopg sends BEGIN with the first statement).
+    """
+    synchronous = conn.get_execution_options().get(SYNCHRONOUS, "FULL")
+    dbapi_conn = conn.connection.dbapi_connection
+    if getattr(dbapi_conn, SYNCHRONOUS, None) == synchronous:
+        return
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        dbapi_conn.execute("SET synchronous_commit TO off" if synchronous == "NORMAL" else "RESET synchronous_commit")
+    finally:
+        dbapi_conn.autocommit = autocommit
+    setattr(dbapi_conn, SYNCHRONOUS, synchronous)
 
 
 def _sqlite_connect(dbapi_conn: QueuedConnection, turn: WriterTurn | None) -> None:
@@ -272,16 +296,19 @@ def read_scope(factory: sessionmaker[Session]) -> AbstractContextManager[Session
 
 
 def pipeline_scope(factory: sessionmaker[Session]) -> AbstractContextManager[Session]:
-    """A write transaction of the inbound pipeline: on SQLite its commit does not wait for fsync (synchronous=NORMAL).
+    """A write transaction of the inbound pipeline: its commit does not wait for fsync (synchronous=NORMAL on SQLite,
+    synchronous_commit=off on PostgreSQL).
 
     Safe because (1) in WAL mode a NORMAL commit survives the process being
-    killed (kill -9 never loses it; only an OS crash or power loss can), and
-    what such a crash loses is only a suffix of the log: every FULL commit
-    after it (intake, outbound delivery phases, staff actions) syncs the whole
-    log, this one included. (2) What the pipeline writes is re-derived from
-    the inbound row, which intake committed with FULL, so a lost pipeline
-    commit is redone by the recovery sweep; outbound mail it queued is only
-    sent after a delivery phase's FULL commit, which makes it durable first.
+    killed (kill -9 never loses it; only an OS crash or power loss can), as
+    PostgreSQL's survives any client dying (only a crash of the server or its
+    OS within the WAL writer's delay can lose it), and what such a crash loses
+    is only a suffix of the log: every FULL commit after it (intake, outbound
+    delivery phases, staff actions) syncs the whole log, this one included.
+    (2) What the pipeline writes is re-derived from the inbound row, which
+    intake committed with FULL, so a lost pipeline commit is redone by the
+    recovery sweep; outbound mail it queued is only sent after a delivery
+    phase's FULL commit, which makes it durable first.
     """
     return session_scope(factory, **{SYNCHRONOUS: "NORMAL"})
 
@@ -299,12 +326,12 @@ def claim_connection(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection for the claim, one statement that must commit before the work it claims begins.
 
     On PostgreSQL the statement runs in autocommit, as its own transaction,
-    exactly as durable as one between BEGIN and COMMIT, without their two
-    round trips. On SQLite it is ``pipeline_connection``: the writer turn and
-    the synchronous level are taken at BEGIN.
+    exactly as durable as ``pipeline_connection``'s, without the two round
+    trips of BEGIN and COMMIT. On SQLite it is ``pipeline_connection``: the
+    writer turn and the synchronous level are taken at BEGIN.
     """
     if engine.dialect.name == "postgresql":
-        return _with_options(engine, {"isolation_level": "AUTOCOMMIT"}).connect()
+        return _with_options(engine, {"isolation_level": "AUTOCOMMIT", SYNCHRONOUS: "NORMAL"}).connect()
     return pipeline_connection(engine)
 
 
