@@ -14,6 +14,7 @@ import httpx
 from sqlalchemy import select
 
 from postroom.storage import ingress
+from postroom.storage.blobs import sha256_hex
 from postroom.storage.tables import InboundMessage
 from postroom.testing import make_eml, wait_until
 
@@ -92,3 +93,28 @@ def test_wrong_credentials_and_oversize_bodies_are_refused_before_the_body_is_re
         conn.close()
     with service.app.session() as session:
         assert session.scalar(select(InboundMessage.id)) is None
+
+
+def test_a_message_that_cannot_be_stored_answers_503_then_200_on_the_provider_s_retry(service) -> None:
+    """The blob's shard directory is blocked by a file, so the real write fails: 503 and no row, and the provider's
+    retry, once the store is writable again, is stored and processed (the message is too large for the database
+    tier, so it goes through the file store)."""
+    _secrets(service.app)
+    raw = make_eml(subject="stored on retry", message_id="<webhook-503@example.com>",
+                   body="0123456789abcdef\n" * 20_000)
+    shard = service.app.settings.data_dir / "blobs" / sha256_hex(raw)[:2]
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    shard.write_bytes(b"not a directory")
+    payload = {"FromFull": {"Email": "jean@example.com"}, "To": "inbox@acme.mail.test",
+               "OriginalRecipient": "inbox@acme.mail.test", "Subject": "stored on retry", "RawEmail": raw.decode()}
+    url, auth = f"{service.http_url}/ingest/postmark/acme", tuple(BASIC.split(":"))
+    refused = httpx.post(url, auth=auth, json=payload)
+    assert refused.status_code == 503, refused.text
+    assert "retry later" in refused.text
+    with service.app.session() as session:
+        assert session.scalar(select(InboundMessage.id).where(InboundMessage.source == "webhook:postmark")) is None
+    shard.unlink()
+    stored = httpx.post(url, auth=auth, json=payload)
+    assert stored.status_code == 200, stored.text
+    [row] = wait_until(lambda: _done(service.app, "webhook:postmark"), timeout=20)
+    assert row.subject == "stored on retry"
