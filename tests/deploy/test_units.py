@@ -101,3 +101,10 @@ def test_containerfile_default_command_is_real() -> None:
     command = json.loads(next(line for line in lines if line.startswith("CMD "))[len("CMD "):])
     assert entrypoint == ["postroom"] and any(line.startswith("USER postroom") for line in lines)
     assert_real_command(command)
+
+
+def test_containerfile_installs_the_fonts_pdf_exports_look_for() -> None:
+    """exports/fonts.py looks for DejaVu Sans and the Noto faces in Debian's folders: the image must have them."""
+    text = (DEPLOY / "Containerfile").read_text()
+    for package in ("fonts-dejavu-core", "fonts-noto-core", "fonts-noto-cjk", "fonts-noto-color-emoji"):
+        assert package in text, package
