@@ -36,6 +36,9 @@ _QUOTED = re.compile(r"^\s*>")
 _MARKED = re.compile(r"^\s*[>|]")
 _INDENTED = re.compile(r"^(?:\t| {2,})\S")
 _DIGIT_OR_AT = re.compile(r"@|\d")
+#: What an attribution (a date or an address: a digit or "@") or a header block (a colon) cannot do without:
+#: a line with none of these is neither, so the line-by-line checks skip it.
+_MAY_HEAD_QUOTE = re.compile(r"[@:：]|\d")
 #: A short phrase framed by dashes ("-----Original Message-----", "---- On … wrote ----"): a separator by shape.
 _FRAMED = re.compile(r"^\s*[-=_*]{2,}\s*[^-=_*\s][^-=_*]{2,80}?\s*[-=_*]{2,}\s*$")
 #: Gmail's older attribution opens with an ISO date and time ("2016-03-03 17:21 GMT+01:00 Name <…>:").
@@ -75,14 +78,16 @@ def trim(text: str) -> Trimmed:
 
 def quote_start(lines: list[str]) -> int | None:
     """Index of the first line of a client's quoted history (not ``>`` blocks)."""
+    first_content = next((i for i, line in enumerate(lines) if _is_content(line)), len(lines))
+    separator = lexicon.forward_separator()
     for i, line in enumerate(lines):
-        if not line.strip() or _QUOTED.match(line):
+        stripped = line.strip()
+        if not stripped or _QUOTED.match(line):
             continue
-        if line.strip() == QUOTE_MARK or (len(line) < 200 and (lexicon.forward_separator().match(line)
-                                                                or _FRAMED.match(line))):
+        if stripped == QUOTE_MARK or (len(line) < 200 and (separator.match(line) or _FRAMED.match(line))):
             return _back_to_rule(lines, i)
-        if _is_attribution(lines, i) or _is_wrapped_header(lines, i) or \
-                _is_header_block(lines, i, _has_content(lines[:i])):
+        if _MAY_HEAD_QUOTE.search(line) and (_is_attribution(lines, i) or _is_wrapped_header(lines, i)
+                                             or _is_header_block(lines, i, first_content < i)):
             return _back_to_rule(lines, i)
     return None
 
@@ -360,7 +365,12 @@ def _trailing_signature(quoted: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _has_content(lines: list[str]) -> bool:
-    return any(ln.strip() and ln.strip() != QUOTE_MARK for ln in lines)
+    return any(_is_content(ln) for ln in lines)
+
+
+def _is_content(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and stripped != QUOTE_MARK
 
 
 def _unmark(lines: list[str]) -> list[str]:
