@@ -9,11 +9,14 @@ last separator and cuts the body at the next "Subject:"), and from_text decides 
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from emailforwardparser import forward_parser, regexs
 from emailforwardparser.forward_parser import get_forwarded_metadata
 from tests.parsing.conftest import FIXTURES
 
-from postroom.parsing import ParseFailed, forwarded, parse
+from postroom.parsing import ParseFailed, forward_original, forwarded, parse
 
 SEPARATOR_BODIES = [
     "See below.\n\n---------- Forwarded message ---------\nFrom: Ann <ann@example.com>\nDate: Mon, 8 Jan 2024\n"
@@ -80,3 +83,57 @@ def test_every_separator_has_a_needle():
     """Without a needle a separator regex runs on every body: the shortcut would be lost silently."""
     assert all(needle for _, needle in forwarded._SEPARATORS)
     assert any(needle == "_" * 32 for _, needle in forwarded._SEPARATORS)
+
+
+def original_blocks() -> list[tuple[str, str]]:
+    """(text, body) pairs as the forward reader hands them to ``parse_original_email``, plus the raw texts."""
+    pairs = [(body, body) for body in SEPARATOR_BODIES]
+    for text, _ in fixture_texts():
+        pairs.append((text, text))
+        found = forwarded._parse_body(text, True)
+        if found.email:
+            pairs.append((found.email, found.body))
+    return pairs
+
+
+def test_original_fields_same_as_library():
+    """forward_original runs only the regexes whose needle is in the text; every field comes out the same."""
+    for text, body in original_blocks():
+        assert forward_original.parse_original_email(text, body) == forward_parser.parse_original_email(text, body), \
+            text[:60]
+
+
+REGEX_LISTS = [getattr(regexs, name) for name in dir(regexs)
+               if isinstance(getattr(regexs, name), list) and isinstance(getattr(regexs, name)[0], re.Pattern)]
+
+
+def test_a_regex_skipped_for_want_of_its_needle_does_not_match():
+    """The needle is sound: where it is missing (crafted bodies, the fixtures' forward blocks) the regex finds
+    nothing, so skipping it changes nothing."""
+    skipped = 0
+    blocks = {forwarded._parse_body(text, True).email for text, _ in fixture_texts()} - {""}
+    for regexes in REGEX_LISTS:
+        for rx, needle in forward_original.table(regexes):
+            for text in [*SEPARATOR_BODIES, *blocks]:
+                if needle is not None and needle not in text:
+                    assert rx.search(text) is None, (rx.pattern, needle)
+                    skipped += 1
+    assert skipped > 1000
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    (r"(?m)^(\*?\s*From\s?:\*?(.+))$", "From"),  # inside a group
+    (r"a(?:bc(?:de))f", "abcdef"),  # nested plain groups are one run
+    (r"ab(?i:cd)ef", "ab"),  # a group that changes flags breaks the run
+    (r"x_{3,}y", "x___"),  # the longest literal run; on a tie the first
+    (r"(?:ab|cd)", None),
+    (r"(?i)hello", None),
+])
+def test_needle(pattern, expected):
+    assert forward_original.needle(re.compile(pattern)) == expected
+
+
+def test_the_original_from_regexes_have_needles():
+    """Without needles the From regexes run on every block and body: the shortcut would be lost silently."""
+    assert all(needle for _, needle in forward_original.table(regexs.ORIGINAL_FROM))
+    assert all(needle for _, needle in forward_original.table(regexs.ORIGINAL_TO))

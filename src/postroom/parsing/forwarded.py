@@ -16,7 +16,8 @@ The library's entry point is re-composed from its own parts (:func:`forwarded_me
 same result) because it was most of the stage's CPU: it runs ~70 separator regexes over
 every body (several backtrack over each line; bench/RESULTS.md has the cost) and a
 per-character Unicode filter. Here a separator regex only runs when the literal text it
-cannot match without occurs in the body, and the filter is skipped for text it leaves
+cannot match without occurs in the body (so do the original's field regexes,
+:mod:`postroom.parsing.forward_original`), and the filter is skipped for text it leaves
 unchanged.
 """
 
@@ -32,12 +33,11 @@ from emailforwardparser.forward_parser import (
     MailboxResult,
     OriginalMetadata,
     ParseBodyResult,
-    parse_original_email,
     parse_subject,
 )
 
 from postroom.model import Address, Attachment, Forward, ParsedMessage
-from postroom.parsing import addresses, lexicon
+from postroom.parsing import addresses, forward_original, lexicon
 from postroom.parsing.dates import parse_loose
 from postroom.parsing.encoded_words import decode_header
 
@@ -214,7 +214,7 @@ def forwarded_metadata(body: str, subject: str | None = None) -> ForwardMetadata
         body_result = _parse_body(_preprocess(body), forwarded)
         if body_result.email:
             forwarded = True
-            email = parse_original_email(body_result.email, body_result.body)
+            email = forward_original.parse_original_email(body_result.email, body_result.body)
             email.body = _whole_body(body_result.email, email.body)
     return ForwardMetadata(
         forwarded=forwarded,
@@ -241,14 +241,13 @@ def _parse_body(body: str, forwarded: bool) -> ParseBodyResult:
     body = regexs.BYTE_ORDER_MARK.sub("", body)
     body = regexs.TRAILING_NON_BREAKING_SPACE.sub("", body)
     body = regexs.NON_BREAKING_SPACE.sub(" ", body)
-    separators = [rx for rx, needle in _SEPARATORS if needle is None or needle in body]
-    match = loop.loop_regexes_split(separators, body, True)
+    match = loop.loop_regexes_split(forward_original.possible(_SEPARATORS, body), body, True)
     if len(match) > 2:
         # The library keeps what follows the last separator; here the first level is read, and
         # from_text decides whether to go further in.
         return ParseBodyResult(body=body, message=match[0].strip(), email=body[len(match[0]) + len(match[1]) :].strip())
     if forwarded:
-        match = loop.loop_regexes_split(regexs.ORIGINAL_FROM, body, True)
+        match = loop.loop_regexes_split(forward_original.possible(_ORIGINAL_FROM, body), body, True)
         if len(match) > 2:
             return ParseBodyResult(body=body, message=match[0].strip(), email=body[len(match[0]) :].strip())
     return ParseBodyResult()
@@ -277,30 +276,8 @@ def _preprocess(text: str) -> str:
     return text
 
 
-def _needle(rx: re.Pattern[str]) -> str | None:
-    """The longest literal text every match of ``rx`` contains, from its parse tree; None when there is
-    none (or the pattern ignores case, or the tree cannot be read): then the regex always runs."""
-    if rx.flags & re.IGNORECASE:
-        return None
-    try:
-        sre = re._parser  # type: ignore[attr-defined]
-        items = list(sre.parse(rx.pattern, rx.flags))
-        best = run = ""
-        for op, arg in items:
-            if op is sre.LITERAL:
-                run += chr(arg)
-            elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and arg[0] >= 1 and len(arg[2]) == 1 \
-                    and arg[2][0][0] is sre.LITERAL:
-                repeated = chr(arg[2][0][1]) * arg[0]  # at least min copies, adjoining what comes before/after
-                best, run = max(best, run + repeated, key=len), repeated
-            else:
-                best, run = max(best, run, key=len), ""
-    except Exception:  # a private module of the standard library: if it changes, lose only the shortcut
-        return None
-    return max(best, run, key=len) or None
-
-
-_SEPARATORS = [(rx, _needle(rx)) for rx in regexs.SEPARATOR]
+_SEPARATORS = forward_original.table(regexs.SEPARATOR)
+_ORIGINAL_FROM = forward_original.table(regexs.ORIGINAL_FROM)
 
 
 def _mailbox(box: MailboxResult) -> Address | None:
