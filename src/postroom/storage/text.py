@@ -11,7 +11,9 @@ and returned unchanged (the same object) when it is already storable.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
+from datetime import datetime
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -52,22 +54,42 @@ def storable_fields(value: T) -> T:
     fills from it (the inbound row, messages, conversations, contacts and
     their JSON) receives storable text, whichever stage writes it.
     """
+    kind = type(value)
+    if kind is str:
+        return storable(value)  # type: ignore[return-value]
+    if kind in _UNCHANGED:
+        return value
+    if kind is tuple or kind is list:
+        return _storable_items(value)  # type: ignore[arg-type]
     if isinstance(value, str):
         return storable(value)  # type: ignore[return-value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
         changes = {}
-        for field in dataclasses.fields(value):
-            old = getattr(value, field.name)
+        for name in names:
+            old = getattr(value, name)
             new = storable_fields(old)
             if new is not old:
-                changes[field.name] = new
+                changes[name] = new
         return dataclasses.replace(value, **changes) if changes else value  # type: ignore[type-var]
     if isinstance(value, list | tuple):
-        seq = [storable_fields(v) for v in value]
-        if all(v is v0 for v, v0 in zip(seq, value, strict=True)):
-            return value
-        return type(value)(seq)  # type: ignore[return-value]
+        return _storable_items(value)  # type: ignore[return-value]
     if isinstance(value, dict):
         return storable_json(value)
     return value
 
+
+def _storable_items(value: list | tuple) -> list | tuple:
+    """The same sequence when no item changes (the usual case), else a new one of its type."""
+    seq = [storable(v) if type(v) is str else storable_fields(v) for v in value]
+    if all(map(operator.is_, seq, value)):
+        return value
+    return type(value)(seq)
+
+
+#: Values with no text in them, checked first: most fields of a ParsedMessage are these or plain strings.
+_UNCHANGED = frozenset({int, float, bool, bytes, type(None), datetime})
+#: Field names per dataclass: ``dataclasses.fields`` rebuilds its tuple on every call.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
