@@ -134,26 +134,38 @@ def to_jsonable(value: Any) -> Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
+    if kind is tuple or kind is list:
+        return _items_to_jsonable(value)
     names = _FIELD_NAMES.get(kind)
     if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
     if names is not None:
-        out = {}
-        for name in names:
-            item = getattr(value, name)
-            if not isinstance(item, bytes):
-                out[name] = to_jsonable(item)
-        return out
+        return _fields_to_jsonable(value, names)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, tuple | list):
-        return [to_jsonable(v) for v in value]
+        return _items_to_jsonable(value)
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     return value
 
 
-#: Types returned as they are, checked first: most values of a ParsedMessage are strings or None.
+def _items_to_jsonable(value: tuple | list) -> list:
+    return [v if type(v) in _PLAIN else to_jsonable(v) for v in value]
+
+
+def _fields_to_jsonable(value: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        item = getattr(value, name)
+        if type(item) in _PLAIN:
+            out[name] = item
+        elif not isinstance(item, bytes):
+            out[name] = to_jsonable(item)
+    return out
+
+
+#: Types returned as they are, checked first: most values of a ParsedMessage are strings or None (then tuples).
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 #: Field names per dataclass: ``dataclasses.fields`` rebuilds its tuple on every call (~3 per field here).
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
