@@ -254,9 +254,9 @@ def count_statements(messages: int, mix: list[bytes], *, show_sql: bool = False)
     """Statements and round trips per message of ``flow.process_inbound`` on PostgreSQL (one thread, no SMTP).
 
     Round trips: every statement, BEGIN and COMMIT of each transaction (psycopg sends each on its own; none in
-    autocommit, where a statement is its own transaction), and the pool's liveness ping at each connection
-    checkout (``pool_pre_ping``). ``show_sql`` lists each statement with how often a message runs it, to see
-    which are repeated or avoidable.
+    autocommit, where a statement is its own transaction), and each liveness ping of a pooled connection at
+    checkout (``storage.db``; the pipeline's own checkouts skip it). ``show_sql`` lists each statement with how
+    often a message runs it, to see which are repeated or avoidable.
     """
     with scratch_pg() as pg, tempfile.TemporaryDirectory(prefix="postroom-bench-sql-") as tmp:
         if pg is None:
@@ -266,8 +266,9 @@ def count_statements(messages: int, mix: list[bytes], *, show_sql: bool = False)
         counts: Counter[str] = Counter()
         sql: Counter[str] = Counter()
         listeners = {(app.engine, "before_cursor_execute"): lambda *a: sql.update([" ".join(a[2].split())[:160]]),
-                     (app.engine, "begin"): lambda conn: counts.update(["transactions"] * _sends_begin(conn)),
-                     (app.engine.pool, "checkout"): lambda *_: counts.update(["pings"])}
+                     (app.engine, "begin"): lambda conn: counts.update(["transactions"] * _sends_begin(conn))}
+        ping = app.engine.dialect.do_ping
+        app.engine.dialect.do_ping = lambda dbapi_conn: counts.update(["pings"]) or ping(dbapi_conn)  # type: ignore
         for (target, name), listener in listeners.items():
             event.listen(target, name, listener)
         for row in ids:

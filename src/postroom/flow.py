@@ -30,7 +30,7 @@ from postroom.staff_directory import StaffDirectory
 from postroom.statuses import InboundStatus
 from postroom.storage import advisory, conversations, inbound, staff, threading_lookup
 from postroom.storage import routing as routing_store
-from postroom.storage.db import claim_connection, pipeline_scope
+from postroom.storage.db import claim_connection, once_more_if_disconnected, pipeline_scope
 from postroom.storage.inbound import InboundRecord, LeaseLost
 from postroom.storage.text import storable_fields
 from postroom.threading import keys, lifecycle, strategies
@@ -192,15 +192,15 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
     kills the worker), and threading -> rules -> storage -> status in one,
     fenced by the lease token, so a retry finds all of it or none of it and a
     worker that lost its lease writes nothing. Both commit with
-    synchronous=NORMAL on SQLite (see ``storage.db.pipeline_scope``).
+    synchronous=NORMAL on SQLite (see ``storage.db.pipeline_scope``), and
+    neither pings its pooled connection first: one found dead is replaced
+    and the claim or transaction runs once more on a live one
+    (``storage.db.once_more_if_disconnected``).
     ``dispatch_outbound`` gets the ids of mail the rules queued (auto-reply,
     forwarded copies) after the commit; without it the sweeper sends them.
     """
     settings = app.settings
-    with claim_connection(app.engine) as connection:
-        claimed = inbound.claim_with_raw(connection, inbound_id,
-                                         lease=timedelta(seconds=settings.processing_lease_seconds),
-                                         max_attempts=settings.max_attempts)
+    claimed = once_more_if_disconnected(lambda: _claim(app, inbound_id))
     if claimed is None:
         return None
     record, raw = claimed
@@ -224,6 +224,13 @@ def process_inbound(app: App, inbound_id: int, *, dispatch_outbound: Dispatch | 
             watch.finished()
 
 
+def _claim(app: App, inbound_id: int) -> tuple[InboundRecord, bytes | None] | None:
+    with claim_connection(app.engine) as connection:
+        return inbound.claim_with_raw(connection, inbound_id,
+                                      lease=timedelta(seconds=app.settings.processing_lease_seconds),
+                                      max_attempts=app.settings.max_attempts)
+
+
 @dataclass
 class _Progress:
     """How far a message got (for the error written on its row) and its parsed columns, once there are some."""
@@ -243,7 +250,8 @@ def _run(app: App, record: InboundRecord, raw: bytes | None, budget: Budget,
             return InboundStatus.PARSE_FAILED
         budget.check("parsing")
         _store_attachments(app, parsed)
-        status, outbound_ids = _decide_and_record(app, record, parsed, budget, progress)
+        status, outbound_ids = once_more_if_disconnected(
+            lambda: _decide_and_record(app, record, parsed, budget, progress))
         if outbound_ids and dispatch_outbound is not None:
             dispatch_outbound(outbound_ids)
         return status

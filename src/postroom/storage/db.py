@@ -15,18 +15,20 @@ between attempts and a waiter then loses far more time than a commit takes.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, CursorResult, Dialect, Engine, Executable, create_engine, event
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 WRITE_WAIT = 30.0  # seconds, like busy_timeout: a writer that waits longer fails as "database is locked"
@@ -34,6 +36,10 @@ READ_ONLY = "postroom_read_only"
 SYNCHRONOUS = "postroom_synchronous"
 CHECKPOINT_EVERY = 0.5  # seconds between the background checkpointer's passes
 AUTOCHECKPOINT_PAGES = 10_000  # a commit checkpoints inline only past this (~40 MB of WAL): a safety net
+FRESH = "postroom_fresh"  # set on a PostgreSQL connection just opened: its first checkout needs no ping
+_UNPINGED: ContextVar[bool] = ContextVar("postroom_unpinged", default=False)
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class WriterTurn:
@@ -167,10 +173,57 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", lambda dbapi_conn, _record: _sqlite_connect(dbapi_conn, turn))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
-    event.listen(engine, "connect", lambda dbapi_conn, _record: setattr(dbapi_conn, SYNCHRONOUS, "FULL"))
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine, "connect", _postgresql_connect)
+    event.listen(engine, "checkout", lambda dbapi_conn, _record, _proxy: _ping(engine.dialect, dbapi_conn))
     event.listen(engine, "begin", _postgresql_begin)
     return engine
+
+
+def _postgresql_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    setattr(dbapi_conn, SYNCHRONOUS, "FULL")
+    setattr(dbapi_conn, FRESH, True)
+
+
+def _ping(dialect: Dialect, dbapi_conn) -> None:  # type: ignore[no-untyped-def]
+    """``pool_pre_ping``'s liveness check at checkout, except for a connection just opened and inside
+    ``once_more_if_disconnected`` (whose work handles a dead connection itself).
+
+    A dead connection invalidates the pool, which then hands out a new one,
+    so after a server restart no unit of work sees a stale connection.
+    """
+    if getattr(dbapi_conn, FRESH, False):
+        setattr(dbapi_conn, FRESH, False)
+        return
+    if _UNPINGED.get():
+        return
+    try:
+        dialect.do_ping(dbapi_conn)
+    except dialect.loaded_dbapi.Error as exc:
+        if dialect.is_disconnect(exc, dbapi_conn, None):
+            raise InvalidatePoolError(f"liveness ping failed: {exc}") from exc
+        raise
+
+
+def once_more_if_disconnected(work: Callable[[], T]) -> T:
+    """Run ``work`` on pooled connections without the liveness ping; if its connection was dead (the server
+    restarted, its backend was terminated), run it once more with the ping, on a live connection.
+
+    Only for work that is safe to repeat (the pipeline's claim and its final
+    transaction, fenced by the lease token: a retry finds all of it or none).
+    Saves the ping's round trip at each checkout; a dead connection fails at
+    its first statement and invalidates the pool, as a failed ping would.
+    """
+    unpinged = _UNPINGED.set(True)
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost (%s); running the work again on a new connection", exc.orig)
+    finally:
+        _UNPINGED.reset(unpinged)
+    return work()
 
 
 def _postgresql_begin(conn) -> None:  # type: ignore[no-untyped-def]
@@ -184,13 +237,27 @@ def _postgresql_begin(conn) -> None:  # type: ignore[no-untyped-def]
     dbapi_conn = conn.connection.dbapi_connection
     if getattr(dbapi_conn, SYNCHRONOUS, None) == synchronous:
         return
+    statement = "SET synchronous_commit TO off" if synchronous == "NORMAL" else "RESET synchronous_commit"
+    try:
+        _execute_in_autocommit(dbapi_conn, statement)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # handled as SQLAlchemy handles a statement's error: a dead connection is dropped and said to be
+        lost = conn.dialect.is_disconnect(exc, dbapi_conn, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error,
+                                  connection_invalidated=lost) from exc
+    setattr(dbapi_conn, SYNCHRONOUS, synchronous)
+
+
+def _execute_in_autocommit(dbapi_conn, statement: str) -> None:  # type: ignore[no-untyped-def]
     autocommit = dbapi_conn.autocommit
     dbapi_conn.autocommit = True
     try:
-        dbapi_conn.execute("SET synchronous_commit TO off" if synchronous == "NORMAL" else "RESET synchronous_commit")
+        dbapi_conn.execute(statement)
     finally:
-        dbapi_conn.autocommit = autocommit
-    setattr(dbapi_conn, SYNCHRONOUS, synchronous)
+        if not dbapi_conn.closed:
+            dbapi_conn.autocommit = autocommit
 
 
 def _sqlite_connect(dbapi_conn: QueuedConnection, turn: WriterTurn | None) -> None:
