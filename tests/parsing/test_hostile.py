@@ -10,6 +10,7 @@ import email.header
 import email.message
 import json
 import time
+import tracemalloc
 
 import pytest
 from click.testing import CliRunner
@@ -39,6 +40,27 @@ def test_parse_cost_grows_linearly(family: str) -> None:
     build = FAMILIES[family]
     small, large = _cpu(build(SMALL)), _cpu(build(4 * SMALL))
     assert large / max(small, 0.002) < 8, f"{family}: {small:.4f} s -> {large:.4f} s at 4x the size"
+
+
+def _peak_memory(raw: bytes) -> int:
+    """Peak bytes allocated by Python while parsing ``raw``."""
+    tracemalloc.start()
+    try:
+        parse(raw)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_parse_memory_grows_linearly_and_stays_a_small_multiple(family: str) -> None:
+    """Twice the input, at most about twice the peak, and the peak a small multiple of the input (a tag with
+    many attributes once took over a hundred times its size: regex restore points per character)."""
+    build = FAMILIES[family]
+    small, large = build(2 * SMALL), build(4 * SMALL)
+    small_peak, large_peak = _peak_memory(small), _peak_memory(large)
+    assert large_peak / small_peak < 2.6, f"{family}: {small_peak} -> {large_peak} bytes at 2x the size"
+    assert large_peak < 40 * len(large), f"{family}: peak {large_peak / len(large):.0f}x the input"
 
 
 def _text_fields(parsed: ParsedMessage) -> int:
@@ -187,3 +209,28 @@ def test_quadratic_headers_and_params_are_linear() -> None:
     assert len(mime._split_params(params)) == 40_001
     assert addresses.addr_specs("'" * 50_000 + "!") == []
     assert time.process_time() - start < 2
+
+
+START_TAGS = [
+    '<div a0="v" a1=\'w\' a2=x a3 class="gmail_quote">text</div>', "<br/>x<br />y<img alt=\"a\" src=cid:x/>",
+    '<div id=divRplyFwdMsg style="border-top:solid #E1E1E1 1.0pt">q</div>', "<p a=\"unclosed>text", "<p a=b/",
+    "<blockquote type=cite>x</blockquote><a/b c='d'>e</a>", "<x a = = b c=\"d\"e>f", "<div " + "a=1 " * 500 + ">t",
+    "<p\tclass=yahoo_quoted\n>q</p>", "<img alt='one'  / >", "<p <b>x</b>", "<a href=\"x\"/ >y</a>",
+]
+
+
+class _StdlibScanner(html._TextRenderer):
+    """The renderer with the standard library's own start-tag scanner."""
+
+    check_for_whole_start_tag = html.HTMLParser.check_for_whole_start_tag
+
+
+@pytest.mark.parametrize("markup", START_TAGS)
+def test_possessive_start_tag_scanner_reads_tags_as_the_stdlib_does(markup: str) -> None:
+    assert html._START_TAG_END.pattern != html.html_parser.locatestarttagend_tolerant.pattern  # made possessive
+    ours, theirs = html._TextRenderer(mark_quotes=True), _StdlibScanner(mark_quotes=True)
+    for renderer in (ours, theirs):
+        renderer.feed(markup)
+        renderer.close()
+    assert ours.text(10_000) == theirs.text(10_000)
+    assert ours.out == theirs.out

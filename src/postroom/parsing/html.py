@@ -14,6 +14,7 @@ Yahoo ``yahoo_quoted``) are marked so reply trimming can cut there.
 
 from __future__ import annotations
 
+import html.parser as html_parser
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -115,7 +116,10 @@ def _clean(html: str) -> str:
     )
 
 
-_TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)(?:[^>\"'<]|\"[^\"]*\"|'[^']*')*(/?)>")
+#: A tag. Its body is repeated possessively (``*+``): a backtracking repeat keeps a restore point per
+#: character, a hundred times the size of a long tag, and giving back never helps here since no shorter body
+#: can be followed by ``>`` (the body takes ``>`` only inside quotes).
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)(?:[^>\"'<]+|\"[^\"]*\"|'[^']*')*+(/?)>")
 _ATTRIBUTE = re.compile(r"""[^\s"'>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?""")
 #: Tags shorter than this cannot hold more than ``MAX_HTML_ATTRIBUTES`` attributes.
 _SHORT_TAG = 2 * limits.MAX_HTML_ATTRIBUTES
@@ -179,6 +183,14 @@ def cid_references(html: str) -> set[str]:
     return {m.lower() for m in _CID.findall(html or "")}
 
 
+#: The standard library's start-tag scanner with its attribute repeat made possessive (``)*+``): the same
+#: match, since nothing after the repeat can fail, without a restore point per attribute, which made a tag
+#: with many attributes take some fifty times its size in memory while it was scanned.
+_START_TAG_END = re.compile(html_parser.locatestarttagend_tolerant.pattern.replace("\n     )*\n   )?",
+                                                                                 "\n     )*+\n   )?", 1),
+                            html_parser.locatestarttagend_tolerant.flags)
+
+
 class _TextRenderer(HTMLParser):
     def __init__(self, mark_quotes: bool) -> None:
         super().__init__(convert_charrefs=True)
@@ -204,6 +216,26 @@ class _TextRenderer(HTMLParser):
         if any(c in classes for c in _QUOTE_CLASSES) or any(i in ident for i in _QUOTE_IDS):
             return True
         return tag == "div" and bool(_OUTLOOK_BORDER.search(attrs.get("style") or ""))
+
+    def check_for_whole_start_tag(self, i: int) -> int:
+        """``HTMLParser.check_for_whole_start_tag`` (Python 3.11) scanning with ``_START_TAG_END``."""
+        rawdata = self.rawdata
+        m = _START_TAG_END.match(rawdata, i)
+        if not m:
+            raise AssertionError("we should not get here!")
+        j = m.end()
+        following = rawdata[j : j + 1]
+        if following == ">":
+            return j + 1
+        if following == "/":
+            if rawdata.startswith("/>", j):
+                return j + 2
+            if rawdata.startswith("/", j):
+                return -1  # buffer boundary
+            return j if j > i else i + 1  # bogus input
+        if following == "" or following in "abcdefghijklmnopqrstuvwxyz=/ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+            return -1  # end of input in or before an attribute value, or the '/' of a '/>' ending
+        return j if j > i else i + 1
 
     def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
         attrs = {k.lower(): (v or "") for k, v in attrs_list}
