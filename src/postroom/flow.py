@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -30,6 +31,7 @@ from postroom.staff_directory import StaffDirectory
 from postroom.statuses import InboundStatus
 from postroom.storage import advisory, conversations, inbound, staff, threading_lookup
 from postroom.storage import routing as routing_store
+from postroom.storage.contacts import KnownContact
 from postroom.storage.db import claim_connection, once_more_if_disconnected, pipeline_scope
 from postroom.storage.inbound import InboundRecord, LeaseLost
 from postroom.storage.text import storable_fields
@@ -290,25 +292,35 @@ def _store_attachments(app: App, parsed: ParsedMessage) -> None:
 
 
 def match_inbound(session: Session, record: InboundRecord, parsed: ParsedMessage, *, mail_domain: str,
-                  now: datetime | None = None) -> ThreadMatch:
+                  now: datetime | None = None, lookup: threading_lookup.SqlLookup | None = None) -> ThreadMatch:
     """The threading stage for one inbound row: tenant secret, policy and domains (cached), then the strategies."""
     tenant = threading_lookup.threading_tenant(session, record.tenant_id)
     domains = [f"{tenant.slug}.{mail_domain}".lower(), *tenant.domains]
     inp = strategies.MatchInput.from_parsed(parsed, record.rcpt_tos, now=now or datetime.now(UTC),
                                             tenant_domains=domains)
-    return strategies.match(inp, threading_lookup.SqlLookup(session, record.tenant_id), secret=tenant.secret,
-                            policy=tenant.policy)
+    return strategies.match(inp, lookup or threading_lookup.SqlLookup(session, record.tenant_id),
+                            secret=tenant.secret, policy=tenant.policy)
+
+
+def locked_match(session: Session, record: InboundRecord, parsed: ParsedMessage, *,
+                 mail_domain: str) -> tuple[ThreadMatch, dict[str, KnownContact]]:
+    """The threading stage as the pipeline runs it: under advisory locks on what the message can race on (not
+    the tenant: see threading/keys), the match; with the contacts it read, which storage does not read again.
+
+    The conversation a message joins is locked when storage reads it (``FOR UPDATE``).
+    """
+    advisory.lock(session, record.tenant_id, keys.race_keys(parsed), senders=keys.sender_addresses(parsed))
+    lookup = threading_lookup.SqlLookup(session, record.tenant_id)
+    return match_inbound(session, record, parsed, mail_domain=mail_domain, lookup=lookup), lookup.contacts_read()
 
 
 def _match(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage,
-           progress: _Progress) -> ThreadMatch:
-    """The threading stage, under advisory locks on what it can race on (not the tenant: see threading/keys);
-    the conversation a message joins is locked when storage reads it (``FOR UPDATE``)."""
-    advisory.lock(session, record.tenant_id, keys.race_keys(parsed), senders=keys.sender_addresses(parsed))
-    match = match_inbound(session, record, parsed, mail_domain=app.settings.mail_domain)
+           progress: _Progress) -> tuple[ThreadMatch, dict[str, KnownContact]]:
+    """``locked_match``, then the vetting of a forward to inbox@ (its verdict kept with the auth results)."""
+    match, known = locked_match(session, record, parsed, mail_domain=app.settings.mail_domain)
     match, progress.row["auth_results"] = vet_staff_forward(session, record, parsed, progress.row["auth_results"],
                                                             match)
-    return match
+    return match, known
 
 
 def _decide_and_record(app: App, record: InboundRecord, parsed: ParsedMessage, budget: Budget,
@@ -316,7 +328,7 @@ def _decide_and_record(app: App, record: InboundRecord, parsed: ParsedMessage, b
     """Threading, rules, storage and the inbound row's final status in one transaction; the outbound ids to send."""
     progress.stage = "threading"
     with pipeline_scope(app.sessions) as session:
-        match = _match(app, session, record, parsed, progress)
+        match, known = _match(app, session, record, parsed, progress)
         budget.check("threading")
         progress.stage = "rules"
         routed = rules_stage(app, session, record, parsed, match)
@@ -324,7 +336,7 @@ def _decide_and_record(app: App, record: InboundRecord, parsed: ParsedMessage, b
         if routed is not None and routed.decision.disposition != "accept":
             return _refuse(app, session, record, parsed, routed, progress.row)
         progress.stage = "storage"
-        summary, outbound_ids = _record_and_act(app, session, record, parsed, match, routed)
+        summary, outbound_ids = _record_and_act(app, session, record, parsed, match, routed, known)
         budget.check("storage")
         inbound.advance(session, record.id, stage="done", status=InboundStatus.DONE, token=record.lease_token,
                         routing=summary, **progress.row)
@@ -332,12 +344,16 @@ def _decide_and_record(app: App, record: InboundRecord, parsed: ParsedMessage, b
 
 
 def record_message(session: Session, record: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
-                   change: ConversationUpdate | None = None) -> conversations.Recorded:
-    """The storage stage around the pure lifecycle step: place the message, step its conversation, record both."""
+                   change: ConversationUpdate | None = None, *,
+                   known: Mapping[str, KnownContact] | None = None) -> conversations.Recorded:
+    """The storage stage around the pure lifecycle step: place the message, step its conversation, record both.
+
+    ``known``: the contacts threading read in this transaction (``locked_match``).
+    """
     recorded = conversations.already_recorded(session, record, parsed)
     if recorded is not None:
         return recorded
-    placed = conversations.place(session, record, parsed, match, change)
+    placed = conversations.place(session, record, parsed, match, change, known=known)
     outcome = lifecycle.step(placed.thread, tenant_id=record.tenant_id, flags=placed.flags, automatic=placed.automatic,
                              loop=placed.loop, created=placed.created, sender=placed.sender, via=match.via,
                              now=placed.now)
@@ -345,10 +361,10 @@ def record_message(session: Session, record: InboundRecord, parsed: ParsedMessag
 
 
 def _record_and_act(app: App, session: Session, record: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
-                    routed: Routed | None) -> tuple[dict | None, list[int]]:
+                    routed: Routed | None, known: Mapping[str, KnownContact]) -> tuple[dict | None, list[int]]:
     """Record the message (storage stage), then act on the decision and on bounces; the routing summary and ids."""
     recorded = record_message(session, record, parsed, match,
-                              routing.new_conversation_update(routed.decision) if routed else None)
+                              routing.new_conversation_update(routed.decision) if routed else None, known=known)
     logs.note(conversation_id=recorded.conversation_id)
     summary, outbound_ids = (None, []) if routed is None else _act(app, session, record, parsed, match, recorded,
                                                                    routed)

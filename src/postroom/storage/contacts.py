@@ -41,6 +41,18 @@ class ContactInfo:
         return self.addresses[0] if self.addresses else None
 
 
+@dataclass(frozen=True)
+class KnownContact:
+    """An address's contact (None: it had none) and that contact's name, as read earlier in the transaction.
+
+    The threading lookup reads them for the sender under the sender's lock;
+    storage then finds or creates the author without reading them again.
+    """
+
+    contact_id: int | None
+    name: str | None = None
+
+
 def normalize_address(address: str) -> str:
     return address.strip().strip("<>").strip().lower()
 
@@ -100,16 +112,22 @@ def ensure_contact(session: Session, tenant_id: int, address: str, name: str = "
     return ensure_contact_created(session, tenant_id, address, name)[0]
 
 
-def ensure_contact_created(session: Session, tenant_id: int, address: str, name: str = "") -> tuple[int, bool]:
-    """As ``ensure_contact``, and whether this call created it (a new address: look for namesakes)."""
+def ensure_contact_created(session: Session, tenant_id: int, address: str, name: str = "", *,
+                           known: KnownContact | None = None) -> tuple[int, bool]:
+    """As ``ensure_contact``, and whether this call created it (a new address: look for namesakes).
+
+    ``known``: the address's contact as this transaction already read it, so it is not read again.
+    """
     address = normalize_address(address)
     if not address:
         raise PostroomError("a contact needs an e-mail address")
-    found = core(session, _CONTACT_AND_NAME, {"tenant_id": tenant_id, "address": address}).first()
-    if found is not None:
-        if name and not found.name:
-            _fill_name(session, found.contact_id, name[:200])
-        return found.contact_id, False
+    if known is None:
+        row = core(session, _CONTACT_AND_NAME, {"tenant_id": tenant_id, "address": address}).first()
+        known = KnownContact(row.contact_id, row.name) if row is not None else KnownContact(None)
+    if known.contact_id is not None:
+        if name and not known.name:
+            _fill_name(session, known.contact_id, name[:200])
+        return known.contact_id, False
     contact = Contact(tenant_id=tenant_id, name=(name or "")[:200])
     try:
         with session.begin_nested():

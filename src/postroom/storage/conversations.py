@@ -13,7 +13,7 @@ storage/conversation_actions.py, views in storage/conversation_views.py.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -232,19 +232,25 @@ def _duplicate(row: Any) -> Recorded:
 
 
 def _author(session: Session, tenant_id: int, sender: str, sender_name: str, forward: Forward | None,
-            automatic: bool, sender_contact: int | None) -> tuple[int | None, list[dict] | None]:
+            automatic: bool, sender_contact: int | None,
+            known: Mapping[str, contacts.KnownContact]) -> tuple[int | None, list[dict] | None]:
     """Who wrote the message (a staff forward: the original's sender, if known) and, for a contact created now
     with a name, the existing contacts it may duplicate. Automatic mail creates no contact: its author is the
-    sender's contact as threading read it (``sender_contact``, under the sender's lock)."""
+    sender's contact as threading read it (``sender_contact``, under the sender's lock); ``known`` holds the
+    contacts threading read, by address, which are not read again."""
     if forward is not None:
-        if forward.sender is None:
+        address = contacts.normalize_address(forward.sender.address) if forward.sender else ""
+        if not address:  # no contact has an empty address (``ensure_contact`` refuses one)
             return None, None
-        return contacts.contact_for_address(session, tenant_id, forward.sender.address), None
+        if address in known:
+            return known[address].contact_id, None
+        return contacts.contact_for_address(session, tenant_id, address), None
     if not sender:
         return None, None
     if automatic:
         return sender_contact, None
-    author, created = contacts.ensure_contact_created(session, tenant_id, sender, sender_name)
+    author, created = contacts.ensure_contact_created(session, tenant_id, sender, sender_name,
+                                                      known=known.get(contacts.normalize_address(sender)))
     similar = (contacts.similar_contacts(session, tenant_id, author, sender_name) or None) if created and sender_name \
         else None
     return author, similar
@@ -309,18 +315,20 @@ def already_recorded(session: Session, inbound: InboundRecord, parsed: ParsedMes
 
 
 def place(session: Session, inbound: InboundRecord, parsed: ParsedMessage, match: ThreadMatch,
-          change: ConversationUpdate | None = None, *, now: datetime | None = None) -> Placed:
+          change: ConversationUpdate | None = None, *, now: datetime | None = None,
+          known: Mapping[str, contacts.KnownContact] | None = None) -> Placed:
     """The author (a contact, created when new) and the conversation (created when the match says new) of a
     message ``already_recorded`` did not find.
 
-    ``change`` is the rules' decision for a conversation this message starts (``routing.new_conversation_update``).
+    ``change`` is the rules' decision for a conversation this message starts (``routing.new_conversation_update``);
+    ``known`` the contacts threading read in this transaction (``SqlLookup.contacts_read``).
     """
     now = now or datetime.now(UTC)
     tenant_id, sender = inbound.tenant_id, _sender(parsed)
     automatic = parsed.auto_reply is not None or parsed.bounce is not None or "bounce" in match.flags
     forward = parsed.forward if match.via == "forward" else None
     author, similar = _author(session, tenant_id, sender, parsed.sender.name if parsed.sender else "", forward,
-                              automatic, match.contact_id)
+                              automatic, match.contact_id, known or {})
     thread, created, loop = _thread_for(session, match, tenant_id, subject=parsed.subject, author=author,
                                         change=change, sender=sender, now=now)
     flags = (*match.flags, *_automatic_flags(parsed), *(["loop"] if loop else []))

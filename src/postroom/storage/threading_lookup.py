@@ -107,10 +107,14 @@ _REF_COLUMNS = (_conversations.id, _conversations.contact_id, _conversations.sta
 _tenant = bindparam("tenant_id")
 _contact_addresses = ContactAddress.__table__.c
 _blocked = BlockedAddress.__table__.c
-# An address's contact and whether the tenant blocked it, in one statement: threading asks both of every sender.
+# An address's contact, its name and whether the tenant blocked the address, in one statement: threading asks
+# for the contact and the block of every sender, storage for the name (``contacts.KnownContact``).
+_of_address = (_contact_addresses.tenant_id == _tenant, _contact_addresses.address == bindparam("address"))
 _SENDER = select(
-    select(_contact_addresses.contact_id).where(_contact_addresses.tenant_id == _tenant,
-                                                _contact_addresses.address == bindparam("address")).scalar_subquery(),
+    select(_contact_addresses.contact_id).where(*_of_address).scalar_subquery(),
+    select(Contact.__table__.c.name).join_from(ContactAddress.__table__, Contact.__table__,
+                                               Contact.__table__.c.id == _contact_addresses.contact_id)
+    .where(*_of_address).scalar_subquery(),
     exists().where(_blocked.tenant_id == _tenant, _blocked.address == bindparam("address")))
 _newest = (_conversations.last_activity_at.desc(), _conversations.id.desc())
 _REFS = select(*_REF_COLUMNS).where(_conversations.tenant_id == _tenant)
@@ -181,7 +185,7 @@ class SqlLookup:
     def __init__(self, session: Session, tenant_id: int) -> None:
         self.session = session
         self.tenant_id = tenant_id
-        self._addresses: dict[str, tuple[int | None, bool]] = {}
+        self._addresses: dict[str, tuple[contacts.KnownContact, bool]] = {}
 
     def _refs(self, stmt: Executable, **params: Any) -> list[ConversationRef]:
         return [_ref(r) for r in core(self.session, stmt, {"tenant_id": self.tenant_id, **params})]
@@ -208,17 +212,21 @@ class SqlLookup:
         found = self._refs(_BY_REFERENCE, reference=reference.upper())
         return found[0] if found else None
 
-    def _address(self, address: str) -> tuple[int | None, bool]:
+    def _address(self, address: str) -> tuple[contacts.KnownContact, bool]:
         """The address's contact and whether it is blocked (``_SENDER``); a lookup lives for one (read-only) match,
         where the sender is asked for by the match, the blocked step and inbox suggestions."""
+        address = contacts.normalize_address(address)
         if address not in self._addresses:
-            row = core(self.session, _SENDER, {"tenant_id": self.tenant_id,
-                                               "address": contacts.normalize_address(address)}).one()
-            self._addresses[address] = (row[0], bool(row[1]))
+            row = core(self.session, _SENDER, {"tenant_id": self.tenant_id, "address": address}).one()
+            self._addresses[address] = (contacts.KnownContact(row[0], row[1]), bool(row[2]))
         return self._addresses[address]
 
+    def contacts_read(self) -> dict[str, contacts.KnownContact]:
+        """The contact of each address this lookup read, by normalised address: what storage would read again."""
+        return {address: known for address, (known, _blocked) in self._addresses.items()}
+
     def contact_by_address(self, address: str) -> int | None:
-        return self._address(address)[0]
+        return self._address(address)[0].contact_id
 
     def live_contact(self, contact_id: int) -> int:
         for _ in range(10):
