@@ -44,11 +44,10 @@ from postroom.gateway.ingest import inbox_address_of, ingest, iter_messages
 from postroom.messageids import parse_ids
 from postroom.model import Envelope
 from postroom.settings import Settings
-from postroom.storage import advisory, conversation_views, inbound, tenants
+from postroom.storage import conversation_views, inbound, tenants
 from postroom.storage.intake import IntakeItem, store_batch
 from postroom.storage.tables import Contact, ContactAddress, Conversation, Message
 from postroom.subjects import subject_key
-from postroom.threading import keys
 
 MAIL_DOMAIN = "mail.bench"
 WORDS = ("build", "release", "kernel", "patch", "driver", "memory", "leak", "scheduler", "network", "docs",
@@ -299,9 +298,8 @@ def time_threading(app: App, tenant_id: int, raws: list[bytes]) -> float:
     started = time.perf_counter()
     for record, message in zip(records, parsed, strict=True):
         with app.session() as session:
-            advisory.lock(session, tenant_id, keys.race_keys(message))  # what the pipeline serialises on
-            match = flow.match_inbound(session, record, message, mail_domain=MAIL_DOMAIN)
-            flow.record_message(session, record, message, match)
+            match, known = flow.locked_match(session, record, message, mail_domain=MAIL_DOMAIN)
+            flow.record_message(session, record, message, match, known=known)
             inbound.advance(session, record.id, stage="done", status="done")
     return len(raws) / (time.perf_counter() - started)
 
