@@ -54,7 +54,9 @@ class AuthResults:
                      (("spf", self.spf), ("dkim", self.dkim), ("dmarc", self.dmarc)) if value in FAILING)
 
     def to_jsonable(self) -> dict:
-        return asdict(self)
+        """The fields as a dict (what ``dataclasses.asdict`` returns: every value here is immutable, so the
+        deep copy it makes per message was wasted)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_jsonable(cls, data: dict | None) -> AuthResults:
