@@ -187,3 +187,19 @@ def test_a_rule_names_its_auto_reply_template(tmp_path: Path) -> None:
     assert "Thank you for your message" in ack.text
     with pytest.raises(PostroomError, match="no template 'missing' for tenant acme"):
         renderer.render(context(kind="auto_reply", template="missing"))
+
+
+def test_html_from_the_text_follows_each_message_and_the_current_layout(tmp_path: Path) -> None:
+    """The text-as-HTML template is compiled once per tenant; each render has its own text, and the layout it
+    extends is looked up at each render (a tenant's new layout is used at once)."""
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "holidays.txt.j2").write_text("Closed until {{ recipient.name }} <3\n")
+    (tmp_path / "acme" / "thanks.txt.j2").write_text("Thanks, {{ tenant.name }}\n")
+    renderer = Renderer(tmp_path)
+    first = renderer.render(context(kind="auto_reply", staff=None, template="holidays")).html
+    second = renderer.render(context(kind="auto_reply", staff=None, template="thanks")).html
+    assert "Closed until Zoë Müller &lt;3" in first and "Closed" not in second and "Thanks," in second
+    (tmp_path / "acme" / "_layout.html.j2").write_text("<div id=own>{% block body %}{% endblock %}</div>\n")
+    third = renderer.render(context(kind="auto_reply", staff=None, template="holidays")).html
+    assert third.startswith("<div id=own>") and "Closed until Zoë Müller &lt;3" in third
+    assert renderer.text_as_html("acme") is renderer.text_as_html("acme")

@@ -26,6 +26,7 @@ from jinja2 import (
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     select_autoescape,
 )
@@ -123,6 +124,7 @@ class Renderer:
     def __init__(self, overrides_root: Path | None = None) -> None:
         self.overrides_root = overrides_root
         self._envs: dict[str, SandboxedEnvironment] = {}
+        self._text_as_html: dict[str, Template] = {}
         self._lock = threading.Lock()
 
     def environment(self, tenant_slug: str) -> SandboxedEnvironment:
@@ -142,6 +144,16 @@ class Renderer:
         )
         env.filters.update(paragraphs=paragraphs, quote=quote, filesize=filesize, maildate=maildate)
         return env
+
+    def text_as_html(self, tenant_slug: str) -> Template:
+        """The HTML part of a message whose template has none, compiled once per tenant (``from_string`` compiles
+        on every call; the layout it extends is still looked up, and reloaded, at each render)."""
+        env = self.environment(tenant_slug)
+        with self._lock:
+            template = self._text_as_html.get(tenant_slug)
+            if template is None:
+                template = self._text_as_html[tenant_slug] = env.from_string(TEXT_AS_HTML)
+            return template
 
     def has_template(self, tenant_slug: str, name: str) -> bool:
         """True when ``name`` (or its alias) has a text template for this tenant, built in or its own."""
@@ -179,7 +191,7 @@ class Renderer:
         try:
             html = env.get_template(f"{name}.html.j2").render(values)
         except TemplateNotFound:
-            html = env.from_string(TEXT_AS_HTML).render({**values, "text": text})
+            html = self.text_as_html(ctx.tenant.slug).render({**values, "text": text})
         message_id = message_id or new_message_id(ctx.tenant.domain)
         return Rendered(
             kind=ctx.kind, subject=subject, text=text, html=html, message_id=message_id,
