@@ -121,7 +121,9 @@ def _is_attribution(lines: list[str], i: int) -> bool:
         if not (date or address):
             continue
         tail = joined.rstrip()
-        candidate = _Attribution(joined, tail, span == 1, bool(date), bool(address), lexicon.wrote().search(tail[-80:]),
+        # the verb counts only for a colon at the end or with both a date and an address (see the shapes)
+        verb = lexicon.wrote().search(tail[-80:]) if tail.endswith((":", "：")) or (date and address) else None
+        candidate = _Attribution(joined, tail, span == 1, bool(date), bool(address), verb,
                                  _opens_quote(lines, i + span, lines[i]))
         if any(shape(candidate) for shape in _ATTRIBUTION_SHAPES):
             return True
