@@ -67,18 +67,23 @@ def storable_fields(value: T) -> T:
     if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
     if names is not None:
-        changes = {}
-        for name in names:
-            old = getattr(value, name)
-            new = storable_fields(old)
-            if new is not old:
-                changes[name] = new
-        return dataclasses.replace(value, **changes) if changes else value  # type: ignore[type-var]
+        return _storable_dataclass(value, names)
     if isinstance(value, list | tuple):
         return _storable_items(value)  # type: ignore[return-value]
     if isinstance(value, dict):
         return storable_json(value)
     return value
+
+
+def _storable_dataclass(value: T, names: tuple[str, ...]) -> T:
+    """The same object when no field changes, else a copy with the changed fields."""
+    changes = {}
+    for name in names:
+        old = getattr(value, name)
+        new = storable_fields(old)
+        if new is not old:
+            changes[name] = new
+    return dataclasses.replace(value, **changes) if changes else value  # type: ignore[type-var]
 
 
 def _storable_items(value: list | tuple) -> list | tuple:
