@@ -21,8 +21,9 @@ Targets (issues 9, 19): at least 300 msgs/s end to end on the embedded default;
 PostgreSQL + Redis at least as fast; one tenant at least 0.9x many tenants.
 
 ``--statements N`` counts statements, transactions and round trips per message
-of ``flow.process_inbound`` on PostgreSQL (SQLAlchemy engine and pool events);
-``--sql`` also lists each statement with how often a message runs it.
+of ``flow.process_inbound`` on PostgreSQL (SQLAlchemy engine events and the
+dialect's ping), with the time and this process's CPU per message (not
+PostgreSQL's); ``--sql`` also lists each statement with how often a message runs it.
 
 ``--cpu N`` first prints the pipeline's own CPU per message: N messages of the
 mix stored with ``postroom.gateway.ingest`` (no SMTP), then
@@ -271,8 +272,10 @@ def count_statements(messages: int, mix: list[bytes], *, show_sql: bool = False)
         app.engine.dialect.do_ping = lambda dbapi_conn: counts.update(["pings"]) or ping(dbapi_conn)  # type: ignore
         for (target, name), listener in listeners.items():
             event.listen(target, name, listener)
+        started, cpu = time.perf_counter(), time.process_time()
         for row in ids:
             flow.process_inbound(app, row)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         for (target, name), listener in listeners.items():
             event.remove(target, name, listener)
         app.close()
@@ -282,7 +285,9 @@ def count_statements(messages: int, mix: list[bytes], *, show_sql: bool = False)
             print(f"{count / n:6.2f}  {statement}")
     print(f"PostgreSQL per message ({n} msgs): {statements / n:.1f} statements, "
           f"{counts['transactions'] / n:.1f} BEGIN/COMMIT transactions, {counts['pings'] / n:.1f} pool pings, "
-          f"{(statements + 2 * counts['transactions'] + counts['pings']) / n:.1f} round trips", flush=True)
+          f"{(statements + 2 * counts['transactions'] + counts['pings']) / n:.1f} round trips; "
+          f"{elapsed / n * 1000:.2f} ms and {cpu / n * 1000:.2f} ms CPU of this process per message "
+          "(one thread, counting)", flush=True)
 
 
 def _sends_begin(conn: Connection) -> bool:
