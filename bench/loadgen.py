@@ -37,7 +37,8 @@ class Result:
     latencies: list[float]
 
 
-async def _reply(reader: asyncio.StreamReader) -> bytes:
+async def read_reply(reader: asyncio.StreamReader) -> bytes:
+    """One whole SMTP reply (its last line), however many continuation lines come first."""
     while True:
         line = await reader.readline()
         if not line:
@@ -49,29 +50,29 @@ async def _reply(reader: asyncio.StreamReader) -> bytes:
 async def _connection(host: str, port: int, rcpts: list[bytes], first: int, bodies: list[bytes],
                       ready: asyncio.Event, go: asyncio.Event, latencies: list[float], failures: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-    await _reply(reader)
+    await read_reply(reader)
     writer.write(b"EHLO loadgen.example.com\r\n")
-    await _reply(reader)
+    await read_reply(reader)
     ready.set()
     await go.wait()
     for n, body in enumerate(bodies, first):
         writer.write(b"MAIL FROM:<load@example.com>\r\n")
-        await _reply(reader)
+        await read_reply(reader)
         writer.write(b"RCPT TO:<" + rcpts[n % len(rcpts)] + b">\r\n")
-        await _reply(reader)
+        await read_reply(reader)
         writer.write(b"DATA\r\n")
-        if not (await _reply(reader)).startswith(b"354"):
+        if not (await read_reply(reader)).startswith(b"354"):
             failures.append(1)
             continue
         writer.write(body)
         writer.write(b".\r\n")
         sent = time.perf_counter()
-        reply = await _reply(reader)
+        reply = await read_reply(reader)
         latencies.append(time.perf_counter() - sent)
         if not reply.startswith(b"250"):
             failures.append(1)
     writer.write(b"QUIT\r\n")
-    await _reply(reader)
+    await read_reply(reader)
     writer.close()
 
 

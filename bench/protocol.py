@@ -40,7 +40,7 @@ from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.loadgen import make_body  # noqa: E402
+from bench.loadgen import make_body, read_reply  # noqa: E402
 from bench.servers import POSTROOM, cpu_seconds, free_port, postroom_env, stop_process, wait_for_smtp  # noqa: E402
 
 KINDS = ("fast", "stock")
@@ -98,23 +98,14 @@ def server(kind: str) -> Iterator[tuple[int, int]]:
             stop_process(proc)
 
 
-async def _reply(reader: asyncio.StreamReader) -> bytes:
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("server closed the connection")
-        if line[3:4] != b"-":
-            return line
-
-
 async def _transaction(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
     """MAIL, RCPT, DATA and the body; whether the message was accepted."""
     for command in (b"MAIL FROM:<load@example.com>\r\n", b"RCPT TO:<" + RCPT + b">\r\n", b"DATA\r\n"):
         writer.write(command)
-        if not (await _reply(reader)).startswith((b"250", b"354")):
+        if not (await read_reply(reader)).startswith((b"250", b"354")):
             return False
     writer.write(body + b".\r\n")
-    return (await _reply(reader)).startswith(b"250")
+    return (await read_reply(reader)).startswith(b"250")
 
 
 async def _session(port: int, bodies: Iterator[bytes], accepted: list[bool], *, per_connection: bool) -> None:
@@ -123,9 +114,9 @@ async def _session(port: int, bodies: Iterator[bytes], accepted: list[bool], *, 
     for body in bodies:
         if connection is None:
             connection = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-            await _reply(connection[0])
+            await read_reply(connection[0])
             connection[1].write(b"EHLO bench.example.com\r\n")
-            await _reply(connection[0])
+            await read_reply(connection[0])
         accepted.append(await _transaction(*connection, body))
         if per_connection:
             await _quit(*connection)
@@ -136,7 +127,7 @@ async def _session(port: int, bodies: Iterator[bytes], accepted: list[bool], *, 
 
 async def _quit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.write(b"QUIT\r\n")
-    await _reply(reader)
+    await read_reply(reader)
     writer.close()
     await writer.wait_closed()
 
