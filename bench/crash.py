@@ -286,10 +286,17 @@ class Run:
         if stray:
             self.figures.notes.append(f"{len(stray)} stored items are not messages this run sent")
 
+    def start_servers(self) -> None:
+        """Every process the run needs, up and taking mail (a subclass may run several)."""
+        self.server.start()
+
+    def stop_servers(self) -> None:
+        self.server.stop()
+
     def run(self) -> Figures:
         started = time.monotonic()
         self.setup()
-        self.server.start()
+        self.start_servers()
         self.server_ready.set()
         try:
             self.send_with_kills()
@@ -297,7 +304,7 @@ class Run:
                 self.stage_kill()
             self.wait_finished()
         finally:
-            self.server.stop()
+            self.stop_servers()
         self.count()
         self.engine.dispose()
         self.figures.seconds = round(time.monotonic() - started, 1)

@@ -123,27 +123,16 @@ class DistributedRun(Run):
                     blob_ids[found.group(1).decode()] += 1
         return blob_ids
 
-    def run(self):  # type: ignore[no-untyped-def]
-        started = time.monotonic()
-        self.setup()
+    def start_servers(self) -> None:
         for gateway, up in zip(self.gateways, self.gateway_up, strict=True):
             gateway.start()
             up.set()
         for worker in self.workers:
             worker.start()
-        self.server_ready.set()
-        try:
-            self.send_with_kills()
-            if self.args.stage_kill:
-                self.stage_kill()
-            self.wait_finished()
-        finally:
-            for proc in (*self.gateways, *self.workers):
-                proc.stop()
-        self.count()
-        self.engine.dispose()
-        self.figures.seconds = round(time.monotonic() - started, 1)
-        return self.figures
+
+    def stop_servers(self) -> None:
+        for proc in (*self.gateways, *self.workers):
+            proc.stop()
 
 
 def moto_server(port: int) -> subprocess.Popen[bytes]:

@@ -15,7 +15,12 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+from postroom.storage import conversation_views
+
+if TYPE_CHECKING:
+    from postroom.app import App
 
 T = TypeVar("T")
 
@@ -67,6 +72,16 @@ def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(interval)
+
+
+def conversation_with_subject(app: App, subject: str, tenant: str = "acme") -> int:
+    """The id of the tenant's conversation with this subject, once the pipeline has made it."""
+    def probe() -> int | None:
+        with app.session() as session:
+            found = [c.id for c in conversation_views.list_conversations(session, tenant) if c.subject == subject]
+        return found[0] if found else None
+
+    return wait_until(probe)
 
 
 def process_tree(pid: int) -> set[int]:

@@ -26,7 +26,7 @@ from postroom.exports import fonts
 from postroom.outbound import actions
 from postroom.service import Service
 from postroom.storage import apikeys, conversation_views
-from postroom.testing import make_eml, wait_until
+from postroom.testing import conversation_with_subject, make_eml, wait_until
 from postroom.web import create_app
 
 SAMPLES = {
@@ -58,15 +58,6 @@ def flat(text: str) -> str:
     return BIDI_MARKS.sub("", text)
 
 
-def conversation_of(svc: Service, subject: str) -> int:
-    def probe() -> int | None:
-        with svc.app.session() as session:
-            found = [c for c in conversation_views.list_conversations(session, "acme") if c.subject == subject]
-        return found[0].id if found else None
-
-    return wait_until(probe)
-
-
 def message_count(svc: Service, conv: int) -> int:
     with svc.app.session() as session:
         return len(conversation_views.get_conversation(session, conv)[1])
@@ -77,7 +68,7 @@ def test_the_pdf_shows_every_script_or_marks_what_no_font_draws(running: Service
     body = "\n\n".join(f"{name}: {sample}" for name, sample in SAMPLES.items())
     customer.sendmail("zoe@example.com", ["inbox@acme.mail.test"],
                       make_eml(sender="Зоя Ли <zoe@example.com>", subject="Scripts 文字 نص", body=body))
-    conv = conversation_of(running, "Scripts 文字 نص")
+    conv = conversation_with_subject(running.app, "Scripts 文字 نص")
     out = tmp_path / "c.pdf"
     report = json.loads(run("conversations", "export", str(conv), "--format", "pdf", "-o", str(out), "--json"))
     assert report["messages"] == 1 and report["bytes"] == out.stat().st_size
@@ -106,7 +97,7 @@ def test_a_bounce_is_a_delivery_failure_not_a_customer_writing(running: Service,
                                                                run, tmp_path: Path) -> None:
     customer.sendmail("zoe@example.com", ["inbox@acme.mail.test"],
                       make_eml(sender="Zoë <zoe@example.com>", subject="Leak", body="Water from the ceiling."))
-    conv = conversation_of(running, "Leak")
+    conv = conversation_with_subject(running.app, "Leak")
     actions.reply(running.app, conv, "elodie@acme.example", "The plumber comes on Tuesday.",
                   dispatch=running.pipeline.dispatch_outbound)
     wait_until(lambda: relay.received)
@@ -127,7 +118,7 @@ def test_a_period_selects_messages_in_the_cli_and_the_api(running: Service, cust
     first = make_eml(sender="Zoë <zoe@example.com>", subject="Keys", body="Day one.", message_id="<d1@example.com>",
                      date=datetime(2024, 12, 1, 9, 0, tzinfo=UTC))
     customer.sendmail("zoe@example.com", ["inbox@acme.mail.test"], first)
-    conv = conversation_of(running, "Keys")
+    conv = conversation_with_subject(running.app, "Keys")
     for day, mid in ((2, "<d2@example.com>"), (3, "<d3@example.com>")):
         customer.sendmail("zoe@example.com", ["inbox@acme.mail.test"], make_eml(
             sender="Zoë <zoe@example.com>", subject="Re: Keys", body=f"Day {day}.", message_id=mid,
@@ -183,7 +174,7 @@ def test_a_long_conversation_exports_in_linear_time(running: Service, customer: 
 def _conversation_with_notes(svc: Service, customer: smtplib.SMTP, subject: str, count: int, text: str) -> int:
     customer.sendmail("zoe@example.com", ["inbox@acme.mail.test"],
                       make_eml(sender="Zoë <zoe@example.com>", subject=subject, body="Hello."))
-    conv = conversation_of(svc, subject)
+    conv = conversation_with_subject(svc.app, subject)
     for _ in range(count):
         actions.note(svc.app, conv, "elodie@acme.example", text)
     return conv
@@ -193,7 +184,7 @@ def test_a_pdf_export_writes_no_font_subsetting_lines(running: Service, customer
                                                       caplog: pytest.LogCaptureFixture) -> None:
     customer.sendmail("zoe@example.com", ["inbox@acme.mail.test"],
                       make_eml(sender="Zoë <zoe@example.com>", subject="Quiet", body="Привет 你好 مرحبا"))
-    conv = conversation_of(running, "Quiet")
+    conv = conversation_with_subject(running.app, "Quiet")
     caplog.set_level(logging.INFO)
     run("conversations", "export", str(conv), "--format", "pdf", "-o", str(tmp_path / "q.pdf"))
     assert [r.getMessage() for r in caplog.records if r.name.startswith("fontTools")] == []

@@ -15,19 +15,10 @@ from fastapi.testclient import TestClient
 from postroom.outbound import actions, staff_mail
 from postroom.service import Service
 from postroom.storage import apikeys, conversation_edits, conversation_views, staff
-from postroom.testing import Received, make_eml, wait_until
+from postroom.testing import Received, conversation_with_subject, make_eml, wait_until
 from postroom.web import create_app
 
 INBOX = "inbox@acme.mail.test"
-
-
-def conversation_of(svc: Service, subject: str) -> int:
-    def probe() -> int | None:
-        with svc.app.session() as session:
-            found = [c for c in conversation_views.list_conversations(session, "acme") if c.subject == subject]
-        return found[0].id if found else None
-
-    return wait_until(probe)
 
 
 def mails_to(relay, address: str) -> list[Received]:  # type: ignore[no-untyped-def]
@@ -55,7 +46,7 @@ def test_immediate_mail_for_assignment_and_customer_reply_once(running: Service,
         "ann@acme.example: notification mail at once\n"
     customer.sendmail("zoe@example.com", [INBOX], make_eml(sender="Zoë <zoe@example.com>", subject="Boiler",
                                                            body="The boiler is broken.", message_id="<b1@example.com>"))
-    conv = conversation_of(running, "Boiler")
+    conv = conversation_with_subject(running.app, "Boiler")
     with running.app.session() as session:
         tenant_id = conversation_views.get_conversation(session, conv)[0].tenant_id
         conversation_edits.update_conversations(session, tenant_id, [conv], responsible_user_id=users["ann"])
@@ -104,7 +95,7 @@ def test_team_digest_goes_to_members_with_mail_on_and_notes_only_to_who_they_men
 
     customer.sendmail("zoe@example.com", [INBOX], make_eml(sender="Zoë <zoe@example.com>", subject="Tap",
                                                            body="The tap drips.", message_id="<t1@example.com>"))
-    conv = conversation_of(running, "Tap")
+    conv = conversation_with_subject(running.app, "Tap")
     with running.app.session() as session:
         tenant_id = conversation_views.get_conversation(session, conv)[0].tenant_id
         conversation_edits.update_conversations(session, tenant_id, [conv], responsible_team_id=team.id)
